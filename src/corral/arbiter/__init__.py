@@ -1,0 +1,1 @@
+"""The master process: binds, forks, supervises and signals workers."""

@@ -1,0 +1,1 @@
+"""Gateways between the HTTP core and applications: loading, WSGI, ASGI."""

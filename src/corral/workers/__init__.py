@@ -1,0 +1,1 @@
+"""Worker processes: sync, threaded and asyncio."""
