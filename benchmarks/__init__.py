@@ -1,0 +1,1 @@
+"""Benchmark suite for corral against its peers (run with `python benchmarks/run.py`)."""

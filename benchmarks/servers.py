@@ -1,0 +1,193 @@
+"""The server configurations under test: how to launch each, whether it is here, its version."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.machine import package_version
+from benchmarks.workloads import Workload
+
+HOST = "127.0.0.1"
+WORKERS = 2
+GTHREAD_THREADS = 8
+GTHREAD_IO_THREADS = 32
+WAITRESS_THREADS = 4  # waitress's own default
+UVICORN_WSGI_THREADS = 10  # fixed inside uvicorn's WSGIMiddleware
+APPS_DIR = Path(__file__).resolve().parent / "apps"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One server process to start: its argv, and files to write before starting it."""
+
+    argv: list[str]
+    config: str  # workers x threads, for the table
+    files: dict[Path, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server configuration: `build(port, workload, tmpdir)` gives the process to start."""
+
+    name: str
+    distribution: str  # the installed package (or binary) that provides it
+    build: Callable[[str, Workload, Path], Launch]
+    only: frozenset[str] | None = None  # workloads it serves; None means all
+
+    def serves(self, workload: Workload) -> bool:
+        """Whether this configuration takes part in the workload."""
+        return self.only is None or workload.name in self.only
+
+
+def _python(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+def _corral_sync(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("corral", "-w", str(WORKERS), "-k", "sync", "-b", f"{HOST}:{port}", w.app)
+    return Launch(argv, f"{WORKERS} workers")
+
+
+def _corral_threaded(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("corral", "-w", str(WORKERS), "-k", "threaded", "-b", f"{HOST}:{port}", w.app)
+    threads = corral_default_threads()
+    shown = f"default ({threads})" if threads else "default"
+    return Launch(argv, f"{WORKERS} workers x {shown} threads")
+
+
+def _gunicorn_sync(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("gunicorn", "-w", str(WORKERS), "-k", "sync", "-b", f"{HOST}:{port}", w.app)
+    return Launch(argv, f"{WORKERS} workers")
+
+
+def _gunicorn_gthread(port: str, w: Workload, tmp: Path) -> Launch:
+    threads = GTHREAD_IO_THREADS if w.name == "io" else GTHREAD_THREADS
+    argv = _python("gunicorn", "-w", str(WORKERS), "-k", "gthread", "--threads", str(threads))
+    return Launch([*argv, "-b", f"{HOST}:{port}", w.app], f"{WORKERS} workers x {threads} threads")
+
+
+def _granian(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("granian", "--interface", "wsgi", "--workers", str(WORKERS))
+    argv += ["--host", HOST, "--port", port, "--no-access-log", "--log-level", "warning", w.app]
+    return Launch(argv, f"{WORKERS} workers, default blocking threads")
+
+
+def _uvicorn(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("uvicorn", "--interface", "wsgi", "--workers", str(WORKERS))
+    argv += ["--host", HOST, "--port", port, "--no-access-log", "--log-level", "warning", w.app]
+    return Launch(argv, f"{WORKERS} workers x {UVICORN_WSGI_THREADS} threads")
+
+
+def _waitress(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("waitress", "--host", HOST, "--port", port)
+    argv += ["--threads", str(WAITRESS_THREADS), w.app]
+    return Launch(argv, f"1 process x {WAITRESS_THREADS} threads")
+
+
+def nginx_conf(port: str, tmp: Path) -> str:
+    """A minimal foreground nginx answering every request with the hello body; all paths in tmp."""
+    temp_paths = "".join(
+        f"    {kind}_temp_path {tmp}/{kind};\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        "daemon off;\n"
+        f"worker_processes {WORKERS};\n"
+        f"pid {tmp}/nginx.pid;\n"
+        f"error_log {tmp}/error.log warn;\n"
+        "events { worker_connections 4096; }\n"
+        "http {\n"
+        "    access_log off;\n"
+        "    default_type text/plain;\n"
+        # nginx closes a keep-alive connection after 1000 requests by default; the Python servers
+        # have no such cap, so lift it for a fair ceiling.
+        "    keepalive_requests 10000000;\n"
+        f"{temp_paths}"
+        "    server {\n"
+        f"        listen {HOST}:{port};\n"
+        '        location / { return 200 "Hello, World!"; }\n'
+        "    }\n"
+        "}\n"
+    )
+
+
+def _nginx(port: str, w: Workload, tmp: Path) -> Launch:
+    conf = tmp / "nginx.conf"
+    argv = [shutil.which("nginx") or "nginx", "-p", str(tmp), "-e", str(tmp / "error.log")]
+    argv += ["-c", str(conf)]
+    return Launch(argv, f"{WORKERS} workers, `return 200`", {conf: nginx_conf(port, tmp)})
+
+
+SERVERS: tuple[Server, ...] = (
+    Server("corral-sync", "corral", _corral_sync),
+    Server("corral-threaded", "corral", _corral_threaded),
+    Server("gunicorn-sync", "gunicorn", _gunicorn_sync),
+    Server("gunicorn-gthread", "gunicorn", _gunicorn_gthread),
+    Server("granian", "granian", _granian),
+    Server("uvicorn", "uvicorn", _uvicorn),
+    Server("waitress", "waitress", _waitress),
+    Server("nginx", "nginx", _nginx, only=frozenset({"hello"})),
+)
+
+SERVER_NAMES: tuple[str, ...] = tuple(s.name for s in SERVERS)
+
+
+def select_servers(names: list[str]) -> list[Server]:
+    """The configurations named, in the suite's order; an unknown name raises ValueError."""
+    unknown = sorted(set(names) - set(SERVER_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown server(s): {', '.join(unknown)}; choose from {', '.join(SERVER_NAMES)}"
+        )
+    return [s for s in SERVERS if s.name in names]
+
+
+def missing_reason(server: Server) -> str | None:
+    """Why the server cannot run here (not installed), or None when it can be tried."""
+    if server.distribution == "nginx":
+        return None if shutil.which("nginx") else "nginx not found (apt-get install nginx)"
+    if importlib.util.find_spec(server.distribution) is None:
+        return f"{server.distribution} is not importable (pip install -e .[bench])"
+    return None
+
+
+def server_version(distribution: str) -> str:
+    """The installed version of a server, or a note saying why it is unknown."""
+    if distribution == "nginx":
+        path = shutil.which("nginx")
+        if path is None:
+            return "not installed"
+        done = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=10, check=False)
+        return (done.stderr or done.stdout).strip().rpartition("/")[2] or "unknown"
+    return package_version(distribution) or "not installed"
+
+
+_THREADS_PROBE = (
+    "import corral.config as c; print(c.load(['-k', 'threaded', 'wsgi_apps:hello'], {}).threads)"
+)
+
+
+@functools.cache
+def corral_default_threads() -> int | None:
+    """corral's default `threads` for the threaded worker, asked of corral.config in a
+    subprocess (so a broken corral cannot break the harness); None when it cannot tell."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _THREADS_PROBE],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+            cwd=APPS_DIR,
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    out = done.stdout.strip()
+    return int(out) if done.returncode == 0 and out.isdigit() else None

@@ -1,0 +1,170 @@
+"""Render the suite's results as Markdown: machine, versions, the table with ratios, commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+import sys
+from pathlib import Path
+
+from benchmarks.machine import Machine
+from benchmarks.servers import Server
+from benchmarks.suite import Cell, Options
+from benchmarks.workloads import Workload
+from benchmarks.wrkrun import wrk_argv
+
+BASELINES = ("gunicorn-sync", "gunicorn-gthread")
+HEADER = (
+    "workload",
+    "server",
+    "config",
+    "req/s",
+    "vs gunicorn sync",
+    "vs gunicorn gthread",
+    "p50 ms",
+    "p99 ms",
+    "MiB/s",
+    "socket errors c/r/w/t",
+    "non-2xx",
+    "peak RSS MiB",
+)
+
+
+def _cell_text(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _row(values: list[str]) -> str:
+    return "| " + " | ".join(_cell_text(v) for v in values) + " |"
+
+
+def ratio(value: float, baseline: float | None) -> str:
+    """`value / baseline` as `1.23x`, or a dash when there is no baseline to divide by."""
+    if baseline is None or baseline <= 0:
+        return "-"
+    return f"{value / baseline:.2f}x"
+
+
+def baselines(cells: list[Cell], workload: str) -> dict[str, float]:
+    """Median req/s of each gunicorn configuration that produced numbers for the workload."""
+    return {
+        c.server: c.median(lambda r: r.requests_per_s)
+        for c in cells
+        if c.workload.name == workload and c.server in BASELINES and c.runs
+    }
+
+
+def result_row(cell: Cell, base: dict[str, float]) -> list[str]:
+    """One table row; a cell without runs shows its note in place of the numbers."""
+    if not cell.runs:
+        return [cell.workload.name, cell.server, cell.note or "no runs", *["-"] * 9]
+    rps = cell.median(lambda r: r.requests_per_s)
+    errors = "/".join(
+        str(cell.total(metric))
+        for metric in (
+            lambda r: r.connect_errors,
+            lambda r: r.read_errors,
+            lambda r: r.write_errors,
+            lambda r: r.timeouts,
+        )
+    )
+    return [
+        cell.workload.name,
+        cell.server,
+        cell.config,
+        f"{rps:,.0f}",
+        ratio(rps, base.get("gunicorn-sync")),
+        ratio(rps, base.get("gunicorn-gthread")),
+        f"{cell.median(lambda r: r.p50_ms):.2f}",
+        f"{cell.median(lambda r: r.p99_ms):.2f}",
+        f"{cell.median(lambda r: r.transfer_mib_s):,.1f}",
+        errors,
+        str(cell.total(lambda r: r.non_2xx)),
+        f"{cell.peak_rss_kib / 1024:.1f}",
+    ]
+
+
+def results_table(cells: list[Cell]) -> list[str]:
+    """The Markdown table, rows in run order."""
+    lines = [_row(list(HEADER)), _row(["---"] * len(HEADER))]
+    for cell in cells:
+        lines.append(_row(result_row(cell, baselines(cells, cell.workload.name))))
+    return lines
+
+
+def shown_command(argv: list[str]) -> str:
+    """argv as a shell line, `python` for this interpreter, $PLACEHOLDERS left unquoted."""
+    words = ["python" if word == sys.executable else word for word in argv]
+    words[0] = Path(words[0]).name if words[0].startswith("/") else words[0]
+    return " ".join(w if re.fullmatch(r"[\w@%+=:,./$-]+", w) else shlex.quote(w) for w in words)
+
+
+def server_commands(servers: list[Server], workloads: list[Workload]) -> list[str]:
+    """Each configuration's command line, with $PORT and $APP (and $TMPDIR for nginx)."""
+    tmp = Path("$TMPDIR")
+    lines: list[str] = []
+    nginx_conf = ""
+    for server in servers:
+        for workload in workloads:
+            if not server.serves(workload):
+                continue
+            launch = server.build("$PORT", dataclasses.replace(workload, app="$APP"), tmp)
+            line = f"{server.name}: {shown_command(launch.argv)}"
+            if line not in lines:
+                lines.append(line)
+            nginx_conf = nginx_conf or "".join(launch.files.values())
+    if nginx_conf:
+        lines += ["", "nginx.conf:", "", *nginx_conf.rstrip("\n").splitlines()]
+    return lines
+
+
+def wrk_commands(workloads: list[Workload], duration_s: int) -> list[str]:
+    """Each workload's app, wrk command line and Lua script."""
+    lines: list[str] = []
+    for w in workloads:
+        script = Path(f"{w.name}.lua") if w.lua else None
+        argv = wrk_argv("http://127.0.0.1:$PORT/", w.connections, duration_s, script)
+        lines.append(f"{w.name} (APP={w.app}): {shown_command(argv)}")
+        if w.lua:
+            lines += [f"{w.name}.lua:", *("    " + s for s in w.lua.rstrip("\n").splitlines())]
+    return lines
+
+
+def render(
+    machine: Machine, load_at_end: str, opts: Options, cells: list[Cell], versions: dict[str, str]
+) -> str:
+    """The whole Markdown report."""
+    plan = (
+        f"{opts.duration_s} s per run, median of {opts.runs} run(s) after a {opts.warmup_s} s "
+        "warm-up, one server start per cell; wrk runs on the same machine as the server"
+    )
+    lines = [
+        "# corral benchmark results",
+        "",
+        f"- Date: {machine.date}",
+        f"- Machine: {machine.nproc} CPUs (nproc), {machine.cpu_model}, {machine.kernel}",
+        f"- Python: {machine.python}",
+        f"- Load average (1/5/15 min) at start: {machine.load_at_start}; at end: {load_at_end}",
+        f"- Plan: {plan}",
+        "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
+        "",
+        *results_table(cells),
+        "",
+        "Ratios are req/s over the same workload's gunicorn row from this run. Socket errors are",
+        "wrk's connect/read/write/timeout counts, summed over the runs; non-2xx counts responses",
+        "wrk saw with a status of 400 or more; peak RSS is the largest sum of VmRSS over the",
+        "server's whole process tree, sampled every 100 ms during the measured runs.",
+        "",
+        "## Commands",
+        "",
+        "Servers run with benchmarks/apps as their working directory and on PYTHONPATH.",
+        "",
+        "```",
+        *server_commands(opts.servers, opts.workloads),
+        "",
+        *wrk_commands(opts.workloads, opts.duration_s),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
