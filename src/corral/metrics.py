@@ -1,0 +1,155 @@
+"""Metrics back ends: a Metrics protocol, a no-op one and a statsd/dogstatsd UDP client."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+from typing import Protocol
+
+REQUESTS = "corral.requests"
+REQUEST_DURATION = "corral.request.duration"
+REQUEST_STATUS = "corral.request.status."
+WORKERS = "corral.workers"
+DEFAULT_STATSD_PORT = 8125
+
+
+class Metrics(Protocol):
+    """What the lifecycle, the arbiter and the logger report to."""
+
+    def request(self, duration_s: float, status: int) -> None:
+        """One finished request: its duration in seconds and its status."""
+
+    def gauge(self, name: str, value: float) -> None:
+        """Set a gauge, e.g. `gauge("corral.workers", 4)`."""
+
+    def incr(self, name: str, value: int = 1) -> None:
+        """Add to a counter, e.g. `incr("corral.log.error")`."""
+
+    def close(self) -> None:
+        """Release the back end's resources."""
+
+
+class MetricsSettings(Protocol):
+    """The settings `make_metrics` reads (gunicorn's names)."""
+
+    @property
+    def statsd_host(self) -> str | None: ...
+    @property
+    def statsd_prefix(self) -> str: ...
+    @property
+    def dogstatsd_tags(self) -> str: ...
+
+
+class NullMetrics:
+    """Metrics switched off: every call does nothing."""
+
+    def request(self, duration_s: float, status: int) -> None:
+        pass
+
+    def gauge(self, name: str, value: float) -> None:
+        pass
+
+    def incr(self, name: str, value: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+StatsdAddress = tuple[str, int] | str
+
+
+def parse_statsd_host(host: str) -> tuple[socket.AddressFamily, StatsdAddress]:
+    """`host:port`, `[v6]:port`, `host` (port 8125), or `unix://PATH` / `unix:PATH`.
+
+    `unix:8125` means the host "unix", as gunicorn keeps it for backward compatibility.
+    """
+    if re.fullmatch(r"unix:\d+", host) is None and host.startswith("unix:"):
+        path = host.removeprefix("unix://") if host.startswith("unix://") else host[5:]
+        if not path:
+            raise ValueError(f"statsd_host {host!r}: empty unix socket path")
+        return socket.AF_UNIX, path
+    if host.startswith("["):
+        name, bracket, tail = host[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise ValueError(f"statsd_host {host!r}: bad IPv6 address")
+        port_text = tail[1:]
+    else:
+        name, _, port_text = host.partition(":")
+    if not name or (port_text and not port_text.isdigit()):
+        raise ValueError(f"statsd_host {host!r}: expected host:port or unix://PATH")
+    port = int(port_text) if port_text else DEFAULT_STATSD_PORT
+    if not 0 < port < 65536:
+        raise ValueError(f"statsd_host {host!r}: port out of range")
+    return socket.AF_INET, (name, port)
+
+
+def normalize_prefix(prefix: str) -> str:
+    """A non-empty prefix ends with exactly one dot, as gunicorn's statsd_prefix does."""
+    stripped = prefix.rstrip(".")
+    return f"{stripped}." if stripped else ""
+
+
+class StatsdMetrics:
+    """Sends statsd lines over UDP (or a unix datagram socket); never raises on send.
+
+    Counters carry gunicorn's `|@1.0` sample rate; dogstatsd tags are appended as `|#tags`.
+    The name is resolved once, here, so no DNS lookup happens on the request path; when
+    resolution fails `error` says why and every send is dropped.
+    """
+
+    def __init__(self, host: str, prefix: str = "", tags: str = "") -> None:
+        family, address = parse_statsd_host(host)
+        self.prefix = normalize_prefix(prefix)
+        self._suffix = f"|#{tags}" if tags else ""
+        self.error: OSError | None = None
+        self._address: StatsdAddress | None = None
+        self._sock: socket.socket | None = None
+        try:
+            if isinstance(address, tuple):
+                info = socket.getaddrinfo(address[0], address[1], type=socket.SOCK_DGRAM)[0]
+                family, resolved = info[0], info[4]
+                address = (str(resolved[0]), int(resolved[1]))
+            self._sock = socket.socket(family, socket.SOCK_DGRAM)
+            # A full socket buffer drops a metric instead of stalling a request.
+            self._sock.setblocking(False)
+            self._address = address
+        except OSError as exc:
+            self.error = exc
+
+    def _line(self, name: str, value: str, kind: str) -> str:
+        return f"{self.prefix}{name}:{value}|{kind}{self._suffix}"
+
+    def send(self, *lines: str) -> None:
+        """Send lines in one datagram (statsd reads newline-separated metrics)."""
+        if self._sock is None or self._address is None:
+            return
+        # Metrics are best effort: a missing or slow collector must not hurt serving.
+        with contextlib.suppress(OSError):
+            self._sock.sendto("\n".join(lines).encode("utf-8"), self._address)
+
+    def request(self, duration_s: float, status: int) -> None:
+        self.send(
+            self._line(REQUEST_DURATION, f"{duration_s * 1000:.3f}", "ms"),
+            self._line(REQUESTS, "1", "c|@1.0"),
+            self._line(f"{REQUEST_STATUS}{status}", "1", "c|@1.0"),
+        )
+
+    def gauge(self, name: str, value: float) -> None:
+        self.send(self._line(name, str(value), "g"))
+
+    def incr(self, name: str, value: int = 1) -> None:
+        self.send(self._line(name, str(value), "c|@1.0"))
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def make_metrics(cfg: MetricsSettings) -> Metrics:
+    """StatsdMetrics when `statsd_host` is set, else NullMetrics."""
+    if cfg.statsd_host:
+        return StatsdMetrics(cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags)
+    return NullMetrics()
