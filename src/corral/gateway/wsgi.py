@@ -1,0 +1,326 @@
+"""PEP 3333 gateway: a request event becomes an environ, the app's response becomes HTTP bytes."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any, Protocol
+from urllib.parse import unquote_to_bytes
+
+from corral import __version__
+from corral.gateway.file_wrapper import FileWrapper
+from corral.gateway.wsgi_input import BodySource, WSGIInput
+from corral.http.connection import ServerConnection
+from corral.http.errors import LocalProtocolError, ProtocolError
+from corral.http.events import Request
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+StartResponse = Callable[..., Callable[[bytes], None]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class Transport(BodySource, Protocol):
+    """A driver's side of one connection, as the gateway needs it."""
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send ``count`` bytes of file ``fd`` from ``offset``; return how many were sent."""
+        ...
+
+
+class GatewaySettings(Protocol):
+    """The settings the WSGI gateway reads."""
+
+    header_map: str
+    forwarded_allow_ips: list[str] | str
+    secure_scheme_headers: dict[str, str]
+    forwarder_headers: list[str] | str
+    sendfile: bool | None
+
+
+class TrustedPeers:
+    """``forwarded_allow_ips``: which peers may set the scheme and forwarder headers."""
+
+    def __init__(self, spec: list[str] | str) -> None:
+        items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+        self.everyone = "*" in items
+        self.networks = []
+        self.unix = False
+        for item in items:
+            if not item or item == "*":
+                continue
+            if item.startswith("unix:") or item == "unix":
+                self.unix = True
+                continue
+            self.networks.append(ipaddress.ip_network(item, strict=False))
+
+    def trusts(self, addr: str) -> bool:
+        """True when requests from ``addr`` (an IP, or "" for a unix socket peer) are trusted."""
+        if self.everyone:
+            return True
+        if not addr:
+            return self.unix
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in self.networks)
+
+
+def _names(spec: list[str] | str) -> list[str]:
+    items = spec.split(",") if isinstance(spec, str) else spec
+    return [s.strip().upper() for s in items if s.strip()]
+
+
+class ResponseState:
+    """What ``start_response`` and the app's iterable have produced so far for one request."""
+
+    __slots__ = ("body_bytes", "exc_info_pending", "head_sent", "headers", "reason", "status")
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.reason = ""
+        self.headers: list[tuple[str, str]] = []
+        self.head_sent = False
+        self.body_bytes = 0
+        self.exc_info_pending = False
+
+
+class WSGIGateway:
+    """Runs one WSGI app: environ building, ``start_response``, body writing, error handling."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        cfg: GatewaySettings,
+        *,
+        multithread: bool,
+        log_warning: Callable[[str], None],
+    ) -> None:
+        self.app = app
+        self._header_map = cfg.header_map
+        self._trusted = TrustedPeers(cfg.forwarded_allow_ips)
+        self._scheme_headers = [
+            ("HTTP_" + name.upper().replace("-", "_"), value.lower())
+            for name, value in (cfg.secure_scheme_headers or {}).items()
+        ]
+        self._forwarder = set(_names(cfg.forwarder_headers))
+        self._sendfile_ok = cfg.sendfile is not False
+        self._key_cache: dict[str, str] = {}
+        self._warn = log_warning
+        self._warned_body_dropped = False
+        self.base: dict[str, Any] = {
+            "wsgi.version": (1, 0),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+            "wsgi.input_terminated": True,
+            "wsgi.file_wrapper": FileWrapper,
+            "SERVER_SOFTWARE": "corral/" + __version__,
+            "SCRIPT_NAME": os.environ.get("SCRIPT_NAME", ""),
+        }
+
+    def connection_environ(
+        self, peer: Any, sockname: Any, scheme: str = "http"
+    ) -> tuple[dict[str, Any], bool]:
+        """The environ keys that hold for every request on one connection, and whether it is trusted."""
+        env = dict(self.base)
+        env["wsgi.url_scheme"] = scheme
+        if isinstance(peer, tuple):
+            env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
+            addr = peer[0]
+        else:
+            env["REMOTE_ADDR"], env["REMOTE_PORT"] = "", ""
+            addr = ""
+        if isinstance(sockname, tuple):
+            env["SERVER_NAME"], env["SERVER_PORT"] = str(sockname[0]), str(sockname[1])
+        else:
+            env["SERVER_NAME"], env["SERVER_PORT"] = str(sockname or "localhost"), ""
+        return env, self._trusted.trusts(addr)
+
+    def _header_key(self, name: str, trusted: bool, environ: dict[str, Any]) -> str:
+        """The environ key for a header name; "" when the header is dropped."""
+        upper = name.upper()
+        if "_" in name:
+            # An underscore header could pose as its dashed twin (X_Forwarded_For vs
+            # X-Forwarded-For) once both become HTTP_X_FORWARDED_FOR: drop or refuse it.
+            if trusted and upper in self._forwarder:
+                return "=" + upper
+            if self._header_map == "refuse":
+                raise ProtocolError(400, "header name contains '_': " + name)
+            if self._header_map != "dangerous":
+                return ""
+            return "HTTP_" + upper.replace("-", "_")
+        if upper == "CONTENT-TYPE":
+            key = "CONTENT_TYPE"
+        elif upper == "CONTENT-LENGTH":
+            key = "CONTENT_LENGTH"
+        else:
+            key = "HTTP_" + upper.replace("-", "_")
+        if len(self._key_cache) < 1024:
+            self._key_cache[name] = key
+        return key
+
+    def build_environ(
+        self, base: dict[str, Any], trusted: bool, req: Request, body: WSGIInput
+    ) -> dict[str, Any]:
+        """The PEP 3333 environ for one request."""
+        environ = base.copy()
+        environ["REQUEST_METHOD"] = req.method
+        environ["RAW_URI"] = req.target
+        environ["SERVER_PROTOCOL"] = "HTTP/" + req.http_version
+        environ["QUERY_STRING"] = req.query
+        environ["wsgi.input"] = body
+        cache = self._key_cache
+        for name, value in req.headers:
+            key = cache.get(name) or self._header_key(name, trusted, environ)
+            if not key:
+                continue
+            if key[0] == "=":
+                environ[key[1:]] = value
+            elif key in environ:
+                environ[key] += ", " + value
+            else:
+                environ[key] = value
+        path = req.path
+        if "%" in path:
+            # PEP 3333: PATH_INFO is the decoded path as bytes carried in a latin-1 str.
+            path = unquote_to_bytes(path).decode("latin-1")
+        script = environ["SCRIPT_NAME"]
+        if script and path.startswith(script):
+            path = path[len(script) :]
+        environ["PATH_INFO"] = path
+        if trusted and self._scheme_headers:
+            self._apply_scheme(environ)
+        return environ
+
+    def _apply_scheme(self, environ: dict[str, Any]) -> None:
+        scheme = None
+        for key, secure_value in self._scheme_headers:
+            value = environ.get(key)
+            if value is None:
+                continue
+            this = "https" if value.lower() == secure_value else "http"
+            if scheme is not None and scheme != this:
+                raise ProtocolError(400, "contradictory scheme headers")
+            scheme = this
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
+
+    def run(
+        self,
+        environ: dict[str, Any],
+        req: Request,
+        conn: ServerConnection,
+        transport: Transport,
+        state: ResponseState,
+    ) -> None:
+        """Call the app and write its response into ``state``; the caller renders exceptions."""
+
+        def write(data: bytes) -> None:
+            self._send_chunk(state, conn, transport, data)
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], None]:
+            if exc_info is not None:
+                try:
+                    if state.head_sent:
+                        raise exc_info[1].with_traceback(exc_info[2])
+                finally:
+                    exc_info = None
+            elif state.status:
+                raise AssertionError("start_response called a second time without exc_info")
+            code = status[:3]
+            if len(code) != 3 or not code.isdigit() or status[3:4] not in ("", " "):
+                raise LocalProtocolError("invalid status line from the app: " + repr(status))
+            state.status = int(code)
+            state.reason = status[4:]
+            state.headers = headers
+            return write
+
+        result = self.app(environ, start_response)
+        try:
+            if type(result) is list and len(result) == 1 and state.status and not state.head_sent:
+                body = result[0]
+                state.head_sent = True
+                state.body_bytes = len(body)
+                transport.sendall(conn.send_full(state.status, state.headers, body, state.reason))
+                self._note_suppressed(conn, state)
+            elif isinstance(result, FileWrapper) and self._sendfile_ok and result.fileno() >= 0:
+                self._send_file(state, conn, transport, result)
+            else:
+                for chunk in result:
+                    if chunk:
+                        self._send_chunk(state, conn, transport, chunk)
+                self._finish(state, conn, transport)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+    def _send_chunk(
+        self, state: ResponseState, conn: ServerConnection, transport: Transport, data: bytes
+    ) -> None:
+        if not state.status:
+            raise LocalProtocolError("the app sent body bytes before calling start_response")
+        if state.head_sent:
+            out = conn.send_data(data)
+        else:
+            state.head_sent = True
+            out = conn.send_response(state.status, state.headers, state.reason)
+            out += conn.send_data(data)
+        state.body_bytes += len(data)
+        if out:
+            transport.sendall(out)
+
+    def _finish(self, state: ResponseState, conn: ServerConnection, transport: Transport) -> None:
+        if not state.status:
+            raise LocalProtocolError("the app returned without calling start_response")
+        if state.head_sent:
+            transport.sendall(conn.send_end())
+        else:
+            state.head_sent = True
+            transport.sendall(conn.send_full(state.status, state.headers, b"", state.reason))
+        self._note_suppressed(conn, state)
+
+    def _send_file(
+        self, state: ResponseState, conn: ServerConnection, transport: Transport, wrapper: FileWrapper
+    ) -> None:
+        if not state.status:
+            raise LocalProtocolError("the app returned without calling start_response")
+        fd = wrapper.fileno()
+        offset, remaining = wrapper.span()
+        if remaining is None or state.head_sent:
+            for chunk in wrapper:
+                self._send_chunk(state, conn, transport, chunk)
+            self._finish(state, conn, transport)
+            return
+        headers = state.headers
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            headers = [*headers, ("Content-Length", str(remaining))]
+        state.head_sent = True
+        transport.sendall(conn.send_response(state.status, headers, state.reason))
+        if conn.body_allowed:
+            while remaining > 0:
+                sent = transport.sendfile(fd, offset, remaining)
+                if sent <= 0:
+                    break
+                conn.count_body_bytes(sent)
+                offset += sent
+                remaining -= sent
+                state.body_bytes += sent
+        transport.sendall(conn.send_end())
+
+    def _note_suppressed(self, conn: ServerConnection, state: ResponseState) -> None:
+        if state.body_bytes and not conn.body_allowed and not self._warned_body_dropped:
+            # RFC 9110 §6.4.1: no content for HEAD, 1xx, 204 and 304; say so once per worker.
+            self._warned_body_dropped = True
+            self._warn(
+                f"the app sent a body with a {state.status} response to a request for which "
+                "HTTP allows none; the body was dropped (logged once per worker)"
+            )
+
