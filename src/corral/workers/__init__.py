@@ -1,1 +1,38 @@
-"""Worker processes: sync, threaded and asyncio."""
+"""Worker processes: sync, threaded and asyncio; ``resolve`` picks the class for the settings."""
+
+from __future__ import annotations
+
+import importlib
+
+from corral.errors import ConfigError
+from corral.workers.base import Worker
+
+_BUILTIN = {
+    "sync": "corral.workers.sync:SyncWorker",
+    "threaded": "corral.workers.threaded:ThreadedWorker",
+    "gthread": "corral.workers.threaded:ThreadedWorker",
+}
+
+
+def resolve(worker_class: str, threads: int) -> type[Worker]:
+    """The worker class for ``worker_class`` (a name or ``pkg.module.Class``) and ``threads``.
+
+    As in gunicorn, ``threads`` above one turns the default sync worker into the threaded one.
+    """
+    name = worker_class.strip()
+    if name == "sync" and threads > 1:
+        name = "threaded"
+    target = _BUILTIN.get(name.lower())
+    if target is None:
+        if "." not in name and ":" not in name:
+            choices = ", ".join(sorted(_BUILTIN))
+            raise ConfigError(f"worker_class = {worker_class!r}: unknown worker; use one of {choices}")
+        target = name if ":" in name else "{}:{}".format(*name.rsplit(".", 1))
+    module_name, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"worker_class = {worker_class!r}: cannot import it: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Worker)):
+        raise ConfigError(f"worker_class = {worker_class!r} is not a corral Worker subclass")
+    return cls

@@ -1,0 +1,186 @@
+"""What every worker process does: signals, heartbeat, app loading, request budget, exit."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import sys
+import threading
+import traceback
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
+
+from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError
+from corral.gateway.loader import LoadedApp, load_app, resolve_interface
+
+if TYPE_CHECKING:
+    from corral.arbiter.heartbeat import Heartbeat
+    from corral.config import Config
+    from corral.logging import Logger
+
+# Signals the arbiter uses to talk to workers; the worker installs its own handlers for them.
+_HANDLED = ("TERM", "INT", "QUIT", "ABRT", "USR1", "HUP", "TTIN", "TTOU", "USR2", "WINCH")
+
+
+class Worker:
+    """Base class of the worker processes; subclasses implement :meth:`serve`."""
+
+    interface: ClassVar[str] = "wsgi"
+    kind: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        age: int,
+        ppid: int,
+        listeners: list[socket.socket],
+        cfg: Config,
+        log: Logger,
+        heartbeat: Heartbeat,
+    ) -> None:
+        self.age = age
+        self.ppid = ppid
+        self.listeners = listeners
+        self.cfg = cfg
+        self.log = log
+        self.heartbeat = heartbeat
+        self.pid = 0
+        self.alive = True
+        self.booted = False
+        self.aborted = False
+        self.nr = 0
+        self.preloaded: LoadedApp | None = None
+        self.max_requests = self._request_budget()
+
+    def _request_budget(self) -> int:
+        """max_requests plus jitter, so that workers do not all restart at once; 0 = no limit."""
+        limit: int = self.cfg.max_requests
+        if limit <= 0:
+            return 0
+        jitter: int = self.cfg.max_requests_jitter
+        return limit + (random.randint(0, jitter) if jitter > 0 else 0)
+
+    def __str__(self) -> str:
+        return f"<Worker {self.pid}>"
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def run(self) -> NoReturn:
+        """Boot and serve in the forked child; never returns (the process exits)."""
+        code = 0
+        try:
+            self.pid = os.getpid()
+            self._install_signals()
+            app = self._load()
+            self.booted = True
+            self.cfg.post_worker_init(self)
+            self.serve(app)
+        except AppLoadError as exc:
+            self.log.error("%s", exc)
+            code = APP_LOAD_ERROR
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0
+        except BaseException:
+            self.log.exception("Exception in worker process")
+            code = WORKER_BOOT_ERROR if not self.booted else 1
+        finally:
+            try:
+                self.log.info("Worker exiting (pid: %s)", self.pid)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+
+    def _load(self) -> LoadedApp:
+        loaded = self.preloaded or load_app(self._app_uri())
+        interface = resolve_interface(loaded.app, self.cfg.interface)
+        if interface != self.interface:
+            raise AppLoadError(
+                f"{self.cfg.app_uri} is an {interface.upper()} application, but worker class "
+                f"{self.cfg.worker_class!r} serves {self.interface.upper()}; "
+                + (
+                    "use -k asyncio"
+                    if interface == "asgi"
+                    else "use -k sync or -k threaded"
+                )
+            )
+        return loaded
+
+    def _app_uri(self) -> str:
+        uri = self.cfg.app_uri
+        if not uri:
+            raise AppLoadError("no application given: pass APP as module:callable")
+        return str(uri)
+
+    def serve(self, app: LoadedApp) -> None:
+        """Serve requests until told to stop."""
+        raise NotImplementedError
+
+    def request_done(self) -> None:
+        """Count a served request; start a graceful exit once the max_requests budget is spent."""
+        self.nr += 1
+        if self.max_requests and self.nr >= self.max_requests and self.alive:
+            self.log.info("Autorestarting worker after current request.")
+            self.alive = False
+
+    def parent_alive(self) -> bool:
+        """False once the arbiter has gone (we were re-parented): then the worker stops."""
+        if os.getppid() != self.ppid:
+            self.log.info("Parent changed, shutting down: %s", self)
+            self.alive = False
+            return False
+        return True
+
+    # -- signals ---------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for name in _HANDLED:
+            signal.signal(getattr(signal, "SIG" + name), signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_quit)
+        signal.signal(signal.SIGQUIT, self._on_quit)
+        signal.signal(signal.SIGABRT, self._on_abort)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.wake()
+
+    def _on_quit(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.cfg.worker_int(self)
+        sys.exit(0)
+
+    def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
+        self.log.reopen_files()
+
+    def _on_abort(self, signum: int, frame: FrameType | None) -> None:
+        """The arbiter found us hung: log where every thread is stuck, then exit."""
+        self.aborted = True
+        self.log.critical("WORKER TIMEOUT (pid:%s): stack of every thread follows", self.pid)
+        self.log.critical("%s", format_all_stacks(frame))
+        try:
+            self.cfg.worker_abort(self)
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(1)
+
+    def wake(self) -> None:
+        """Interrupt a blocking wait after a signal; workers with a wakeup fd override this."""
+
+
+def format_all_stacks(current: FrameType | None) -> str:
+    """The stack of every thread in this process, most recent call last, as one block of text."""
+    names = {t.ident: t.name for t in threading.enumerate()}
+    blocks = []
+    frames: dict[int, Any] = dict(sys._current_frames())
+    main_ident = threading.main_thread().ident
+    if current is not None and main_ident is not None:
+        frames[main_ident] = current
+    for ident, frame in frames.items():
+        stack = "".join(traceback.format_stack(frame))
+        blocks.append(f"Thread {names.get(ident, ident)} (id {ident}):\n{stack}")
+    return "\n".join(blocks)

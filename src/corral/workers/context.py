@@ -1,0 +1,54 @@
+"""Builds what a WSGI worker's connections share from the settings: gateway, lifecycle, limits."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from corral.drivers.blocking import DriverContext
+from corral.gateway.loader import LoadedApp
+from corral.gateway.wsgi import TrustedPeers, WSGIGateway
+from corral.http.connection import Limits
+from corral.lifecycle import RequestLifecycle
+from corral.metrics import make_metrics
+
+if TYPE_CHECKING:
+    from corral.config import Config
+    from corral.workers.base import Worker
+
+
+def limits_from(cfg: Config) -> Limits:
+    """The HTTP core's limits and leniencies, from the gunicorn-named settings."""
+    return Limits(
+        max_request_line=cfg.limit_request_line or 4094,
+        max_header_count=cfg.limit_request_fields or 100,
+        max_field_size=cfg.limit_request_field_size or 8190,
+        max_header_block=cfg.limit_request_head,
+        max_body=cfg.limit_request_body,
+        permit_obsolete_folding=cfg.permit_obsolete_folding,
+        strip_header_spaces=cfg.strip_header_spaces,
+        permit_unconventional_http_method=cfg.permit_unconventional_http_method,
+        casefold_http_method=cfg.casefold_http_method,
+        require_host=cfg.require_host,
+    )
+
+
+def driver_context(worker: Worker, loaded: LoadedApp, *, multithread: bool) -> DriverContext:
+    """One worker's shared connection context."""
+    cfg = worker.cfg
+    gateway = WSGIGateway(
+        loaded.app, cfg, multithread=multithread, log_warning=worker.log.warning
+    )
+    lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg))
+    limits = limits_from(cfg)
+    proxy = cfg.proxy_protocol not in (False, None, "off", "none", "false")
+    return DriverContext(
+        lifecycle=lifecycle,
+        gateway=gateway,
+        limits=limits,
+        proxy_limits=dataclasses.replace(limits, proxy_protocol=True) if proxy else None,
+        proxy_peers=TrustedPeers(cfg.proxy_allow_ips) if proxy else None,
+        io_timeout=float(cfg.timeout) if cfg.timeout > 0 else 30.0,
+        header_timeout=float(cfg.header_timeout),
+        keepalive=float(cfg.keepalive),
+    )

@@ -1,0 +1,103 @@
+"""Sizes the threaded worker's pool from what its threads spend their busy time on."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+# With no max_threads set, the pool may grow to this many threads per process.
+AUTO_MAX_THREADS = 128
+# Grow only when the busy threads spent less than this share of their busy time on the CPU...
+WAITING_SHARE = 0.5
+# ...and the whole process used less than this much of one core (beyond it, the GIL is the wall).
+PROCESS_CPU_BOUND = 0.8
+# Retire one extra thread after this long with at most half of the pool busy.
+SHRINK_AFTER = 30.0
+
+
+class ThreadSlot:
+    """One pool thread's bookkeeping: whether it is busy, and its CPU and wall time when busy."""
+
+    __slots__ = ("_c0", "_w0", "busy_since", "cpu", "retire", "thread", "wall")
+
+    def __init__(self) -> None:
+        self.busy_since = 0.0
+        self.cpu = 0.0
+        self.wall = 0.0
+        self.retire = False
+        self.thread: threading.Thread | None = None
+        self._c0 = 0.0
+        self._w0 = 0.0
+
+    def begin(self) -> None:
+        """The thread picked up work."""
+        self._w0 = self.busy_since = time.perf_counter()
+        self._c0 = time.thread_time()
+
+    def end(self) -> None:
+        """The thread is going back to wait for work."""
+        self.cpu += time.thread_time() - self._c0
+        self.wall += time.perf_counter() - self._w0
+        self.busy_since = 0.0
+
+
+class PoolTuner:
+    """Starts the first ``threads`` threads, then grows or shrinks the pool between bounds.
+
+    More threads only help when the busy ones are waiting (on a database, a remote API, sleep),
+    not when they compute: then the GIL serialises them and extra threads only add switching.
+    So the pool grows when every thread is busy, their busy time is mostly off the CPU, and the
+    process is not already using a whole core.
+    """
+
+    def __init__(
+        self, threads: int, max_threads: int, start: Callable[[ThreadSlot], threading.Thread]
+    ) -> None:
+        self.minimum = max(1, threads)
+        self.maximum = max(self.minimum, max_threads if max_threads > 0 else AUTO_MAX_THREADS)
+        self._start = start
+        self.slots: list[ThreadSlot] = []
+        self._last = (time.perf_counter(), time.process_time(), 0.0, 0.0)
+        self._calm_since = time.monotonic()
+        self.grow(self.minimum)
+
+    def grow(self, count: int) -> None:
+        """Start ``count`` more threads (within the maximum)."""
+        for _ in range(min(count, self.maximum - len(self.slots))):
+            slot = ThreadSlot()
+            self.slots.append(slot)
+            slot.thread = self._start(slot)
+
+    def tune(self) -> None:
+        """Called about ten times a second: grow or shrink by what was measured since last time."""
+        now, proc = time.perf_counter(), time.process_time()
+        cpu = sum(s.cpu for s in self.slots)
+        wall = sum(s.wall for s in self.slots)
+        last_now, last_proc, last_cpu, last_wall = self._last
+        self._last = (now, proc, cpu, wall)
+        self.slots = [s for s in self.slots if not s.retire or _running(s)]
+        live = [s for s in self.slots if not s.retire]
+        busy = sum(1 for s in live if s.busy_since)
+        if busy == len(live) and len(live) < self.maximum and wall > last_wall:
+            waiting = 1.0 - (cpu - last_cpu) / (wall - last_wall)
+            process_cpu = (proc - last_proc) / max(now - last_now, 1e-6)
+            if waiting > WAITING_SHARE and process_cpu < PROCESS_CPU_BOUND:
+                self.grow(len(live))
+            self._calm_since = time.monotonic()
+        elif busy * 2 > len(live):
+            self._calm_since = time.monotonic()
+        elif len(live) > self.minimum and time.monotonic() - self._calm_since > SHRINK_AFTER:
+            live[-1].retire = True
+            self._calm_since = time.monotonic()
+
+    def join(self, timeout: float) -> None:
+        """Wait (bounded) for the threads to notice the worker is stopping."""
+        deadline = time.monotonic() + timeout
+        for slot in self.slots:
+            if slot.thread is not None:
+                slot.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _running(slot: ThreadSlot) -> bool:
+    return slot.thread is not None and slot.thread.is_alive()

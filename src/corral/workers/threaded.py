@@ -1,0 +1,205 @@
+"""The threaded worker: a pool of threads sharing one epoll, each serving what it picks up."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import threading
+import time
+
+from corral.drivers.blocking import DriverContext, Session
+from corral.gateway.loader import LoadedApp
+from corral.workers.base import Worker
+from corral.workers.context import driver_context
+from corral.workers.pool import PoolTuner, ThreadSlot
+
+ARMED = select.EPOLLIN | select.EPOLLONESHOT
+MONITOR_INTERVAL = 0.1
+
+
+class ThreadedWorker(Worker):
+    """Threads that each take the next ready connection themselves (leader/followers).
+
+    Every socket sits in one epoll with EPOLLONESHOT, so an event goes to exactly one thread,
+    which reads, runs the app and answers on its own stack: no hand-off between a poller thread
+    and a pool, no queue, no re-registration dance. A connection that is idle or still sending
+    its head holds no thread; it only takes one when its bytes are there. The pool grows when
+    every thread is busy and the busy time is spent waiting rather than computing (see pool.py).
+    """
+
+    kind = "threaded"
+
+    def serve(self, app: LoadedApp) -> None:
+        self.ctx: DriverContext = driver_context(self, app, multithread=True)
+        self.ep = select.epoll()
+        self.lock = threading.Lock()
+        self.sessions: dict[int, Session] = {}
+        self.listening: dict[int, tuple[socket.socket, object]] = {}
+        self.accepting = True
+        self.running = True
+        self.progress = time.monotonic()
+        for listener in self.listeners:
+            listener.setblocking(False)
+            self.listening[listener.fileno()] = (listener, listener.getsockname())
+            self.ep.register(listener.fileno(), ARMED)
+        self.tuner = PoolTuner(self.cfg.threads, self.cfg.max_threads, self._start_thread)
+        try:
+            self._monitor()
+        finally:
+            self.running = False
+            self.tuner.join(timeout=2.0)
+            self.ep.close()
+
+    # -- threads ---------------------------------------------------------------------------------
+
+    def _start_thread(self, slot: ThreadSlot) -> threading.Thread:
+        thread = threading.Thread(target=self._thread_main, args=(slot,), daemon=True)
+        thread.start()
+        return thread
+
+    def _thread_main(self, slot: ThreadSlot) -> None:
+        poll = self.ep.poll
+        listening = self.listening
+        while self.running and not slot.retire:
+            try:
+                events = poll(1.0, 1)
+            except OSError:
+                return
+            self.progress = time.monotonic()
+            for fd, _ in events:
+                slot.begin()
+                try:
+                    if fd in listening:
+                        self._accept(fd)
+                    else:
+                        self._serve(fd)
+                except Exception:
+                    self.log.exception("Unexpected error in worker thread")
+                finally:
+                    slot.end()
+
+    def _accept(self, lfd: int) -> None:
+        listener, sockname = self.listening[lfd]
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            self._rearm_listener(lfd)
+            return
+        except OSError as exc:
+            self.log.error("accept() failed: %s", exc)
+            self._rearm_listener(lfd)
+            return
+        self._rearm_listener(lfd)
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session = Session(sock, peer, sockname, self.ctx)
+        with self.lock:
+            self.sessions[session.fd] = session
+        # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
+        # waits for it), so try it now instead of a round trip through epoll.
+        keep = session.read_ready()
+        if keep:
+            session.busy = False
+            self.ep.register(session.fd, ARMED)
+        else:
+            self._close(session)
+
+    def _rearm_listener(self, lfd: int) -> None:
+        if not self.accepting:
+            return
+        if len(self.sessions) >= self.cfg.worker_connections:
+            return  # re-armed by _close once a connection ends
+        try:
+            self.ep.modify(lfd, ARMED)
+        except OSError:
+            pass
+
+    def _serve(self, fd: int) -> None:
+        with self.lock:
+            session = self.sessions.get(fd)
+            if session is None or session.busy:
+                return
+            session.busy = True
+        if session.read_ready():
+            # busy must drop before re-arming: an event that fires in between would find the
+            # session busy, be dropped, and leave the socket disarmed.
+            session.busy = False
+            try:
+                self.ep.modify(fd, ARMED)
+            except OSError:
+                pass
+        else:
+            self._close(session)
+
+    def _close(self, session: Session) -> None:
+        with self.lock:
+            self.sessions.pop(session.fd, None)
+            rearm = self.accepting and len(self.sessions) == self.cfg.worker_connections - 1
+        session.close()
+        if rearm:
+            for lfd in self.listening:
+                self._rearm_listener(lfd)
+
+    # -- the main thread: signals, heartbeat, pool size, idle connections, graceful stop ----------
+
+    def _monitor(self) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        next_sweep = 0.0
+        stop_by = 0.0
+        while True:
+            select.select([wake_r], [], [], MONITOR_INTERVAL)
+            _drain(wake_r)
+            now = time.monotonic()
+            # Threads mark progress each time they come back from epoll; when all of them are
+            # stuck in the app, the heartbeat stops and the arbiter kills us after ``timeout``.
+            if now - self.progress < 2.0:
+                self.heartbeat.notify()
+            if self.alive and now >= next_sweep:
+                self.parent_alive()
+            if not self.alive and not stop_by:
+                stop_by = now + max(self.cfg.graceful_timeout, 0)
+                self._stop_accepting()
+            if now >= next_sweep or stop_by:
+                next_sweep = now + 1.0
+                self._sweep(now, closing=bool(stop_by))
+            if stop_by and (not self.sessions or now >= stop_by):
+                return
+            self.tuner.tune()
+
+    def _stop_accepting(self) -> None:
+        self.accepting = False
+        self.ctx.closing = True
+        for lfd in self.listening:
+            try:
+                self.ep.unregister(lfd)
+            except OSError:
+                pass
+
+    def _sweep(self, now: float, *, closing: bool) -> None:
+        """Close connections past their deadline, and every idle one during a graceful stop."""
+        expired = []
+        with self.lock:
+            for session in self.sessions.values():
+                if session.busy:
+                    continue
+                if now >= session.deadline or (closing and not session.in_head):
+                    session.busy = True
+                    expired.append(session)
+        for session in expired:
+            if now >= session.deadline:
+                session.expire()
+            self._close(session)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
