@@ -82,7 +82,12 @@ def _granian(port: str, w: Workload, tmp: Path) -> Launch:
 def _uvicorn(port: str, w: Workload, tmp: Path) -> Launch:
     argv = _python("uvicorn", "--interface", "wsgi", "--workers", str(WORKERS))
     argv += ["--host", HOST, "--port", port, "--no-access-log", "--log-level", "warning", w.app]
-    return Launch(argv, f"{WORKERS} workers x {UVICORN_WSGI_THREADS} threads")
+    # uvicorn takes httptools and uvloop when they are installed (uvicorn[standard]), else h11
+    # and asyncio; say which, since it changes its numbers.
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    threads = f"{WORKERS} workers x {UVICORN_WSGI_THREADS} threads"
+    return Launch(argv, f"{threads}, {http} + {loop}")
 
 
 def _waitress(port: str, w: Workload, tmp: Path) -> Launch:

@@ -1,0 +1,225 @@
+"""Pure helpers of the benchmark harness: wrk report parsing, /proc parsing, tables, options."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# `pytest` without `python -m` leaves the repository root off sys.path; benchmarks/ lives there.
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from benchmarks import machine, proctree, run, servers, tables, workloads, wrkrun  # noqa: E402
+from benchmarks.apps import wsgi_apps  # noqa: E402
+from benchmarks.suite import Cell  # noqa: E402
+
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+CLEAN_REPORT = """\
+Running 1s test @ http://127.0.0.1:18081/
+  2 threads and 8 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    69.34us  103.91us   3.60ms   98.65%
+    Req/Sec    49.14k     5.43k   60.94k    72.73%
+  Latency Distribution
+     50%   60.00us
+     75%   69.00us
+     90%   77.00us
+     99%  308.00us
+  107418 requests in 1.10s, 17.21MB read
+Requests/sec:  97649.71
+Transfer/sec:     15.65MB
+"""
+
+ERROR_REPORT = """\
+Running 10s test @ http://127.0.0.1:8000/
+  2 threads and 256 connections
+  Latency Distribution
+     50%    1.25s
+     75%    1.30s
+     90%    1.50s
+     99%    1.99s
+  2001 requests in 10.02s, 1.02GB read
+  Socket errors: connect 3, read 12, write 1, timeout 40
+  Non-2xx or 3xx responses: 7
+Requests/sec:    199.70
+Transfer/sec:    104.50MB
+"""
+
+
+def test_clean_report_has_numbers_and_no_errors() -> None:
+    result = wrkrun.parse_wrk_output(CLEAN_REPORT)
+    assert result.requests == 107418
+    assert result.requests_per_s == pytest.approx(97649.71)
+    assert result.p50_ms == pytest.approx(0.060)
+    assert result.p99_ms == pytest.approx(0.308)
+    assert result.transfer_mib_s == pytest.approx(15.65)
+    errors = (result.connect_errors, result.read_errors, result.write_errors, result.timeouts)
+    assert errors == (0, 0, 0, 0)
+    assert result.non_2xx == 0
+
+
+def test_error_lines_are_parsed() -> None:
+    result = wrkrun.parse_wrk_output(ERROR_REPORT)
+    errors = (result.connect_errors, result.read_errors, result.write_errors, result.timeouts)
+    assert errors == (3, 12, 1, 40)
+    assert result.non_2xx == 7
+    assert result.p50_ms == pytest.approx(1250.0)
+    assert result.p99_ms == pytest.approx(1990.0)
+
+
+def test_report_without_requests_per_second_is_an_error() -> None:
+    with pytest.raises(wrkrun.WrkError, match="Requests/sec"):
+        wrkrun.parse_wrk_output(CLEAN_REPORT.replace("Requests/sec", "Reqs"))
+
+
+@pytest.mark.parametrize(
+    ("text", "ms"),
+    [("456.00us", 0.456), ("1.23ms", 1.23), ("1.02s", 1020.0), ("2.00m", 120_000.0)],
+)
+def test_time_units(text: str, ms: float) -> None:
+    assert wrkrun.parse_time_ms(text) == pytest.approx(ms)
+
+
+@pytest.mark.parametrize(
+    ("text", "mib"),
+    [("512.00B", 512 / 1024**2), ("1.50KB", 1.5 / 1024), ("12.30MB", 12.3), ("1.02GB", 1044.48)],
+)
+def test_size_units_are_binary(text: str, mib: float) -> None:
+    assert wrkrun.parse_size_mib(text) == pytest.approx(mib)
+
+
+def test_unknown_unit_is_an_error() -> None:
+    with pytest.raises(wrkrun.WrkError):
+        wrkrun.parse_time_ms("3.00d")
+
+
+def test_wrk_argv_carries_connections_duration_and_script() -> None:
+    argv = wrkrun.wrk_argv("http://127.0.0.1:1/", 64, 5, Path("x.lua"))
+    assert argv[:5] == ["wrk", "--latency", "-t2", "-c64", "-d5s"]
+    assert argv[-3:] == ["-s", "x.lua", "http://127.0.0.1:1/"]
+    assert "-s" not in wrkrun.wrk_argv("http://127.0.0.1:1/", 64, 5, None)
+
+
+def test_stat_with_spaces_and_parentheses_in_comm() -> None:
+    fields = " ".join(["S", "4242"] + [str(n) for n in range(5, 22)] + ["987654", "0", "0"])
+    stat = proctree.parse_stat(f"1234 (gunicorn: worker (x) ) {fields}")
+    assert (stat.pid, stat.ppid, stat.start_time) == (1234, 4242, 987654)
+
+
+def test_vmrss_from_status() -> None:
+    assert proctree.parse_vmrss_kib("Name:\tpython\nVmPeak:\t 9 kB\nVmRSS:\t   22528 kB\n") == 22528
+    assert proctree.parse_vmrss_kib("Name:\tzombie\nState:\tZ\n") == 0
+
+
+def test_descendants_follow_ppid_chains_only_below_root() -> None:
+    parents = {1: 0, 10: 1, 11: 10, 12: 10, 13: 11, 20: 1, 21: 20}
+    assert sorted(proctree.descendants(10, parents)) == [10, 11, 12, 13]
+    assert proctree.descendants(13, parents) == [13]
+
+
+def test_cpu_model_takes_first_model_name() -> None:
+    text = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\n\nprocessor\t: 1\nmodel name\t: other\n"
+    assert machine.cpu_model(text) == "AMD EPYC 7B13"
+    assert machine.cpu_model("processor\t: 0\n") == "unknown"
+
+
+def test_unknown_names_are_rejected_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="hello-close"):
+        workloads.select_workloads(["hello", "nope"])
+    with pytest.raises(ValueError, match="gunicorn-gthread"):
+        servers.select_servers(["unicorn"])
+    chosen = servers.select_servers(["nginx", "gunicorn-sync"])
+    assert [s.name for s in chosen] == ["gunicorn-sync", "nginx"]
+
+
+def test_nginx_serves_only_hello_and_its_conf_stays_in_tmp() -> None:
+    nginx = servers.select_servers(["nginx"])[0]
+    assert [w.name for w in workloads.WORKLOADS if nginx.serves(w)] == ["hello"]
+    conf = servers.nginx_conf("8080", Path("/tmp/x"))
+    assert "daemon off;" in conf
+    assert "listen 127.0.0.1:8080;" in conf
+    assert 'return 200 "Hello, World!";' in conf
+    paths = [line.split()[1] for line in conf.splitlines() if "_path " in line or "pid " in line]
+    assert paths
+    assert all(p.startswith("/tmp/x/") for p in paths)
+
+
+def test_gthread_gets_32_threads_only_for_io() -> None:
+    gthread = servers.select_servers(["gunicorn-gthread"])[0]
+    by_name = {w.name: w for w in workloads.WORKLOADS}
+    io_argv = gthread.build("1", by_name["io"], Path("/tmp")).argv
+    hello_argv = gthread.build("1", by_name["hello"], Path("/tmp")).argv
+    assert io_argv[io_argv.index("--threads") + 1] == "32"
+    assert hello_argv[hello_argv.index("--threads") + 1] == "8"
+
+
+def _cell(server: str, rps: float) -> Cell:
+    result = wrkrun.WrkResult(100, rps, 1.0, 2.0, 0.5)
+    return Cell(workloads.WORKLOADS[0], server, "cfg", [result, result, result])
+
+
+def test_ratios_are_against_the_same_runs_gunicorn_rows() -> None:
+    cells = [_cell("gunicorn-sync", 1000.0), _cell("gunicorn-gthread", 2000.0), _cell("x", 4000.0)]
+    row = tables.result_row(cells[2], tables.baselines(cells, "hello"))
+    assert row[3:6] == ["4,000", "4.00x", "2.00x"]
+    assert tables.ratio(5.0, None) == "-"
+
+
+def test_cell_without_runs_shows_its_note_and_escapes_pipes() -> None:
+    cell = Cell(workloads.WORKLOADS[0], "corral-sync", note="not available: a | b")
+    row = tables.result_row(cell, {})
+    assert row[2] == "not available: a | b"
+    line = tables.results_table([cell])[-1]
+    assert "a \\| b" in line
+
+
+def test_median_and_totals_over_runs() -> None:
+    runs = [
+        wrkrun.WrkResult(1, rps, 1.0, p99, 0.0, read_errors=1)
+        for rps, p99 in [(10.0, 9.0), (30.0, 1.0), (20.0, 5.0)]
+    ]
+    cell = Cell(workloads.WORKLOADS[0], "s", runs=runs)
+    assert cell.median(lambda r: r.requests_per_s) == 20.0
+    assert cell.median(lambda r: r.p99_ms) == 5.0
+    assert cell.total(lambda r: r.read_errors) == 3
+
+
+def test_shown_command_names_python_and_keeps_placeholders() -> None:
+    line = tables.shown_command([sys.executable, "-m", "gunicorn", "-b", "127.0.0.1:$PORT", "a b"])
+    assert line == "python -m gunicorn -b 127.0.0.1:$PORT 'a b'"
+
+
+def test_quick_changes_defaults_and_explicit_options_win() -> None:
+    quick = run.parse_args(["--quick"], ["hello", "io"], ["a", "b"])
+    assert (quick.workloads, quick.duration, quick.runs, quick.servers) == (
+        ["hello"],
+        1,
+        1,
+        ["a", "b"],
+    )
+    explicit = run.parse_args(["--quick", "--runs", "3", "--workloads", "io, hello"], ["x"], ["a"])
+    assert (explicit.workloads, explicit.runs) == (["io", "hello"], 3)
+    full = run.parse_args([], ["hello", "io"], ["a"])
+    assert (full.workloads, full.runs) == (["hello", "io"], run.DEFAULT_RUNS)
+
+
+def _call(app: WsgiApp, environ: dict[str, Any]) -> tuple[str, bytes]:
+    seen: list[str] = []
+    body = b"".join(app(environ, lambda status, headers: seen.append(status)))
+    return seen[0], body
+
+
+def test_apps_answer_as_the_workloads_expect() -> None:
+    assert _call(wsgi_apps.hello, {}) == ("200 OK", b"Hello, World!")
+    assert len(_call(wsgi_apps.big, {})[1]) == 1024 * 1024
+    payload = b"x" * (workloads.ECHO_BODY_BYTES + 3)
+    environ = {"wsgi.input": io.BytesIO(payload), "CONTENT_LENGTH": str(len(payload))}
+    assert _call(wsgi_apps.echo, environ) == ("200 OK", str(len(payload)).encode())
+    assert _call(wsgi_apps.cpu, {})[1] == str(wsgi_apps.cpu_work(wsgi_apps.CPU_ITERATIONS)).encode()
