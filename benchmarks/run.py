@@ -104,7 +104,11 @@ def main(argv: Sequence[str]) -> int:
     cells = sum(1 for w in chosen_workloads for s in chosen_servers if s.serves(w))
     per_cell = START_ALLOWANCE_S + args.warmup + args.runs * args.duration
     print(f"{cells} cells, about {cells * per_cell / 60:.1f} min", file=sys.stderr)
-    results = suite.run_suite(opts)
+    try:
+        results = suite.run_suite(opts)
+    except KeyboardInterrupt:  # run_cell has already stopped the server it had started
+        print("interrupted", file=sys.stderr)
+        return 130
     report = tables.render(host, machine.load_average(), opts, results, versions)
     print(report)
     if args.markdown is not None:
