@@ -72,9 +72,19 @@ def alias_gunicorn_loggers(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def apply_dict_config(user_config: Mapping[str, Any], source: str) -> None:
-    """Lay the user's dict over the defaults and apply it; ValueError names `source`."""
+    """Lay the user's dict over the defaults and apply it; ValueError names `source`.
+
+    As in gunicorn, each top-level key of the user's dict replaces the default's, so a user
+    "loggers" or "root" is taken whole. "handlers" and "formatters" are merged by name
+    instead: the default root names "console", which a user's own handlers would otherwise
+    leave undefined (gunicorn fails there).
+    """
     config = default_dict_config()
-    config.update(alias_gunicorn_loggers(user_config))
+    user = alias_gunicorn_loggers(user_config)
+    for key in ("handlers", "formatters"):
+        if isinstance(user.get(key), dict):
+            user[key] = {**config[key], **user[key]}
+    config.update(user)
     try:
         logging.config.dictConfig(config)
     except (ValueError, TypeError, AttributeError, ImportError, KeyError) as exc:
