@@ -183,6 +183,10 @@ def test_invalid_settings_raise_value_error(
         make_logger(errorlog=str(tmp_path / "missing-dir" / "error.log"))
     with pytest.raises(ValueError, match="access_log_format"):
         make_logger(access_log_format="%(h)s %s")
+    with pytest.raises(ValueError, match="logconfig"):
+        make_logger(accesslog="-", logconfig=str(tmp_path / "missing.ini"))
+    assert logging.getLogger("corral.error").handlers == []
+    assert logging.getLogger("corral.access").handlers == []
 
 
 def test_access_log_to_file(tmp_path: Path, make_logger: Callable[..., Logger]) -> None:

@@ -82,7 +82,11 @@ class Logger:
             or cfg.logconfig_json
             or (cfg.syslog and not cfg.disable_redirect_access_to_syslog)
         )
-        self._setup(cfg)
+        try:
+            self._setup(cfg)
+        except BaseException:
+            self.close()  # detach what was attached before the bad setting
+            raise
         if isinstance(self.metrics, StatsdMetrics) and self.metrics.error is not None:
             self.warning(
                 "statsd_host %r unusable, metrics off: %s", cfg.statsd_host, self.metrics.error
