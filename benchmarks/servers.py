@@ -57,9 +57,9 @@ def _corral_sync(port: str, w: Workload, tmp: Path) -> Launch:
 
 def _corral_threaded(port: str, w: Workload, tmp: Path) -> Launch:
     argv = _python("corral", "-w", str(WORKERS), "-k", "threaded", "-b", f"{HOST}:{port}", w.app)
-    threads = corral_default_threads()
-    shown = f"default ({threads})" if threads else "default"
-    return Launch(argv, f"{WORKERS} workers x {shown} threads")
+    defaults = corral_thread_defaults()
+    shown = f"default threads ({defaults})" if defaults else "default threads"
+    return Launch(argv, f"{WORKERS} workers, {shown}")
 
 
 def _gunicorn_sync(port: str, w: Workload, tmp: Path) -> Launch:
@@ -175,14 +175,18 @@ def server_version(distribution: str) -> str:
 
 
 _THREADS_PROBE = (
-    "import corral.config as c; print(c.load(['-k', 'threaded', 'wsgi_apps:hello'], {}).threads)"
+    "import corral.config as c; "
+    "cfg = c.load(['-k', 'threaded', 'wsgi_apps:hello'], {}); "
+    "names = [k for k in ('threads', 'max_threads') if hasattr(cfg, k)]; "
+    "print(' '.join(f'{k}={getattr(cfg, k)}' for k in names))"
 )
 
 
 @functools.cache
-def corral_default_threads() -> int | None:
-    """corral's default `threads` for the threaded worker, asked of corral.config in a
-    subprocess (so a broken corral cannot break the harness); None when it cannot tell."""
+def corral_thread_defaults() -> str | None:
+    """corral's default `threads` (and `max_threads`, the pool's bound) for the threaded worker,
+    as `threads=N max_threads=M`, asked of corral.config in a subprocess (so a broken corral
+    cannot break the harness); None when it cannot tell."""
     try:
         done = subprocess.run(
             [sys.executable, "-c", _THREADS_PROBE],
@@ -195,4 +199,4 @@ def corral_default_threads() -> int | None:
     except subprocess.TimeoutExpired:
         return None
     out = done.stdout.strip()
-    return int(out) if done.returncode == 0 and out.isdigit() else None
+    return out if done.returncode == 0 and out.startswith("threads=") else None
