@@ -1,0 +1,74 @@
+"""The `corral` command: load the settings, prepare the process, hand over to the arbiter."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from corral.config import Config, load
+from corral.errors import ConfigError, CorralError, HaltServer
+from corral.gateway.loader import load_app, resolve_interface
+
+PROG = "corral"
+NO_APP = "no application given: corral [OPTIONS] APP (or wsgi_app in the config file)"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run corral with `argv` (default: sys.argv[1:]); always ends with SystemExit."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        status = _run(args)
+    except HaltServer as exc:
+        if exc.reason:
+            print(f"{PROG}: {exc.reason}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except CorralError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(status)
+
+
+def _run(args: list[str]) -> int:
+    cfg = load(args, os.environ)
+    prepare_process(cfg)
+    if cfg.print_config or cfg.check_config:
+        return _check(cfg)
+    if cfg.app_uri is None:
+        raise ConfigError(NO_APP)
+    # Imported here: the arbiter pulls in the workers, which --check-config does not need.
+    from corral.arbiter.arbiter import Arbiter
+
+    return Arbiter(cfg).run()
+
+
+def prepare_process(cfg: Config) -> None:
+    """Apply raw_env, chdir and pythonpath, as they must be before the app is imported."""
+    for item in cfg.raw_env:
+        key, _, value = item.partition("=")
+        os.environ[key] = value
+    if cfg.chdir:
+        os.chdir(cfg.chdir)
+    # The working directory goes first on sys.path, as with `python -m`: the `corral` script's
+    # own directory would otherwise be there, and `corral app:app` could not find app.py.
+    paths = [os.getcwd()]
+    if cfg.pythonpath:
+        paths = [os.path.abspath(p) for p in cfg.pythonpath.split(",") if p.strip()] + paths
+    for path in reversed(paths):
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)
+
+
+def _check(cfg: Config) -> int:
+    """--print-config and --check-config: report, import the app when there is one, exit."""
+    if cfg.print_config:
+        print(cfg.dump())
+    if cfg.app_uri is None:
+        if cfg.check_config:
+            raise ConfigError(NO_APP)
+        return 0
+    loaded = load_app(cfg.app_uri)
+    interface = resolve_interface(loaded.app, cfg.interface)
+    if cfg.check_config:
+        print(f"{PROG}: configuration OK; {cfg.app_uri} loads as a {interface.upper()} app")
+    return 0

@@ -1,0 +1,130 @@
+"""The Config object: the settings table as typed attributes, with the source of each value."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from corral.config.parsers import Invalid
+from corral.config.spec import Spec, env_name, spec_of
+from corral.config.table_hooks import HookTable
+from corral.config.table_logging import LoggingTable
+from corral.config.table_mechanics import MechanicsTable
+from corral.config.table_server import ServerTable
+from corral.errors import ConfigError
+
+DEFAULT_SOURCE = "default"
+
+
+class Setting(NamedTuple):
+    """One row of the settings table."""
+
+    name: str
+    spec: Spec
+
+    @property
+    def default(self) -> Any:
+        return default_of(self.name)
+
+    @property
+    def env(self) -> str:
+        return env_name(self.name)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], template: str = "{}") -> str:
+    """ " (did you mean X?)" for the closest candidate, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {template.format(close[0])}?)" if close else ""
+
+
+def show_value(value: object, limit: int = 80) -> str:
+    """A value as the error messages and --print-config show it."""
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"<{getattr(value, '__module__', '?')}.{value.__qualname__}>"
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclasses.dataclass
+class Config(HookTable, LoggingTable, MechanicsTable, ServerTable):
+    """Every setting as a typed attribute named as in gunicorn; see docs/settings.md."""
+
+    def __post_init__(self) -> None:
+        self._sources: dict[str, str] = {}
+
+    def set(
+        self, name: str, value: object, source: str = "set in code", *, from_text: bool = False
+    ) -> None:
+        """Parse `value` for setting `name` and record where it came from.
+
+        With `from_text`, `value` is the text of an environment variable (lists are split
+        like a shell command line, dicts are JSON).
+        """
+        row = settings_table().get(name)
+        if row is None:
+            hint = did_you_mean(name, settings_table(), "{!r}")
+            raise ConfigError(f"unknown setting {name!r} (from {source}){hint}")
+        try:
+            parse = row.spec.parse
+            parsed = parse.from_text(str(value)) if from_text else parse(value)
+        except Invalid as exc:
+            raise ConfigError(f"{name} = {show_value(value)} (from {source}): {exc}") from None
+        setattr(self, name, parsed)
+        self._sources[name] = source
+
+    def source_of(self, name: str) -> str:
+        """Where the value of `name` came from: default, config file, env or command line."""
+        if name not in settings_table():
+            raise KeyError(name)
+        return self._sources.get(name, DEFAULT_SOURCE)
+
+    @property
+    def app_uri(self) -> str | None:
+        """The application to load: the APP argument, or `wsgi_app` from another source."""
+        return self.wsgi_app
+
+    def check(self) -> None:
+        """Checks across settings, run once every source is applied."""
+        for name, row in settings_table().items():
+            value = getattr(self, name)
+            if row.spec.unsupported and not _is_default(name, value):
+                raise ConfigError(
+                    f"{name} = {show_value(value)} (from {self.source_of(name)}): "
+                    f"{row.spec.unsupported}"
+                )
+        if self.max_threads and self.max_threads < self.threads:
+            raise ConfigError(
+                f"max_threads = {self.max_threads} (from {self.source_of('max_threads')}): "
+                f"expected 0 or at least threads ({self.threads})"
+            )
+
+    def dump(self) -> str:
+        """Every setting, its value and its source, one per line (for --print-config)."""
+        width = max(len(name) for name in settings_table())
+        lines = []
+        for name in settings_table():
+            value = show_value(getattr(self, name), limit=200)
+            lines.append(f"{name:<{width}} = {value}  # {self.source_of(name)}")
+        return "\n".join(lines)
+
+
+@functools.cache
+def settings_table() -> dict[str, Setting]:
+    """Every setting by name, in the order of the table (grouped by section)."""
+    return {f.name: Setting(f.name, spec_of(f)) for f in dataclasses.fields(Config)}
+
+
+def default_of(name: str) -> Any:
+    """The default value of a setting (a fresh copy for lists and dicts)."""
+    item = next(f for f in dataclasses.fields(Config) if f.name == name)
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
+
+
+def _is_default(name: str, value: object) -> bool:
+    default = default_of(name)
+    return value is default if callable(default) else bool(value == default)

@@ -1,0 +1,391 @@
+"""Settings table, part 3: logging, metrics, process naming, WebSocket and TLS."""
+
+# ruff: noqa: RUF009  (setting() returns a dataclasses.Field, the documented way to attach
+# metadata; it is not a default computed once and shared.)
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from logging.handlers import SysLogHandler
+
+from corral.config import parsers as p
+from corral.config.spec import setting
+
+# The local syslog endpoint differs by platform (a constant of the interpreter, not the
+# environment).
+if sys.platform == "darwin":
+    SYSLOG_DEFAULT = "unix:///var/run/syslog"
+elif sys.platform.startswith(("freebsd", "dragonfly")):
+    SYSLOG_DEFAULT = "unix:///var/run/log"
+elif sys.platform.startswith("openbsd"):
+    SYSLOG_DEFAULT = "unix:///dev/log"
+else:
+    SYSLOG_DEFAULT = "udp://localhost:514"
+
+SYSLOG_FACILITIES = tuple(sorted(SysLogHandler.facility_names))
+
+_TLS = "TLS is not supported yet; terminate TLS in a proxy in front of corral"
+
+DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+
+def _ssl_version(value: object) -> object:
+    # gunicorn ignores ssl_version and takes an int or an ssl.PROTOCOL_* name; corral only
+    # needs to tell the default (ssl.PROTOCOL_TLS, 2) from anything else.
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return value
+    raise p.Invalid("expected an int or an ssl.PROTOCOL_* name")
+
+
+SSL_VERSION: p.Parser[object] = p.Parser("int or name", _ssl_version)
+
+
+@dataclass
+class LoggingTable:
+    """Logging, Process Naming, WebSocket and SSL settings."""
+
+    # --- Logging -----------------------------------------------------------------------------
+    accesslog: str | None = setting(
+        None,
+        section="Logging",
+        parse=p.OPTIONAL_STRING,
+        cli=("--access-logfile",),
+        metavar="FILE",
+        help="""
+        File to write the access log to; `-` means stdout. No access log when unset.
+        """,
+    )
+    disable_redirect_access_to_syslog: bool = setting(
+        False,
+        section="Logging",
+        parse=p.BOOL,
+        cli=("--disable-redirect-access-to-syslog",),
+        mode="true",
+        help="""
+        With `syslog`, keep the access log out of syslog.
+        """,
+    )
+    access_log_format: str = setting(
+        DEFAULT_ACCESS_LOG_FORMAT,
+        section="Logging",
+        parse=p.STRING,
+        cli=("--access-logformat", "--access-log-format"),
+        metavar="STRING",
+        help="""
+        Format of access log lines, with gunicorn's `%(x)s` atoms; `json` for JSON lines.
+
+        Atoms: `h` remote address, `l` `-`, `u` user name, `t` time, `r` request line,
+        `m` method, `U` path, `q` query, `H` protocol, `s` status, `B` response length,
+        `b` response length or `-`, `f` referer, `a` user agent, `T` seconds, `M`
+        milliseconds, `D` microseconds, `L` decimal seconds, `p` pid, `{name}i` request
+        header, `{name}o` response header, `{name}e` environment variable.
+        """,
+    )
+    errorlog: str = setting(
+        "-",
+        section="Logging",
+        parse=p.STRING,
+        cli=("--error-logfile", "--log-file"),
+        metavar="FILE",
+        help="""
+        File to write the error log to; `-` means stderr.
+        """,
+    )
+    loglevel: str = setting(
+        "info",
+        section="Logging",
+        parse=p.choice(("debug", "info", "warning", "error", "critical")),
+        cli=("--log-level",),
+        metavar="LEVEL",
+        help="""
+        Least severe level written to the error log: debug, info, warning, error, critical.
+        """,
+    )
+    capture_output: bool = setting(
+        False,
+        section="Logging",
+        parse=p.BOOL,
+        cli=("--capture-output",),
+        mode="true",
+        help="""
+        Send the workers' stdout and stderr to the error log file.
+        """,
+    )
+    logger_class: str = setting(
+        "corral.logging.Logger",
+        section="Logging",
+        parse=p.DOTTED_PATH,
+        cli=("--logger-class",),
+        metavar="STRING",
+        gunicorn_default="gunicorn.glogging.Logger",
+        differs_because="corral has its own logger; a replacement must offer its interface.",
+        help="""
+        Dotted path of the logger class; it must offer `corral.logging.Logger`'s interface.
+        """,
+    )
+    logconfig: str | None = setting(
+        None,
+        section="Logging",
+        parse=p.OPTIONAL_STRING,
+        cli=("--log-config",),
+        metavar="FILE",
+        help="""
+        A `logging.config.fileConfig` file to configure logging with.
+        """,
+    )
+    logconfig_dict: dict[str, object] = setting(
+        {},
+        section="Logging",
+        parse=p.MAPPING,
+        help="""
+        A `logging.config.dictConfig` dictionary; it takes precedence over `logconfig` and
+        `logconfig_json`. From the environment, give a JSON object.
+        """,
+    )
+    logconfig_json: str | None = setting(
+        None,
+        section="Logging",
+        parse=p.OPTIONAL_STRING,
+        cli=("--log-config-json",),
+        metavar="FILE",
+        help="""
+        A JSON file holding a `logging.config.dictConfig` dictionary.
+        """,
+    )
+    syslog_addr: str = setting(
+        SYSLOG_DEFAULT,
+        section="Logging",
+        parse=p.STRING,
+        cli=("--log-syslog-to",),
+        metavar="SYSLOG_ADDR",
+        doc_default=(
+            "udp://localhost:514 (unix:///var/run/syslog on macOS, unix:///var/run/log on "
+            "FreeBSD, unix:///dev/log on OpenBSD)"
+        ),
+        help="""
+        Where syslog messages go: `unix://PATH#TYPE` (`stream` or `dgram`),
+        `udp://HOST:PORT` or `tcp://HOST:PORT`.
+        """,
+    )
+    syslog: bool = setting(
+        False,
+        section="Logging",
+        parse=p.BOOL,
+        cli=("--log-syslog",),
+        mode="true",
+        help="""
+        Send the logs to syslog too.
+        """,
+    )
+    syslog_prefix: str | None = setting(
+        None,
+        section="Logging",
+        parse=p.OPTIONAL_STRING,
+        cli=("--log-syslog-prefix",),
+        metavar="SYSLOG_PREFIX",
+        help="""
+        Program name in syslog entries (`corral.<prefix>`); the process name if unset.
+        """,
+    )
+    syslog_facility: str = setting(
+        "user",
+        section="Logging",
+        parse=p.choice(SYSLOG_FACILITIES),
+        cli=("--log-syslog-facility",),
+        metavar="SYSLOG_FACILITY",
+        help="""
+        Syslog facility name.
+        """,
+    )
+    enable_stdio_inheritance: bool = setting(
+        False,
+        section="Logging",
+        parse=p.BOOL,
+        cli=("-R", "--enable-stdio-inheritance"),
+        mode="true",
+        help="""
+        With `daemon`, keep stdin, stdout and stderr instead of pointing them at /dev/null.
+        """,
+    )
+    statsd_host: str | None = setting(
+        None,
+        section="Logging",
+        parse=p.STATSD_ADDRESS,
+        cli=("--statsd-host",),
+        metavar="STATSD_ADDR",
+        help="""
+        StatsD server to send metrics to: `HOST`, `HOST:PORT` (port 8125 if omitted) or
+        `unix:PATH`. No metrics when unset.
+        """,
+    )
+    dogstatsd_tags: str = setting(
+        "",
+        section="Logging",
+        parse=p.STRING,
+        cli=("--dogstatsd-tags",),
+        metavar="DOGSTATSD_TAGS",
+        help="""
+        Comma-separated DogStatsD tags added to every metric (`tag1:value1,tag2:value2`).
+        """,
+    )
+    statsd_prefix: str = setting(
+        "",
+        section="Logging",
+        parse=p.STRING,
+        cli=("--statsd-prefix",),
+        metavar="STATSD_PREFIX",
+        help="""
+        Prefix of every metric name (a `.` is added when missing).
+        """,
+    )
+
+    enable_backlog_metric: bool = setting(
+        False,
+        section="Logging",
+        parse=p.BOOL,
+        cli=("--enable-backlog-metric",),
+        mode="true",
+        unsupported="the socket backlog metric is not supported yet",
+        help="""
+        Report the listen queue length as a metric (Linux only).
+        """,
+    )
+
+    # --- Process Naming ----------------------------------------------------------------------
+    proc_name: str | None = setting(
+        None,
+        section="Process Naming",
+        parse=p.OPTIONAL_STRING,
+        cli=("-n", "--name"),
+        metavar="STRING",
+        help="""
+        Base of the process titles shown by `ps` and `top` (needs setproctitle).
+
+        When unset, `default_proc_name` is used.
+        """,
+    )
+    default_proc_name: str = setting(
+        "corral",
+        section="Process Naming",
+        parse=p.STRING,
+        doc_default="corral, or the APP when one is given",
+        gunicorn_default="gunicorn",
+        differs_because="it is the program's name.",
+        help="""
+        Process title base when `proc_name` is unset; the APP sets it, as in gunicorn.
+        """,
+    )
+
+    # --- WebSocket ---------------------------------------------------------------------------
+    websocket_max_message_size: int = setting(
+        16 * 1024 * 1024,
+        section="WebSocket",
+        parse=p.POSITIVE_INT,
+        cli=("--websocket-max-message-size",),
+        metavar="INT",
+        corral_only=True,
+        help="""
+        Largest WebSocket message in bytes, after reassembly; larger closes with 1009.
+        """,
+    )
+    websocket_ping_interval: float = setting(
+        20.0,
+        section="WebSocket",
+        parse=p.seconds(allow_zero=True),
+        cli=("--websocket-ping-interval",),
+        metavar="SECONDS",
+        corral_only=True,
+        help="""
+        Send a ping on a WebSocket connection idle this long; 0 sends none.
+        """,
+    )
+    websocket_ping_timeout: float = setting(
+        20.0,
+        section="WebSocket",
+        parse=p.seconds(allow_zero=True),
+        cli=("--websocket-ping-timeout",),
+        metavar="SECONDS",
+        corral_only=True,
+        help="""
+        Close a WebSocket connection whose pong has not come this long after a ping; 0
+        waits forever.
+        """,
+    )
+
+    # --- SSL ---------------------------------------------------------------------------------
+    keyfile: str | None = setting(
+        None,
+        section="SSL",
+        parse=p.OPTIONAL_STRING,
+        cli=("--keyfile",),
+        metavar="FILE",
+        unsupported=_TLS,
+        help="TLS private key file.",
+    )
+    certfile: str | None = setting(
+        None,
+        section="SSL",
+        parse=p.OPTIONAL_STRING,
+        cli=("--certfile",),
+        metavar="FILE",
+        unsupported=_TLS,
+        help="TLS certificate file.",
+    )
+    ssl_version: object = setting(
+        2,
+        section="SSL",
+        parse=SSL_VERSION,
+        cli=("--ssl-version",),
+        metavar="VERSION",
+        unsupported=_TLS,
+        doc_default="2 (ssl.PROTOCOL_TLS)",
+        help="TLS protocol version (deprecated in gunicorn, which ignores it).",
+    )
+    cert_reqs: int = setting(
+        0,
+        section="SSL",
+        parse=p.INT,
+        cli=("--cert-reqs",),
+        metavar="INT",
+        unsupported=_TLS,
+        help="Whether client certificates are required (0 none, 1 optional, 2 required).",
+    )
+    ca_certs: str | None = setting(
+        None,
+        section="SSL",
+        parse=p.OPTIONAL_STRING,
+        cli=("--ca-certs",),
+        metavar="FILE",
+        unsupported=_TLS,
+        help="CA certificates file for verifying clients.",
+    )
+    suppress_ragged_eofs: bool = setting(
+        True,
+        section="SSL",
+        parse=p.BOOL,
+        cli=("--suppress-ragged-eofs",),
+        mode="true",
+        unsupported=_TLS,
+        help="Treat a TLS connection closed without close_notify as a normal end.",
+    )
+    do_handshake_on_connect: bool = setting(
+        False,
+        section="SSL",
+        parse=p.BOOL,
+        cli=("--do-handshake-on-connect",),
+        mode="true",
+        unsupported=_TLS,
+        help="Do the TLS handshake when the connection is accepted.",
+    )
+    ciphers: str | None = setting(
+        None,
+        section="SSL",
+        parse=p.OPTIONAL_STRING,
+        cli=("--ciphers",),
+        metavar="STRING",
+        unsupported=_TLS,
+        help="TLS cipher suites, in OpenSSL cipher list format.",
+    )

@@ -1,0 +1,428 @@
+"""Settings table, part 1: config file, sockets, worker processes, security limits, debugging."""
+
+# ruff: noqa: RUF009  (setting() returns a dataclasses.Field, the documented way to attach
+# metadata; it is not a default computed once and shared.)
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from corral.config import parsers as p
+from corral.config.spec import setting
+
+# gunicorn's worker class names and paths that mean the same thing as one of corral's workers.
+WORKER_ALIASES = {
+    "gthread": "threaded",
+    "asgi": "asyncio",
+    "gunicorn.workers.sync.syncworker": "sync",
+    "gunicorn.workers.gthread.threadworker": "threaded",
+    "uvicorn.workers.uvicornworker": "asyncio",
+    "uvicorn_worker.uvicornworker": "asyncio",
+}
+
+
+@dataclass
+class ServerTable:
+    """Config File, Server Socket, Worker Processes, Security and Debugging settings."""
+
+    # --- Config File -------------------------------------------------------------------------
+    config: str | None = setting(
+        None,
+        section="Config File",
+        parse=p.OPTIONAL_STRING,
+        cli=("-c", "--config"),
+        metavar="CONFIG",
+        doc_default="./corral.conf.py, else ./gunicorn.conf.py, when the file exists",
+        gunicorn_default="./gunicorn.conf.py",
+        differs_because=(
+            "corral reads its own ./corral.conf.py first and falls back to ./gunicorn.conf.py, "
+            "so a gunicorn deployment works unchanged."
+        ),
+        help="""
+        The Python config file to read: `PATH`, `file:PATH` or `python:MODULE`.
+
+        The file is executed and its module-level names become settings. Names starting
+        with `_`, ALL_CAPS constants, imported modules, classes and functions that are not
+        hook names are ignored; any other unknown name is an error. Without this setting,
+        `./corral.conf.py` is read when it exists, else `./gunicorn.conf.py`.
+        """,
+    )
+    wsgi_app: str | None = setting(
+        None,
+        section="Config File",
+        parse=p.OPTIONAL_STRING,
+        help="""
+        The application to serve: `module:attr`, `module:factory(args)` or `module`.
+
+        The APP argument on the command line sets the same setting. Despite the name (kept
+        from gunicorn) it may name an ASGI application too.
+        """,
+    )
+
+    # --- Server Socket -----------------------------------------------------------------------
+    bind: list[str] = setting(
+        ["127.0.0.1:8000"],
+        section="Server Socket",
+        parse=p.BIND_LIST,
+        cli=("-b", "--bind"),
+        metavar="ADDRESS",
+        mode="append",
+        legacy_env="PORT",
+        legacy_env_format="0.0.0.0:{}",
+        doc_default="['127.0.0.1:8000'], or ['0.0.0.0:$PORT'] when PORT is set",
+        help="""
+        Addresses to listen on; repeat the flag to listen on several.
+
+        Each is `HOST`, `HOST:PORT`, `[IPv6]:PORT`, `unix:PATH` or `fd://FD`. As in gunicorn,
+        when the `PORT` environment variable is set the default becomes `0.0.0.0:$PORT`.
+        """,
+    )
+    backlog: int = setting(
+        2048,
+        section="Server Socket",
+        parse=p.POSITIVE_INT,
+        cli=("--backlog",),
+        metavar="INT",
+        help="""
+        The most connections the kernel queues before they are accepted.
+
+        Beyond it, new clients are refused or retried by the kernel. The kernel may cap it
+        (`net.core.somaxconn`).
+        """,
+    )
+
+    # --- Worker Processes --------------------------------------------------------------------
+    workers: int = setting(
+        1,
+        section="Worker Processes",
+        parse=p.POSITIVE_INT,
+        cli=("-w", "--workers"),
+        metavar="INT",
+        legacy_env="WEB_CONCURRENCY",
+        doc_default="1, or $WEB_CONCURRENCY when set",
+        help="""
+        The number of worker processes.
+
+        As in gunicorn, the `WEB_CONCURRENCY` environment variable (set by some hosting
+        platforms) gives the default.
+        """,
+    )
+    worker_class: str = setting(
+        "sync",
+        section="Worker Processes",
+        parse=p.choice(("sync", "threaded", "asyncio"), WORKER_ALIASES),
+        cli=("-k", "--worker-class"),
+        metavar="STRING",
+        help="""
+        The worker type: `sync`, `threaded` (alias `gthread`) or `asyncio` (alias `asgi`).
+
+        `sync` serves one connection at a time; `threaded` serves WSGI apps on a pool of
+        threads; `asyncio` serves ASGI apps. As in gunicorn, `sync` with `threads` above 1
+        runs the threaded worker. gunicorn's class paths for these workers are accepted.
+        """,
+    )
+    threads: int = setting(
+        1,
+        section="Worker Processes",
+        parse=p.POSITIVE_INT,
+        cli=("--threads",),
+        metavar="INT",
+        help="""
+        Threads per worker process for the threaded worker.
+
+        More than 1 with the `sync` worker selects the threaded worker, as in gunicorn.
+        """,
+    )
+    max_threads: int = setting(
+        0,
+        section="Worker Processes",
+        parse=p.INT,
+        cli=("--max-threads",),
+        metavar="INT",
+        corral_only=True,
+        help="""
+        Upper bound on the threaded worker's pool when it grows with demand.
+
+        0 means the pool stays at `threads`. Otherwise it must be at least `threads`.
+        """,
+    )
+    worker_connections: int = setting(
+        1000,
+        section="Worker Processes",
+        parse=p.POSITIVE_INT,
+        cli=("--worker-connections",),
+        metavar="INT",
+        help="""
+        The most connections one threaded or asyncio worker keeps open at once.
+        """,
+    )
+    max_requests: int = setting(
+        0,
+        section="Worker Processes",
+        parse=p.INT,
+        cli=("--max-requests",),
+        metavar="INT",
+        help="""
+        Restart a worker after it has served this many requests; 0 disables.
+
+        A simple bound on the damage of a memory leak in the application.
+        """,
+    )
+    max_requests_jitter: int = setting(
+        0,
+        section="Worker Processes",
+        parse=p.INT,
+        cli=("--max-requests-jitter",),
+        metavar="INT",
+        help="""
+        Add a random 0..N to each worker's `max_requests`.
+
+        Spreads the restarts so that the workers do not all restart at the same moment.
+        """,
+    )
+    timeout: int = setting(
+        30,
+        section="Worker Processes",
+        parse=p.INT,
+        cli=("-t", "--timeout"),
+        metavar="INT",
+        help="""
+        Kill a worker whose heartbeat is older than this many seconds; 0 disables.
+
+        Each worker updates a heartbeat while it is responsive; a worker silent for longer
+        is taken as hung. The arbiter sends it SIGABRT first (the worker logs every
+        thread's stack), then SIGKILL, and starts a replacement.
+        """,
+    )
+    graceful_timeout: int = setting(
+        30,
+        section="Worker Processes",
+        parse=p.INT,
+        cli=("--graceful-timeout",),
+        metavar="INT",
+        help="""
+        Seconds a worker has to finish its requests after a graceful stop or restart.
+
+        Workers still running after that are killed.
+        """,
+    )
+    keepalive: int = setting(
+        75,
+        section="Worker Processes",
+        parse=p.INT,
+        cli=("--keep-alive",),
+        metavar="INT",
+        gunicorn_default="2",
+        differs_because=(
+            "load balancers keep idle upstream connections open for 60 s and more (AWS ALB "
+            "60 s, nginx upstream keepalive 60 s); a server that closes first races the "
+            "balancer's next request and turns it into a 502. corral's threaded and asyncio "
+            "workers hold an idle connection without holding a thread, so a long idle "
+            "timeout costs a file descriptor, not a worker."
+        ),
+        help="""
+        Seconds an idle keep-alive connection is kept open waiting for the next request.
+
+        The sync worker closes each connection after one response and ignores this.
+        """,
+    )
+    interface: str = setting(
+        "auto",
+        section="Worker Processes",
+        parse=p.choice(("auto", "wsgi", "asgi")),
+        cli=("--interface",),
+        metavar="auto|wsgi|asgi",
+        corral_only=True,
+        help="""
+        Whether the application is WSGI or ASGI; `auto` detects it.
+
+        Detection: a coroutine function, an object whose `__call__` is a coroutine function,
+        or an awaitable class is ASGI; anything else is WSGI.
+        """,
+    )
+    loop: str = setting(
+        "auto",
+        section="Worker Processes",
+        parse=p.choice(("auto", "asyncio", "uvloop")),
+        cli=("--loop",),
+        metavar="auto|asyncio|uvloop",
+        corral_only=True,
+        help="""
+        Event loop of the asyncio worker; `auto` uses uvloop when it is installed.
+        """,
+    )
+    lifespan: str = setting(
+        "auto",
+        section="Worker Processes",
+        parse=p.choice(("auto", "on", "off")),
+        cli=("--lifespan",),
+        metavar="auto|on|off",
+        corral_only=True,
+        help="""
+        ASGI lifespan protocol: `on` requires it, `off` skips it, `auto` tries it.
+
+        With `auto`, an application that does not support lifespan is served anyway; with
+        `on`, a failed startup stops the worker.
+        """,
+    )
+
+    # --- Security ----------------------------------------------------------------------------
+    limit_request_line: int = setting(
+        4094,
+        section="Security",
+        parse=p.INT,
+        cli=("--limit-request-line",),
+        metavar="INT",
+        help="""
+        Longest request line in bytes (method, target and version); longer gets 414.
+
+        0 removes this limit; `limit_request_head` still bounds the whole head.
+        """,
+    )
+    limit_request_fields: int = setting(
+        100,
+        section="Security",
+        parse=p.INT,
+        cli=("--limit-request-fields",),
+        metavar="INT",
+        help="""
+        Most header fields in a request; more gets 431.
+        """,
+    )
+    limit_request_field_size: int = setting(
+        8190,
+        section="Security",
+        parse=p.INT,
+        cli=("--limit-request-field_size", "--limit-request-field-size"),
+        metavar="INT",
+        help="""
+        Longest header field line in bytes; longer gets 431.
+
+        0 removes this limit; `limit_request_head` still bounds the whole head.
+        """,
+    )
+    limit_request_head: int = setting(
+        65536,
+        section="Security",
+        parse=p.POSITIVE_INT,
+        cli=("--limit-request-head",),
+        metavar="INT",
+        corral_only=True,
+        help="""
+        Largest request head in bytes (request line and every header); larger gets 431.
+
+        Bounds the memory one connection can make the server hold before the application
+        sees the request, whatever the per-line limits are.
+        """,
+    )
+    limit_request_body: int = setting(
+        0,
+        section="Security",
+        parse=p.INT,
+        cli=("--limit-request-body",),
+        metavar="INT",
+        corral_only=True,
+        help="""
+        Largest request body in bytes; larger gets 413. 0 means no limit.
+
+        The default is no limit, as in gunicorn: the body is streamed to the application,
+        never held whole in memory, so size alone costs the server nothing, and a default
+        limit would break uploads that work under gunicorn. Set it when no proxy in front
+        of corral limits bodies.
+        """,
+    )
+    require_host: bool = setting(
+        True,
+        section="Security",
+        parse=p.BOOL,
+        cli=("--require-host",),
+        mode="toggle",
+        corral_only=True,
+        help="""
+        Reject HTTP/1.1 requests without exactly one valid Host header with 400.
+
+        RFC 9112 section 3.2 requires this of a server.
+        """,
+    )
+    header_timeout: float = setting(
+        10.0,
+        section="Security",
+        parse=p.seconds(allow_zero=False),
+        cli=("--header-timeout",),
+        metavar="SECONDS",
+        corral_only=True,
+        help="""
+        Seconds a client may take to send a complete request head.
+
+        A client that trickles its head in more slowly is disconnected, so it cannot hold a
+        sync worker (or a connection slot) indefinitely.
+        """,
+    )
+
+    # --- Debugging ---------------------------------------------------------------------------
+    reload: bool = setting(
+        False,
+        section="Debugging",
+        parse=p.BOOL,
+        cli=("--reload",),
+        mode="true",
+        help="""
+        Restart workers when the application's code changes. For development only.
+        """,
+    )
+    reload_engine: str = setting(
+        "auto",
+        section="Debugging",
+        parse=p.choice(("auto", "poll", "inotify")),
+        cli=("--reload-engine",),
+        metavar="STRING",
+        help="""
+        How `reload` watches files: `poll`, `inotify` (needs the inotify package) or `auto`.
+        """,
+    )
+    reload_extra_files: list[str] = setting(
+        [],
+        section="Debugging",
+        parse=p.STRING_LIST,
+        cli=("--reload-extra-file",),
+        metavar="FILES",
+        mode="append",
+        help="""
+        More files for `reload` to watch (templates, configuration); repeatable.
+        """,
+    )
+    spew: bool = setting(
+        False,
+        section="Debugging",
+        parse=p.BOOL,
+        cli=("--spew",),
+        mode="true",
+        help="""
+        Trace every line the server executes. A last resort for debugging.
+        """,
+    )
+    check_config: bool = setting(
+        False,
+        section="Debugging",
+        parse=p.BOOL,
+        cli=("--check-config",),
+        mode="true",
+        help="""
+        Load the configuration and import the application, then exit.
+
+        Exit status 0 when both succeed; otherwise the error is printed and the status is
+        non-zero.
+        """,
+    )
+    print_config: bool = setting(
+        False,
+        section="Debugging",
+        parse=p.BOOL,
+        cli=("--print-config",),
+        mode="true",
+        help="""
+        Print every setting with its value and where it came from, then exit.
+
+        When an application is given it is also imported, as with `check_config`.
+        """,
+    )
