@@ -1,0 +1,465 @@
+"""The sans-I/O HTTP/1.1 server connection: bytes in, events out; responses in, bytes out."""
+
+from __future__ import annotations
+
+from corral.http import state
+from corral.http.chunked import ChunkedReader
+from corral.http.errors import LocalProtocolError, ProtocolError
+from corral.http.events import (
+    NEED_DATA,
+    PAUSED,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    Request,
+    Sentinel,
+)
+from corral.http.grammar import RESPONSE_HEAD_BAD
+from corral.http.httpdate import date_line
+from corral.http.limits import Limits
+from corral.http.proxy import ProxyInfo, parse_proxy
+from corral.http.readers import parse_head, request_line_pattern
+from corral.http.writers import chunk, encode_head, last_chunk, scan_app_headers, status_line
+
+__all__ = ["Limits", "ProxyInfo", "ServerConnection"]
+
+# Receiving side.
+_R_HEAD, _R_BODY, _R_CHUNKED, _R_END, _R_PAUSED, _R_CLOSED, _R_ERROR = range(7)
+# Sending side.
+_S_IDLE, _S_BODY, _S_DONE = range(3)
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_DEFAULT_LIMITS = Limits()
+
+
+class ServerConnection:
+    """One client connection, seen from the server; holds no socket."""
+
+    __slots__ = (
+        "_body_read",
+        "_buf",
+        "_chunked",
+        "_close_after",
+        "_continue_sent",
+        "_eof",
+        "_error",
+        "_framing",
+        "_keep_alive",
+        "_limits",
+        "_line_ok",
+        "_line_re",
+        "_out_length",
+        "_proxy_pending",
+        "_remaining",
+        "_request",
+        "_rstate",
+        "_scan",
+        "_sent",
+        "_server_line",
+        "_skipped_crlf",
+        "_sstate",
+        "_switched",
+        "body_suppressed",
+        "proxy",
+    )
+
+    def __init__(
+        self, limits: Limits = _DEFAULT_LIMITS, *, server_header: bytes | None = b"corral"
+    ) -> None:
+        self._limits = limits
+        self._line_re = request_line_pattern(limits)
+        if server_header is None:
+            self._server_line = ""
+        else:
+            server = server_header.decode("latin-1")
+            if RESPONSE_HEAD_BAD.search(server) or "\r" in server or "\n" in server:
+                raise ValueError(f"invalid Server header value {server_header!r}")
+            self._server_line = f"Server: {server}\r\n"
+        self._buf: bytes | bytearray = b""
+        self._eof = False
+        self._error: ProtocolError | None = None
+        self._proxy_pending = limits.proxy_protocol
+        #: The PROXY protocol preamble of this connection, once parsed.
+        self.proxy: ProxyInfo | None = None
+        self._close_after = False
+        self._switched = False
+        self._reset_cycle()
+
+    def _reset_cycle(self) -> None:
+        self._rstate = _R_HEAD
+        self._request: Request | None = None
+        self._chunked: ChunkedReader | None = None
+        self._remaining = 0
+        self._scan = 0  # where to resume looking for the end of the head
+        self._line_ok = False  # the request line is known to be within its limit
+        self._skipped_crlf = False
+        self._body_read = False  # a Data event was handed out
+        self._continue_sent = False
+        self._sstate = _S_IDLE
+        self._framing = state.NO_BODY
+        self._sent = 0  # body bytes sent, counted against Content-Length
+        self._out_length = 0  # the response's Content-Length
+        self._keep_alive = True
+        #: The app sent body bytes that this response must not carry (HEAD, 1xx, 204, 304).
+        self.body_suppressed = False
+
+    # ------------------------------------------------------------------ receiving
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the peer; ``b""`` means the peer closed its sending side."""
+        if not data:
+            self._eof = True
+            return
+        if self._eof:
+            raise RuntimeError("receive_data() after the end of input")
+        if self._rstate == _R_ERROR:
+            return  # nothing more from this peer is ever parsed
+        buf = self._buf
+        if not buf:
+            self._buf = data
+        elif type(buf) is bytearray:
+            buf += data  # amortised: a head trickling in is not copied again and again
+        else:
+            grown = bytearray(buf)
+            grown += data
+            self._buf = grown
+
+    def next_event(self) -> Event | Sentinel:
+        """The next event, or NEED_DATA / PAUSED; raises ProtocolError on bad input."""
+        rstate = self._rstate
+        try:
+            if rstate == _R_HEAD:
+                return self._read_head()
+            if rstate == _R_BODY:
+                return self._read_body()
+            if rstate == _R_END:
+                self._rstate = _R_PAUSED
+                reader = self._chunked
+                return EndOfMessage(None if reader is None else reader.trailers)
+            if rstate == _R_CHUNKED:
+                return self._read_chunked()
+            if rstate == _R_PAUSED:
+                return PAUSED
+            if rstate == _R_CLOSED:
+                return ConnectionClosed()
+        except ProtocolError as exc:
+            self._error = exc
+            self._rstate = _R_ERROR
+            raise
+        error = self._error
+        assert error is not None
+        raise ProtocolError(error.status, error.reason)
+
+    def _read_head(self) -> Request | ConnectionClosed | Sentinel:
+        buf = self._buf
+        if self._proxy_pending:
+            if not buf and not self._eof:
+                return NEED_DATA
+            buf = self._read_proxy(buf)
+            if self._proxy_pending:
+                return NEED_DATA
+        if not self._skipped_crlf and buf[:1] == b"\r":
+            # RFC 9112 §2.2: one empty line before a request line is ignored.
+            if buf[:2] == b"\r\n":
+                buf = self._buf = buf[2:]
+                self._skipped_crlf = True
+            elif len(buf) == 1 and not self._eof:
+                return NEED_DATA
+        if not buf:
+            if self._eof:
+                self._rstate = _R_CLOSED
+                return ConnectionClosed()
+            return NEED_DATA
+        end = buf.find(b"\r\n\r\n", self._scan)
+        if end < 0:
+            return self._head_incomplete(buf)
+        limits = self._limits
+        if end + 4 > limits.max_header_block:
+            if buf.find(b"\r\n", 0, limits.max_request_line + 2) < 0:
+                raise ProtocolError(414, "request line too long")
+            raise ProtocolError(431, "request head too large")
+        request = parse_head(buf[:end].decode("latin-1"), limits, self._line_re)
+        self._buf = buf[end + 4 :]
+        self._request = request
+        if request.chunked:
+            self._chunked = ChunkedReader(limits)
+            self._rstate = _R_CHUNKED
+        elif request.content_length:
+            self._remaining = request.content_length
+            self._rstate = _R_BODY
+        else:
+            self._rstate = _R_END
+        return request
+
+    def _read_proxy(self, buf: bytes | bytearray) -> bytes | bytearray:
+        """Consume a PROXY preamble at the start of the first request, if there is one."""
+        parsed = parse_proxy(buf)
+        if parsed is None:
+            if not self._eof:
+                return buf
+            parsed = None, 0  # the peer stopped; let the head reader judge its bytes
+        self._proxy_pending = False
+        self.proxy, used = parsed
+        if used:
+            buf = self._buf = buf[used:]
+        return buf
+
+    def _head_incomplete(self, buf: bytes | bytearray) -> Sentinel:
+        """No end of head yet: enforce the limits on what came so far, then wait."""
+        limits = self._limits
+        size = len(buf)
+        if not self._line_ok:
+            eol = buf.find(b"\r\n", 0, limits.max_request_line + 2)
+            if eol < 0 and size >= limits.max_request_line + 2:
+                raise ProtocolError(414, "request line too long")
+            self._line_ok = eol >= 0
+        if size > limits.max_header_block:
+            raise ProtocolError(431, "request head too large")
+        # RFC 9112 §2.2: lines end with CRLF. A bare LF can never end this head the
+        # way we read it, so refuse it now instead of waiting for a limit.
+        scan = self._scan
+        nl = buf.find(b"\n", scan)
+        while nl >= 0:
+            if nl == 0 or buf[nl - 1] != 0x0D:
+                raise ProtocolError(400, "bare LF in request head")
+            nl = buf.find(b"\n", nl + 1)
+        self._scan = max(size - 3, 0)
+        if self._eof:
+            raise ProtocolError(400, "connection closed before the request head was complete")
+        return NEED_DATA
+
+    def _read_body(self) -> Data | Sentinel:
+        buf = self._buf
+        if not buf:
+            if self._eof:
+                raise ProtocolError(400, "connection closed before the request body was complete")
+            return NEED_DATA
+        remaining = self._remaining
+        if len(buf) <= remaining:
+            data = buf if type(buf) is bytes else bytes(buf)
+            self._buf = b""
+            remaining -= len(data)
+        else:
+            data = bytes(buf[:remaining])
+            self._buf = buf[remaining:]
+            remaining = 0
+        self._remaining = remaining
+        if not remaining:
+            self._rstate = _R_END
+        self._body_read = True
+        return Data(data)
+
+    def _read_chunked(self) -> Data | EndOfMessage | Sentinel:
+        reader = self._chunked
+        assert reader is not None
+        pieces: list[bytes] = []
+        buf = self._buf
+        used = reader.feed(buf, pieces)
+        if used:
+            self._buf = buf[used:]
+        if reader.done:
+            self._rstate = _R_END
+        if pieces:
+            self._body_read = True
+            return Data(pieces[0] if len(pieces) == 1 else b"".join(pieces))
+        if reader.done:
+            self._rstate = _R_PAUSED
+            return EndOfMessage(reader.trailers)
+        if self._eof:
+            raise ProtocolError(400, "connection closed before the chunked body was complete")
+        return NEED_DATA
+
+    # ------------------------------------------------------------------ sending
+
+    def send_continue(self) -> bytes:
+        """``100 Continue``, exactly once, when the client waits for it; else ``b""``."""
+        request = self._request
+        if (
+            request is None
+            or not request.expect_continue
+            or self._continue_sent
+            or self._body_read
+            or self._sstate != _S_IDLE
+            or self._rstate not in (_R_BODY, _R_CHUNKED)
+        ):
+            return b""
+        self._continue_sent = True
+        return _CONTINUE
+
+    def send_informational(self, status: int, headers: list[tuple[str, str]]) -> bytes:
+        """An interim 1xx response such as 103 Early Hints (never to HTTP/1.0 clients)."""
+        request = self._require_request()
+        if not 100 <= status < 200 or status == 101:
+            raise LocalProtocolError(f"{status} is not an interim status")
+        if request.http_version != "1.1":
+            return b""  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
+        lines = [status_line(status, None)]
+        info = scan_app_headers(headers, lines)
+        del info
+        lines.append("\r\n")
+        return encode_head(lines)
+
+    def send_response(
+        self, status: int, headers: list[tuple[str, str]], reason: str | None = None
+    ) -> bytes:
+        """The response head; the body follows with send_data() and send_end()."""
+        head = self._head(status, headers, reason, None)
+        self._sstate = _S_BODY
+        return head
+
+    def send_full(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        reason: str | None = None,
+    ) -> bytes:
+        """A whole response, head and body, in one buffer (one write)."""
+        head = self._head(status, headers, reason, len(body))
+        self._sstate = _S_DONE
+        if self._framing == state.NO_BODY or self._framing == state.SWITCHED:
+            if body:
+                self.body_suppressed = True
+            return head
+        return head + body
+
+    def send_data(self, data: bytes) -> bytes:
+        """Frame a piece of the response body."""
+        if self._sstate != _S_BODY:
+            raise LocalProtocolError("send_data() outside a response body")
+        framing = self._framing
+        if framing == state.CHUNKED:
+            return chunk(data)
+        if framing == state.LENGTH:
+            self._sent += len(data)
+            if self._sent > self._out_length:
+                self._keep_alive = False
+                raise LocalProtocolError("response body longer than its Content-Length")
+            return data
+        if framing == state.CLOSE_DELIMITED:
+            return data
+        if data:
+            if framing == state.SWITCHED:
+                raise LocalProtocolError("send_data() after a protocol switch")
+            self.body_suppressed = True
+        return b""
+
+    def send_end(self, trailers: list[tuple[str, str]] | None = None) -> bytes:
+        """End the response body: the last chunk and trailers, or nothing."""
+        if self._sstate != _S_BODY:
+            raise LocalProtocolError("send_end() outside a response body")
+        self._sstate = _S_DONE
+        if self._framing == state.CHUNKED:
+            return last_chunk(trailers)
+        if self._framing == state.LENGTH and self._sent != self._out_length:
+            self._keep_alive = False
+            raise LocalProtocolError("response body shorter than its Content-Length")
+        return b""
+
+    def _head(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        reason: str | None,
+        full_length: int | None,
+    ) -> bytes:
+        """Build and check a final response head; commit the framing once it is valid."""
+        request = self._require_request()
+        if self._sstate != _S_IDLE:
+            raise LocalProtocolError("a response was already started")
+        if status == 101 and request.upgrade is None:
+            raise LocalProtocolError("101 Switching Protocols without an Upgrade request")
+        lines = [status_line(status, reason)]
+        info = scan_app_headers(headers, lines)
+        length = info.content_length
+        if length is not None and full_length is not None and length != full_length:
+            raise LocalProtocolError("Content-Length does not match the body")
+        framing = state.response_framing(
+            status,
+            request.method,
+            request.http_version,
+            full_length if length is None else length,
+            request.upgrade is not None,
+        )
+        if framing == state.LENGTH or (framing == state.NO_BODY and status >= 200):
+            # RFC 9110 §8.6: no Content-Length on 1xx or 204; a HEAD or 304 response
+            # may carry the length the full response would have.
+            if length is None and full_length and status != 304:
+                length = full_length
+            if length is not None and status != 204:
+                lines.append(f"Content-Length: {length}\r\n")
+        elif framing == state.CHUNKED:
+            lines.append("Transfer-Encoding: chunked\r\n")
+        unread_expect = (
+            request.expect_continue
+            and not self._continue_sent
+            and not self._body_read
+            and self._rstate in (_R_BODY, _R_CHUNKED)
+        )
+        keep_alive = state.response_keep_alive(
+            request.keep_alive and not self._close_after, info.close, framing, status, unread_expect
+        )
+        if not info.has_date:
+            lines.append(date_line())
+        if not info.has_server and self._server_line:
+            lines.append(self._server_line)
+        connection = state.connection_field(framing, keep_alive, request.http_version, status)
+        if connection:
+            lines.append(connection)
+        lines.append("\r\n")
+        head = encode_head(lines)
+        self._framing = framing
+        self._out_length = length or 0
+        self._keep_alive = keep_alive
+        self._switched = framing == state.SWITCHED
+        return head
+
+    def _require_request(self) -> Request:
+        request = self._request
+        if request is None or self._rstate == _R_ERROR:
+            raise LocalProtocolError("no request to respond to")
+        return request
+
+    # ------------------------------------------------------------------ cycle
+
+    @property
+    def keep_alive(self) -> bool:
+        """May this connection serve another request after the current one?"""
+        if self._rstate == _R_ERROR or self._rstate == _R_CLOSED:
+            return False
+        if self._close_after or self._switched:
+            return False
+        request = self._request
+        if request is None:
+            return True
+        if self._sstate == _S_IDLE:
+            return request.keep_alive
+        return self._keep_alive
+
+    def close_after(self) -> None:
+        """Close after the current exchange: the coming response says Connection: close."""
+        self._close_after = True
+
+    @property
+    def body_complete(self) -> bool:
+        """The current request's body has been read to its end."""
+        return self._request is not None and self._rstate in (_R_END, _R_PAUSED)
+
+    @property
+    def switched(self) -> bool:
+        """A 101 (or a 2xx to CONNECT) was sent: the bytes are no longer HTTP."""
+        return self._switched
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Bytes received and not consumed (after a switch: the new protocol's)."""
+        return bytes(self._buf)
+
+    def start_next_cycle(self) -> None:
+        """Go on to the next request, once this request and its response are complete."""
+        if self._rstate != _R_PAUSED or self._sstate != _S_DONE:
+            raise LocalProtocolError("the request and the response must both be complete")
+        if not self.keep_alive:
+            raise LocalProtocolError("this connection must close")
+        self._reset_cycle()

@@ -1,0 +1,48 @@
+"""The IMF-fixdate for the Date header, computed at most once per second."""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["date_line", "format_date"]
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_date(seconds: float) -> str:
+    """The IMF-fixdate (RFC 9110 §5.6.7) of a timestamp: ``Sun, 06 Nov 1994 08:49:37 GMT``."""
+    t = time.gmtime(seconds)
+    return (
+        f"{_WEEKDAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+
+
+class _DateCache:
+    """Holds the formatted ``Date`` line for the current second."""
+
+    __slots__ = ("line", "second")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.line = ""
+
+    def get(self) -> str:
+        now = int(time.time())
+        if now != self.second:
+            # Two threads may both refresh at a second boundary; each stores a
+            # complete, identical value, so no lock is needed.
+            line = f"Date: {format_date(now)}\r\n"
+            self.line = line
+            self.second = now
+            return line
+        return self.line
+
+
+_CACHE = _DateCache()
+
+
+def date_line() -> str:
+    """``Date: <IMF-fixdate>\\r\\n`` for the current second (formatted once per second)."""
+    return _CACHE.get()

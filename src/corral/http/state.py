@@ -1,0 +1,69 @@
+"""Every response framing and keep-alive / close / upgrade rule, in one place."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CHUNKED",
+    "CLOSE_DELIMITED",
+    "LENGTH",
+    "NO_BODY",
+    "SWITCHED",
+    "connection_field",
+    "response_framing",
+    "response_keep_alive",
+]
+
+# How a response body is framed.
+NO_BODY = 0  # HEAD, 1xx, 204, 304: no body whatever the app sends (RFC 9110 §6.4.1)
+LENGTH = 1  # Content-Length (RFC 9112 §6.2)
+CHUNKED = 2  # chunked transfer coding, HTTP/1.1 only (RFC 9112 §7.1)
+CLOSE_DELIMITED = 3  # the body ends when the connection closes (RFC 9112 §6.3, rule 8)
+SWITCHED = 4  # 101 to an Upgrade, or 2xx to CONNECT: the bytes are no longer HTTP
+
+
+def response_framing(
+    status: int, method: str, http_version: str, content_length: int | None, upgrade: bool
+) -> int:
+    """Choose the framing of a response from its status, the request and the app's length."""
+    if (status == 101 and upgrade) or (method == "CONNECT" and 200 <= status < 300):
+        return SWITCHED
+    if method == "HEAD" or status < 200 or status == 204 or status == 304:
+        return NO_BODY
+    if content_length is not None:
+        return LENGTH
+    if http_version == "1.1":
+        return CHUNKED
+    return CLOSE_DELIMITED
+
+
+def response_keep_alive(
+    request_keep_alive: bool, app_close: bool, framing: int, status: int, unread_expect: bool
+) -> bool:
+    """May the connection serve another request after this response?
+
+    Not when the client or the app asked to close; not when the body ends with the
+    connection; not after a protocol switch; not after a final 1xx, which the client
+    cannot take as the end of an exchange; and not when the client waits for a
+    ``100 Continue`` that was never sent, as it may yet send the body or not
+    (RFC 9110 §10.1.1), so where the next request starts is unknown.
+    """
+    return (
+        request_keep_alive
+        and not app_close
+        and not unread_expect
+        and status >= 200
+        and framing != CLOSE_DELIMITED
+        and framing != SWITCHED
+    )
+
+
+def connection_field(framing: int, keep_alive: bool, http_version: str, status: int) -> str:
+    """The Connection line we send: upgrade, close, keep-alive (HTTP/1.0) or none."""
+    if framing == SWITCHED:
+        # RFC 9110 §7.8: a 101 lists "upgrade" in Connection; a CONNECT tunnel sends none.
+        return "Connection: upgrade\r\n" if status == 101 else ""
+    if not keep_alive:
+        return "Connection: close\r\n"
+    if http_version == "1.0":
+        return "Connection: keep-alive\r\n"  # RFC 9112 §9.3: 1.0 persistence is opt-in
+    return ""

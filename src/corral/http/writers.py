@@ -1,0 +1,158 @@
+"""Response writers: the status line, validated header lines, and chunked framing."""
+
+from __future__ import annotations
+
+from corral.http.errors import REASONS, LocalProtocolError
+from corral.http.grammar import FIELD_VALUE_BAD, RESPONSE_HEAD_BAD, TOKEN
+
+__all__ = [
+    "AppHeaders",
+    "chunk",
+    "encode_head",
+    "last_chunk",
+    "scan_app_headers",
+    "status_line",
+]
+
+# "HTTP/1.1 200 OK\r\n" for every status with a standard reason phrase.
+_STATUS_LINES: dict[int, str] = {
+    code: f"HTTP/1.1 {code} {phrase.decode('ascii')}\r\n" for code, phrase in REASONS.items()
+}
+
+# Field names the application sends again and again ("Content-Type", ...) are checked
+# against the token grammar once per process: valid name -> its lower-case form. Only
+# valid names get in, and the size is bounded, so a hostile app cannot grow it.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 512
+
+# App fields the framing depends on (lower-case name -> kind).
+_LENGTH, _TRANSFER, _CONNECTION, _KEEP_ALIVE, _DATE, _SERVER = range(1, 7)
+_FRAMING_FIELDS = {
+    "content-length": _LENGTH,
+    "transfer-encoding": _TRANSFER,
+    "connection": _CONNECTION,
+    "keep-alive": _KEEP_ALIVE,
+    "date": _DATE,
+    "server": _SERVER,
+}
+
+
+def status_line(status: int, reason: str | None) -> str:
+    """``HTTP/1.1 <status> <reason>\\r\\n``; the standard phrase when ``reason`` is None."""
+    if reason is None:
+        line = _STATUS_LINES.get(status)
+        if line is not None:
+            return line
+        reason = ""
+    if type(status) is not int or not 100 <= status <= 999:
+        raise LocalProtocolError(f"invalid status code {status!r}")
+    return f"HTTP/1.1 {status} {reason}\r\n"
+
+
+def _field_name(name: str) -> str:
+    """The lower-case form of a valid field name (RFC 9110 §5.1: a token)."""
+    if type(name) is not str or not TOKEN.fullmatch(name):
+        raise LocalProtocolError(f"invalid header name {name!r}")
+    lname = name.lower()
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = lname
+    return lname
+
+
+class AppHeaders:
+    """The application's fields, formatted, with what framing needs to know of them."""
+
+    __slots__ = ("close", "content_length", "has_date", "has_server", "lines", "upgrade")
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.content_length: int | None = None
+        self.close = False
+        self.upgrade = False
+        self.has_date = False
+        self.has_server = False
+
+
+def scan_app_headers(headers: list[tuple[str, str]], lines: list[str]) -> AppHeaders:
+    """Format the app's fields into ``lines``; drop the hop-by-hop ones we own.
+
+    Transfer-Encoding, Connection and Keep-Alive are dropped: this connection frames the
+    body and decides persistence itself (RFC 9110 §7.6.1), honouring ``close`` and
+    ``upgrade`` from the app's Connection field.
+    """
+    info = AppHeaders()
+    info.lines = lines
+    append = lines.append
+    cache = _NAME_CACHE
+    for name, value in headers:
+        lname = cache.get(name)
+        if lname is None:
+            lname = _field_name(name)
+        if type(value) is not str:
+            raise LocalProtocolError(f"header {name!r} value is not a str")
+        kind = _FRAMING_FIELDS.get(lname)
+        if kind is None:
+            append(f"{name}: {value}\r\n")
+        elif kind == _LENGTH:
+            if info.content_length is not None:
+                raise LocalProtocolError("duplicate Content-Length header")
+            if not (value.isascii() and value.isdigit()):
+                raise LocalProtocolError(f"invalid Content-Length {value!r}")
+            info.content_length = int(value)
+        elif kind == _CONNECTION:
+            tokens = {t.strip(" \t") for t in value.lower().split(",")}
+            info.close = info.close or "close" in tokens
+            info.upgrade = info.upgrade or "upgrade" in tokens
+        elif kind == _DATE:
+            info.has_date = True
+            append(f"{name}: {value}\r\n")
+        elif kind == _SERVER:
+            info.has_server = True
+            append(f"{name}: {value}\r\n")
+    return info
+
+
+def encode_head(lines: list[str]) -> bytes:
+    """Join and encode a head whose every item is one CRLF-terminated line.
+
+    A CR, LF or other CTL inside a value would show up as more CRs or LFs than lines,
+    or as a CTL: refused, so an app can never split a response (RFC 9110 §5.5).
+    """
+    text = "".join(lines)
+    count = len(lines)
+    if text.count("\n") != count or text.count("\r") != count or RESPONSE_HEAD_BAD.search(text):
+        raise LocalProtocolError(_name_bad_line(lines))
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise LocalProtocolError("header text not encodable as latin-1") from None
+
+
+def _name_bad_line(lines: list[str]) -> str:
+    """Say which line of a refused head is bad (the error path only)."""
+    for line in lines:
+        body = line[:-2]
+        if FIELD_VALUE_BAD.search(body) or "\r" in body:
+            return f"invalid character in response head line {body.partition(':')[0]!r}"
+    return "invalid response head"
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of the chunked coding (RFC 9112 §7.1); empty data gives nothing."""
+    if not data:
+        return b""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def last_chunk(trailers: list[tuple[str, str]] | None) -> bytes:
+    """The last chunk and the trailer section (RFC 9112 §7.1.2)."""
+    if not trailers:
+        return b"0\r\n\r\n"
+    lines = ["0\r\n"]
+    for name, value in trailers:
+        _field_name(name)
+        if type(value) is not str:
+            raise LocalProtocolError(f"trailer {name!r} value is not a str")
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return encode_head(lines)
