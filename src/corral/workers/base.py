@@ -71,6 +71,8 @@ class Worker:
         code = 0
         try:
             self.pid = os.getpid()
+            if self.cfg.capture_output:
+                self.log.redirect_stdio()
             self._install_signals()
             app = self._load()
             self.booted = True
