@@ -1,0 +1,82 @@
+"""Worker liveness: an unlinked temp file whose mtime the worker bumps and the arbiter reads."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+
+# tmpfs lives in RAM: bumping an mtime there never waits on a disk. On a disk-backed /tmp (or a
+# container's overlay filesystem) every bump is a metadata write that can stall behind other I/O,
+# and a worker stalled in its heartbeat looks hung to the arbiter.
+_SHM = "/dev/shm"
+
+
+def default_dir() -> str:
+    """/dev/shm when it is a writable directory, else the platform's temp directory."""
+    if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK | os.X_OK):
+        return _SHM
+    return tempfile.gettempdir()
+
+
+class Heartbeat:
+    """One worker's heartbeat, created by the arbiter before fork and shared with the child.
+
+    The stored time is `time.monotonic()` written into the file's mtime (as gunicorn does), so a
+    wall-clock jump neither kills healthy workers nor hides hung ones; CLOCK_MONOTONIC is one
+    clock for every process on the machine. The file is unlinked at once, so nothing is left
+    behind when processes die; the arbiter and the worker keep it alive through the open fd.
+    """
+
+    def __init__(
+        self,
+        tmpdir: str | None = None,
+        *,
+        min_interval: float = 1.0,
+        owner: tuple[int, int] | None = None,
+    ) -> None:
+        fd, path = tempfile.mkstemp(prefix="corral-heartbeat-", dir=tmpdir or default_dir())
+        try:
+            os.unlink(path)
+            if owner is not None:
+                # A worker that drops privileges must still be allowed to set the mtime.
+                os.fchown(fd, *owner)
+            now = time.monotonic()
+            os.utime(fd, (now, now))
+            # Read back, so `last_update() > created` means "notified since" without rounding noise.
+            self.created = os.fstat(fd).st_mtime
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._min_interval = min_interval
+        # -inf, not `created`: the child inherits this object, and its first notify() (the
+        # "booted" signal) must always reach the file.
+        self._last = -math.inf
+
+    def notify(self) -> None:
+        """Tell the arbiter we are alive; cheap in a hot loop (one write per interval at most)."""
+        now = time.monotonic()
+        if now - self._last < self._min_interval:
+            return
+        self._last = now
+        os.utime(self._fd, (now, now))
+
+    def notified(self) -> bool:
+        """Whether the worker has called notify() at least once (it has booted)."""
+        return self.last_update() > self.created
+
+    def last_update(self) -> float:
+        """The monotonic time of the last notify() (or of creation, before the first one)."""
+        return os.fstat(self._fd).st_mtime
+
+    def fileno(self) -> int:
+        """The file descriptor, -1 once closed."""
+        return self._fd
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)

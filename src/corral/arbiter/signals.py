@@ -1,0 +1,120 @@
+"""The arbiter's signal intake: handlers only queue; the loop sleeps on a wakeup fd."""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import signal
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+# The signals the arbiter acts on (gunicorn's set, plus CHLD so a dying worker wakes the loop).
+HANDLED: tuple[signal.Signals, ...] = (
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGWINCH,
+    signal.SIGCHLD,
+)
+
+# Like gunicorn: a burst of signals beyond this is dropped rather than queued without bound.
+QUEUE_LIMIT = 5
+
+
+def signal_name(signum: int) -> str:
+    """`SIGTERM` -> "term", the suffix of the arbiter's handle_* method."""
+    try:
+        return signal.Signals(signum).name[3:].lower()
+    except ValueError:
+        return str(signum)
+
+
+class SignalQueue:
+    """Queues the arbiter's signals and wakes `wait()` through `signal.set_wakeup_fd`.
+
+    The C-level handler writes a byte to the wakeup pipe as soon as a signal arrives, even while
+    the main thread sits in poll(), so `wait()` never sleeps through a signal and never polls.
+    The Python-level handler only appends to a bounded deque. CHLD is queued at most once at a
+    time: the loop reaps every dead child on each wake, and a burst of worker deaths must not
+    crowd TERM out of the queue.
+    """
+
+    def __init__(self, signals: Iterable[int] = HANDLED, limit: int = QUEUE_LIMIT) -> None:
+        self.signals = tuple(signals)
+        self.limit = limit
+        self.dropped = 0
+        self._queue: collections.deque[int] = collections.deque()
+        self._previous: dict[int, Any] = {}
+        self._read_fd = -1
+        self._write_fd = -1
+        self._old_wakeup_fd = -1
+
+    def install(self) -> None:
+        """Create the wakeup pipe and install the handlers (main thread only)."""
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        self._old_wakeup_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        for signum in self.signals:
+            self._previous[signum] = signal.signal(signum, self._handler)
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGCHLD and signum in self._queue:
+            return
+        if len(self._queue) >= self.limit:
+            self.dropped += 1  # counted here, logged by the loop: a handler must not log
+            return
+        self._queue.append(signum)
+
+    def wait(self, timeout: float) -> list[int]:
+        """Signals queued so far, oldest first, waiting up to `timeout` seconds for one."""
+        if not self._queue and timeout > 0:
+            poller = select.poll()
+            poller.register(self._read_fd, select.POLLIN)
+            poller.poll(max(0, int(timeout * 1000) + 1))
+        self._drain()
+        out: list[int] = []
+        while self._queue:
+            out.append(self._queue.popleft())
+        return out
+
+    def _drain(self) -> None:
+        try:
+            while os.read(self._read_fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def uninstall(self) -> None:
+        """Restore the previous handlers and wakeup fd, and close the pipe."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+        signal.set_wakeup_fd(self._old_wakeup_fd)
+        self._close()
+
+    def reset_in_child(self) -> None:
+        """In a forked worker: default dispositions, no wakeup fd, the pipe closed.
+
+        The worker installs its own handlers; until then a signal must act as it would on any
+        fresh process, not be queued in a copy of the arbiter's queue that nobody reads.
+        """
+        signal.set_wakeup_fd(-1)
+        for signum in self.signals:
+            signal.signal(signum, signal.SIG_DFL)
+        self._previous.clear()
+        self._queue.clear()
+        self._close()
+
+    def _close(self) -> None:
+        for fd in (self._read_fd, self._write_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._read_fd = self._write_fd = -1
