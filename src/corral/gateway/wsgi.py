@@ -316,7 +316,7 @@ class WSGIGateway:
         transport.sendall(conn.send_end())
 
     def _note_suppressed(self, conn: ServerConnection, state: ResponseState) -> None:
-        if state.body_bytes and not conn.body_allowed and not self._warned_body_dropped:
+        if conn.body_suppressed and not self._warned_body_dropped:
             # RFC 9110 §6.4.1: no content for HEAD, 1xx, 204 and 304; say so once per worker.
             self._warned_body_dropped = True
             self._warn(
