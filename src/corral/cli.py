@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import linecache
 import os
 import sys
+import threading
+from types import FrameType
+from typing import Any
 
 from corral.config import Config, load
 from corral.errors import ConfigError, CorralError, HaltServer
@@ -31,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: list[str]) -> int:
     cfg = load(args, os.environ)
     prepare_process(cfg)
+    if cfg.spew:
+        install_spew()
     if cfg.print_config or cfg.check_config:
         return _check(cfg)
     if cfg.app_uri is None:
@@ -59,6 +65,22 @@ def prepare_process(cfg: Config) -> None:
         sys.path.insert(0, path)
 
 
+def install_spew() -> None:
+    """`spew`: write every line Python executes to stderr, in every thread, from now on."""
+
+    def trace(frame: FrameType, event: str, _arg: object) -> Any:
+        # CPython does not trace the trace function itself, and os.write is not Python code,
+        # so this cannot recurse.
+        if event == "line":
+            name, number = frame.f_code.co_filename, frame.f_lineno
+            text = linecache.getline(name, number).rstrip()
+            os.write(2, f"{os.getpid()} {name}:{number}: {text}\n".encode(errors="replace"))
+        return trace
+
+    threading.settrace(trace)
+    sys.settrace(trace)
+
+
 def _check(cfg: Config) -> int:
     """--print-config and --check-config: report, import the app when there is one, exit."""
     if cfg.print_config:
@@ -70,5 +92,5 @@ def _check(cfg: Config) -> int:
     loaded = load_app(cfg.app_uri)
     interface = resolve_interface(loaded.app, cfg.interface)
     if cfg.check_config:
-        print(f"{PROG}: configuration OK; {cfg.app_uri} loads as a {interface.upper()} app")
+        print(f"{PROG}: configuration OK; {cfg.app_uri} loads as an {interface} app")
     return 0

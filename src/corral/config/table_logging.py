@@ -42,6 +42,18 @@ def _ssl_version(value: object) -> object:
 
 SSL_VERSION: p.Parser[object] = p.Parser("int or name", _ssl_version)
 
+DEFAULT_LOGGER_CLASS = "corral.logging.Logger"
+
+
+def _logger_class(value: object) -> str:
+    # gunicorn spells its default "simple".
+    if isinstance(value, str) and value.strip() == "simple":
+        return DEFAULT_LOGGER_CLASS
+    return p.DOTTED_PATH(value)
+
+
+LOGGER_CLASS = p.Parser("dotted path", _logger_class)
+
 
 @dataclass
 class LoggingTable:
@@ -115,15 +127,16 @@ class LoggingTable:
         """,
     )
     logger_class: str = setting(
-        "corral.logging.Logger",
+        DEFAULT_LOGGER_CLASS,
         section="Logging",
-        parse=p.DOTTED_PATH,
+        parse=LOGGER_CLASS,
         cli=("--logger-class",),
         metavar="STRING",
         gunicorn_default="gunicorn.glogging.Logger",
-        differs_because="corral has its own logger; a replacement must offer its interface.",
+        differs_because="corral has its own logger.",
+        unsupported="replacing corral's logger class is not supported yet",
         help="""
-        Dotted path of the logger class; it must offer `corral.logging.Logger`'s interface.
+        Dotted path of the logger class (`simple` means the default).
         """,
     )
     logconfig: str | None = setting(

@@ -196,6 +196,9 @@ class MechanicsTable:
         parse=p.OPTIONAL_STRING,
         help="""
         Directory for temporary request data; the system temporary directory if unset.
+
+        gunicorn keeps this setting but no longer uses it; neither does corral, which
+        accepts it so that gunicorn config files load.
         """,
     )
     secure_scheme_headers: dict[str, str] = setting(

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from corral.config import parsers as p
@@ -19,6 +20,26 @@ WORKER_ALIASES = {
     "uvicorn.workers.uvicornworker": "asyncio",
     "uvicorn_worker.uvicornworker": "asyncio",
 }
+
+_WORKER_CHOICE = p.choice(("sync", "threaded", "asyncio"), WORKER_ALIASES)
+
+
+def _worker_class(value: object) -> str:
+    # A dotted path names a corral Worker subclass of the user's; corral.workers.resolve
+    # imports and checks it.
+    if isinstance(value, str) and value.strip().lower() not in WORKER_ALIASES:
+        text = value.strip()
+        if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[.:][A-Za-z_]\w*", text):
+            return text
+    try:
+        return _WORKER_CHOICE(value)
+    except p.Invalid:
+        raise p.Invalid(
+            "expected sync, threaded, asyncio, or the dotted path of a corral Worker class"
+        ) from None
+
+
+WORKER_CLASS = p.Parser("sync | threaded | asyncio | dotted path", _worker_class)
 
 
 @dataclass
@@ -110,7 +131,7 @@ class ServerTable:
     worker_class: str = setting(
         "sync",
         section="Worker Processes",
-        parse=p.choice(("sync", "threaded", "asyncio"), WORKER_ALIASES),
+        parse=WORKER_CLASS,
         cli=("-k", "--worker-class"),
         metavar="STRING",
         help="""
@@ -118,7 +139,8 @@ class ServerTable:
 
         `sync` serves one connection at a time; `threaded` serves WSGI apps on a pool of
         threads; `asyncio` serves ASGI apps. As in gunicorn, `sync` with `threads` above 1
-        runs the threaded worker. gunicorn's class paths for these workers are accepted.
+        runs the threaded worker. gunicorn's class paths for these workers are accepted, and
+        so is the dotted path of a corral `Worker` subclass.
         """,
     )
     threads: int = setting(
