@@ -1,0 +1,1 @@
+"""Small importable applications for the loader and CLI tests (on sys.path via --pythonpath)."""
