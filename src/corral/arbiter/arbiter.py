@@ -1,0 +1,494 @@
+"""The master process: binds, forks and supervises workers, and turns signals into actions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from corral import __version__
+from corral.arbiter import reexec, reload
+from corral.arbiter.children import Child, log_exit, run_child
+from corral.arbiter.daemon import daemonize
+from corral.arbiter.heartbeat import Heartbeat
+from corral.arbiter.pidfile import Pidfile, PidfileError
+from corral.arbiter.plan import Backoff, Exit, Phase, Timing, decide
+from corral.arbiter.privileges import PrivilegeError, target_ids
+from corral.arbiter.proctitle import set_title
+from corral.arbiter.signals import SignalQueue, signal_name
+from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError, CorralError, HaltServer
+from corral.logging import Logger
+from corral.sockets import BindError, Listener, close_listeners, open_listeners
+
+if TYPE_CHECKING:
+    from corral.config import Config
+    from corral.gateway.loader import LoadedApp
+    from corral.workers.base import Worker
+
+MAX_SLEEP = 1.0  # the loop wakes at least this often, even with nothing due
+KILL_GRACE = 3.0  # a hung worker's time, after SIGABRT, to log its stacks before SIGKILL
+FAST_STOP_WAIT = 2.0  # INT/QUIT: workers exit at once; stragglers are killed after this
+KILL_WAIT = 5.0  # after SIGKILL, how long shutdown waits to reap before giving up
+
+
+@dataclass(frozen=True)
+class _Generation:
+    """What a reload replaces, kept so that a reload whose workers cannot boot can be undone."""
+
+    cfg: Config
+    worker_class: type[Worker]
+    app: LoadedApp | None
+    num_workers: int
+
+
+class Arbiter:
+    """Runs the server: `Arbiter(cfg).run()` returns the process exit status.
+
+    Hooks receive the arbiter as `server`: `server.log`, `server.cfg`, `server.pid`,
+    `server.num_workers` and `server.workers` (pid -> worker) are the stable attributes.
+    `argv` is what HUP re-reads the configuration from (default: this process's arguments).
+    """
+
+    def __init__(self, cfg: Config, *, argv: Sequence[str] | None = None) -> None:
+        self.cfg = cfg
+        self.argv = list(sys.argv[1:] if argv is None else argv)
+        self.pid = os.getpid()
+        self.log: Logger
+        self.app: LoadedApp | None = None
+        self.listeners: list[Listener] = []
+        self._num_workers = cfg.workers
+        self._worker_class: type[Worker]
+        self._children: dict[int, Child] = {}
+        self._signals = SignalQueue()
+        self._backoff = Backoff()
+        self._pidfile: Pidfile | None = None
+        self._ids: tuple[int, int] | None = None
+        self._generation = 0
+        self._age = 0
+        self._stop: int | None = None  # the signal that asked us to stop
+        self._stopping = False
+        self._previous: _Generation | None = None
+        self._reexec_pid = 0  # our upgraded successor, between USR2 and our exit
+        self._master_pid = 0  # our predecessor, when we are the upgraded master
+        self._cwd = os.getcwd()
+
+    # -- attributes for hooks ----------------------------------------------------------------------
+
+    @property
+    def num_workers(self) -> int:
+        return self._num_workers
+
+    @num_workers.setter
+    def num_workers(self, value: int) -> None:
+        old, self._num_workers = self._num_workers, value
+        if value != old:
+            self._hook("nworkers_changed", self, value, old)
+
+    @property
+    def workers(self) -> dict[int, Worker]:
+        """Live workers by pid."""
+        return {pid: child.worker for pid, child in self._children.items()}
+
+    WORKERS = workers  # gunicorn's name, used by existing hook code
+
+    @property
+    def proc_name(self) -> str:
+        return self.cfg.proc_name or self.cfg.default_proc_name
+
+    # -- run -------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until stopped; return the exit status (0 after a TERM/INT/QUIT shutdown)."""
+        if self.cfg.daemon:
+            daemonize()
+        self.pid = os.getpid()
+        os.umask(self.cfg.umask)
+        try:
+            self.log = Logger(self.cfg)
+        except ValueError as exc:
+            sys.stderr.write(f"Error: {exc}\n")
+            return 1
+        code = 1
+        try:
+            self._start()
+            self._loop()
+            assert self._stop is not None
+            self._shutdown(self._stop)
+            code = 0
+        except HaltServer as exc:
+            code = self._halt(exc.reason, exc.exit_code)
+        except (BindError, PidfileError, PrivilegeError) as exc:
+            self.log.error("%s", exc)
+            self._shutdown(signal.SIGQUIT)
+        except CorralError as exc:  # ConfigError (worker class), AppLoadError (preload)
+            self.log.error("%s", exc)
+            self._shutdown(signal.SIGQUIT)
+            code = exc.exit_code
+        except Exception:
+            self.log.exception("Unhandled exception in the arbiter")
+            self._shutdown(signal.SIGQUIT)
+        finally:
+            self._cleanup()
+        return code
+
+    def _start(self) -> None:
+        self.log.info("Starting corral %s", __version__)
+        self._master_pid = reexec.take_master_pid(os.environ)
+        self._signals.install()
+        set_title("master", self.proc_name)
+        if self.cfg.pidfile:
+            self._pidfile = Pidfile(self.cfg.pidfile)
+            self._pidfile.create(self.pid)
+        self._hook("on_starting", self)
+        self._ids = target_ids(self.cfg.user, self.cfg.group)
+        self._worker_class = _resolve_worker(self.cfg)
+        if self.cfg.preload_app:
+            self.app = _preload(self.cfg)
+        self.listeners = open_listeners(
+            self.cfg.bind,
+            os.environ,
+            self.pid,
+            backlog=self.cfg.backlog,
+            reuse_port=self.cfg.reuse_port,
+            owner=self._ids,
+        )
+        for listener in self.listeners:
+            self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
+        self.log.info("Using worker: %s", self.cfg.worker_class)
+        self._hook("when_ready", self)
+
+    def _loop(self) -> None:
+        while self._stop is None:
+            timeout = self._supervise()
+            for signum in self._signals.wait(timeout):
+                self._dispatch(signum)
+            if self._signals.dropped:
+                self.log.warning("Ignored %d signals: too many at once", self._signals.dropped)
+                self._signals.dropped = 0
+            self._reap()
+            self._check_promotion()
+
+    def _dispatch(self, signum: int) -> None:
+        name = signal_name(signum)
+        if signum == signal.SIGCHLD:
+            return  # the loop reaps after every wake
+        self.log.info("Handling signal: %s", name)
+        if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            self._stop = signum
+        elif signum == signal.SIGHUP:
+            self._reload()
+        elif signum == signal.SIGTTIN:
+            self.num_workers += 1
+        elif signum == signal.SIGTTOU:
+            if self.num_workers > 1:
+                self.num_workers -= 1
+        elif signum == signal.SIGUSR1:
+            self.log.reopen_files()
+            self._signal_all(signal.SIGUSR1)
+        elif signum == signal.SIGUSR2:
+            self._reexec()
+        elif signum == signal.SIGWINCH:
+            self._winch()
+
+    # -- supervision -------------------------------------------------------------------------------
+
+    def _supervise(self) -> float:
+        """Apply the plan for now; return how long the loop may sleep."""
+        now = time.monotonic()
+        views = [child.view() for child in self._children.values()]
+        for view in views:
+            if self._backoff.healthy(view, now):
+                self.log.info("Workers boot again: crash backoff reset")
+        timing = Timing(self.cfg.timeout, self.cfg.graceful_timeout, KILL_GRACE)
+        plan = decide(
+            self.num_workers, self._generation, views, now, timing, self._backoff.spawn_after
+        )
+        for pid in plan.kill:
+            self.log.error("Worker (pid:%s) did not exit in time; sending SIGKILL", pid)
+            self._signal(pid, signal.SIGKILL, Phase.KILLED)
+        for pid in plan.abort:
+            self.log.critical("WORKER TIMEOUT (pid:%s): no heartbeat for %ss", pid, timing.timeout)
+            self._signal(pid, signal.SIGABRT, Phase.ABORTED)
+        for pid in plan.retire:
+            self._signal(pid, signal.SIGTERM, Phase.RETIRING)
+        for _ in range(plan.spawn):
+            self._spawn()
+        return max(0.0, min(MAX_SLEEP, plan.wake_at - time.monotonic()))
+
+    def _signal(self, pid: int, sig: int, phase: Phase | None = None) -> None:
+        child = self._children.get(pid)
+        if child is not None and phase is not None:
+            child.phase, child.phase_since = phase, time.monotonic()
+        with contextlib.suppress(ProcessLookupError):  # already dead: the next reap collects it
+            os.kill(pid, sig)
+
+    def _signal_all(self, sig: int, phase: Phase | None = None) -> None:
+        for pid in list(self._children):
+            self._signal(pid, sig, phase)
+
+    def _spawn(self) -> None:
+        self._age += 1
+        beat = min(1.0, self.cfg.timeout / 4) if self.cfg.timeout > 0 else 1.0
+        try:
+            heartbeat = Heartbeat(self.cfg.worker_tmp_dir, min_interval=beat, owner=self._ids)
+        except OSError as exc:
+            raise HaltServer(f"Cannot create a worker heartbeat file: {exc}", 1) from None
+        listeners = [listener.sock for listener in self.listeners]
+        worker = self._worker_class(self._age, self.pid, listeners, self.cfg, self.log, heartbeat)
+        if self.app is not None:
+            worker.preloaded = self.app
+        self._hook("pre_fork", self, worker)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            siblings = [child.heartbeat for child in self._children.values()]
+            run_child(self, worker, self._signals, siblings, self._ids)
+        worker.pid = pid
+        self._children[pid] = Child(worker, heartbeat, self._generation, heartbeat.created)
+
+    # -- reaping -----------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        """Collect every exited child: workers, a failed upgrade, and orphans (as PID 1)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._child_exited(pid, os.waitstatus_to_exitcode(status))
+
+    def _child_exited(self, pid: int, code: int) -> None:
+        if pid == self._reexec_pid:
+            self._upgrade_failed(code)
+            return
+        child = self._children.pop(pid, None)
+        if child is None:
+            # An orphan re-parented to us (PID 1, subreaper) or a hook's subprocess: routine.
+            self.log.debug("Reaped pid %s (not a worker), exit status %s", pid, code)
+            return
+        now = time.monotonic()
+        booted = child.heartbeat.notified()
+        child.heartbeat.close()
+        requested = self._stopping or child.phase is not Phase.ACTIVE
+        log_exit(self.log, pid, code, child.phase, requested)
+        self._hook("child_exit", self, child.worker)
+        if not requested and code in (WORKER_BOOT_ERROR, APP_LOAD_ERROR):
+            self._boot_failed(child, code)
+        delay = self._backoff.record(Exit(requested, booted, code, now - child.spawned_at), now)
+        if delay:
+            self.log.warning(
+                "Worker (pid:%s) died while booting (%d in a row); next spawn in %.1fs",
+                pid,
+                self._backoff.failures,
+                delay,
+            )
+
+    def _boot_failed(self, child: Child, code: int) -> None:
+        """Halt, as gunicorn does, unless a reload's new workers failed while old ones serve."""
+        reason = "Worker failed to boot." if code == WORKER_BOOT_ERROR else "App failed to load."
+        serving = [c for c in self._children.values() if c.generation < child.generation]
+        previous = self._previous
+        if previous is None or child.generation != self._generation or not serving:
+            raise HaltServer(reason, code)
+        self.log.error("%s Reload abandoned: the previous workers keep serving.", reason)
+        for pid, other in list(self._children.items()):
+            if other.generation == self._generation:
+                self._signal(pid, signal.SIGTERM, Phase.RETIRING)
+        self.cfg = previous.cfg
+        self._worker_class = previous.worker_class
+        self.app = previous.app
+        self._num_workers = previous.num_workers
+        self._generation = max(c.generation for c in serving)
+        self._previous = None
+
+    # -- signals: HUP, WINCH, USR2 -------------------------------------------------------------
+
+    def _reload(self) -> None:
+        """HUP: re-read the configuration; new workers replace the old ones as they boot."""
+        try:
+            new = reload.load_config(self.argv)
+            worker_class = _resolve_worker(new)
+            app = _preload(new) if new.preload_app else None
+            log = Logger(new)
+        except Exception as exc:  # a config file can raise anything
+            self.log.error("Reload failed, the current configuration stays: %s", exc)
+            return
+        self._previous = _Generation(self.cfg, self._worker_class, self.app, self.num_workers)
+        old_log, self.log = self.log, log
+        old_log.close()
+        self.cfg, self._worker_class, self.app = new, worker_class, app
+        os.umask(new.umask)
+        self._ids = target_ids(new.user, new.group)
+        self._rebind()
+        self._repoint_pidfile()
+        set_title("master", self.proc_name)
+        self._generation += 1
+        self.num_workers = new.workers
+        self._hook("on_reload", self)
+
+    def _rebind(self) -> None:
+        """Open the binds a reload added and close the ones it removed; keep the rest."""
+        try:
+            kept, added, removed = reload.diff_binds(self.listeners, self.cfg.bind)
+        except BindError as exc:
+            self.log.error("Reload: %s; keeping the current listeners", exc)
+            return
+        if not (added or removed):
+            return
+        try:
+            fresh = open_listeners(
+                added,
+                {},
+                self.pid,
+                backlog=self.cfg.backlog,
+                reuse_port=self.cfg.reuse_port,
+                owner=self._ids,
+            )
+        except BindError as exc:
+            self.log.error("Reload: %s; keeping the current listeners", exc)
+            return
+        close_listeners(removed, unlink=self._may_unlink())
+        self.listeners = kept + fresh
+        for listener in fresh:
+            self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
+
+    def _repoint_pidfile(self) -> None:
+        path = self.cfg.pidfile or None
+        if self._pidfile is not None and self._pidfile.path == path:
+            return
+        if self._pidfile is not None:
+            self._pidfile.unlink()
+            self._pidfile = None
+        if path is not None:
+            pidfile = Pidfile(path)
+            try:
+                pidfile.create(self.pid)
+            except PidfileError as exc:
+                self.log.error("Reload: %s", exc)
+                return
+            self._pidfile = pidfile
+
+    def _winch(self) -> None:
+        # WINCH also comes with every terminal resize: honour it only when it cannot be that.
+        if self.cfg.daemon or self._reexec_pid:
+            self.log.info("Graceful stop of the workers")
+            self.num_workers = 0
+        else:
+            self.log.debug("SIGWINCH ignored: not daemonized and no upgrade in progress")
+
+    def _reexec(self) -> None:
+        """USR2: start an upgraded master on the same listeners; we keep running until told."""
+        if self._reexec_pid:
+            self.log.warning("USR2 ignored: the new master (pid %s) is running", self._reexec_pid)
+            return
+        if self._master_pid:
+            self.log.warning("USR2 ignored: the old master (pid %s) is running", self._master_pid)
+            return
+        if self._pidfile is not None:
+            self._pidfile.rename(self._pidfile.path + ".oldbin")
+        master_pid = os.getpid()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                self._signals.reset_in_child()
+                for child in self._children.values():
+                    child.heartbeat.close()
+                self._hook("pre_exec", self)
+            finally:
+                reexec.exec_new_master(master_pid, self.listeners, self._cwd, self.log)
+        self._reexec_pid = pid
+        self.log.info("Upgrade: started a new master (pid %s)", pid)
+        set_title("master (old)", self.proc_name)
+
+    def _upgrade_failed(self, code: int) -> None:
+        self.log.error("Upgrade failed: the new master exited with status %s", code)
+        self._reexec_pid = 0
+        if self._pidfile is not None and self.cfg.pidfile:
+            self._pidfile.rename(self.cfg.pidfile)
+        set_title("master", self.proc_name)
+
+    def _check_promotion(self) -> None:
+        if self._master_pid and os.getppid() != self._master_pid:
+            self.log.info("Master promoted: the old master (pid %s) has exited", self._master_pid)
+            self._master_pid = 0
+            set_title("master", self.proc_name)
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    def _shutdown(self, sig: int) -> None:
+        """Stop every worker: TERM waits graceful_timeout, INT/QUIT a short while; then KILL."""
+        self._stopping = True
+        graceful = sig == signal.SIGTERM
+        self._signal_all(sig, Phase.RETIRING)
+        # Only now that the workers are told to stop: until then they may still be accepting.
+        close_listeners(self.listeners, unlink=self._may_unlink())
+        self.listeners = []
+        limit = float(self.cfg.graceful_timeout)
+        deadline = time.monotonic() + max(0.0, limit if graceful else min(FAST_STOP_WAIT, limit))
+        while self._children and time.monotonic() < deadline:
+            for signum in self._signals.wait(min(MAX_SLEEP, deadline - time.monotonic())):
+                if graceful and signum in (signal.SIGINT, signal.SIGQUIT):
+                    self.log.info("Handling signal: %s (fast shutdown)", signal_name(signum))
+                    graceful = False
+                    self._signal_all(signum)
+                    deadline = min(deadline, time.monotonic() + FAST_STOP_WAIT)
+            self._reap()
+        if not self._children:
+            return
+        self.log.warning("Killing %d worker(s) that did not stop in time", len(self._children))
+        self._signal_all(signal.SIGKILL, Phase.KILLED)
+        deadline = time.monotonic() + KILL_WAIT
+        while self._children and time.monotonic() < deadline:
+            self._signals.wait(min(MAX_SLEEP, deadline - time.monotonic()))
+            self._reap()
+
+    def _halt(self, reason: str, code: int) -> int:
+        self.log.error("Shutting down: %s", reason)
+        self._shutdown(signal.SIGTERM)
+        return code
+
+    def _may_unlink(self) -> bool:
+        """Unix socket files are removed on exit, but not while an upgrade shares them."""
+        return self._reexec_pid == 0 and self._master_pid == 0
+
+    def _cleanup(self) -> None:
+        close_listeners(self.listeners, unlink=self._may_unlink())
+        self.listeners = []
+        if self._pidfile is not None:
+            self._pidfile.unlink()
+        self._hook("on_exit", self)
+        self._signals.uninstall()
+        self.log.info("Shutting down: Master")
+        self.log.close()
+
+    def _hook(self, name: str, *args: object) -> None:
+        """Call a server hook; its exception is logged, not allowed to take the arbiter down."""
+        try:
+            getattr(self.cfg, name)(*args)
+        except Exception:
+            self.log.exception("Exception in %s hook", name)
+
+
+def _resolve_worker(cfg: Config) -> type[Worker]:
+    from corral.workers import resolve
+
+    return resolve(cfg.worker_class, cfg.threads)
+
+
+def _preload(cfg: Config) -> LoadedApp:
+    """Load the app in the master (preload_app), so workers share its memory after fork."""
+    from corral.gateway.loader import load_app
+
+    if not cfg.app_uri:
+        raise AppLoadError("no application given: pass APP as module:callable")
+    return load_app(cfg.app_uri)
