@@ -197,3 +197,10 @@ def test_asyncio_marked_function_is_asgi() -> None:
 
     wrapped._is_coroutine = marker  # type: ignore[attr-defined]
     assert resolve_interface(wrapped, "auto") == "asgi"
+
+
+def test_real_frameworks_are_detected() -> None:
+    starlette = pytest.importorskip("starlette.applications")
+    flask = pytest.importorskip("flask")
+    assert resolve_interface(starlette.Starlette(), "auto") == "asgi"
+    assert resolve_interface(flask.Flask("corral_test"), "auto") == "wsgi"

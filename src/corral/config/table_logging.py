@@ -109,7 +109,10 @@ class LoggingTable:
     loglevel: str = setting(
         "info",
         section="Logging",
-        parse=p.choice(("debug", "info", "warning", "error", "critical")),
+        parse=p.choice(
+            ("debug", "info", "warning", "error", "critical"),
+            {"warn": "warning", "fatal": "critical"},
+        ),
         cli=("--log-level",),
         metavar="LEVEL",
         help="""

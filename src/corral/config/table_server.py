@@ -62,10 +62,12 @@ class ServerTable:
         help="""
         The Python config file to read: `PATH`, `file:PATH` or `python:MODULE`.
 
-        The file is executed and its module-level names become settings. Names starting
-        with `_`, ALL_CAPS constants, imported modules, classes and functions that are not
-        hook names are ignored; any other unknown name is an error. Without this setting,
-        `./corral.conf.py` is read when it exists, else `./gunicorn.conf.py`.
+        The file is executed and its module-level names become settings. Ignored: names
+        starting with `_`, ALL_CAPS constants, modules, classes, functions that are not
+        hooks, and objects that are not plain data. An unknown name holding plain data (a
+        number, string, list, dict...) is an error, so a typo is never silently ignored.
+        Without this setting, `./corral.conf.py` is read when it exists, else
+        `./gunicorn.conf.py`.
         """,
     )
     wsgi_app: str | None = setting(

@@ -44,9 +44,10 @@ def load_app(uri: str) -> LoadedApp:
         raise AppLoadError(
             f"APP {uri!r} is not callable: it is {type(app).__name__} {_short_repr(app)}"
         )
-    if _detect(app) == "asgi2":
+    kind = _detect(app)
+    if kind == "asgi2":
         return LoadedApp(_single_callable(app), "asgi")
-    return LoadedApp(app, _detect(app))
+    return LoadedApp(app, kind)
 
 
 def resolve_interface(app: object, setting: str) -> str:
