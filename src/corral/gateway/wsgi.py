@@ -246,9 +246,10 @@ class WSGIGateway:
         try:
             if type(result) is list and len(result) == 1 and state.status and not state.head_sent:
                 body = result[0]
+                out = conn.send_full(state.status, state.headers, body, state.reason)
                 state.head_sent = True
                 state.body_bytes = len(body)
-                transport.sendall(conn.send_full(state.status, state.headers, body, state.reason))
+                transport.sendall(out)
                 self._note_suppressed(conn, state)
             elif isinstance(result, FileWrapper) and self._sendfile_ok and result.fileno() >= 0:
                 self._send_file(state, conn, transport, result)
@@ -270,8 +271,8 @@ class WSGIGateway:
         if state.head_sent:
             out = conn.send_data(data)
         else:
-            state.head_sent = True
             out = conn.send_response(state.status, state.headers, state.reason)
+            state.head_sent = True
             out += conn.send_data(data)
         state.body_bytes += len(data)
         if out:
@@ -283,8 +284,9 @@ class WSGIGateway:
         if state.head_sent:
             transport.sendall(conn.send_end())
         else:
+            out = conn.send_full(state.status, state.headers, b"", state.reason)
             state.head_sent = True
-            transport.sendall(conn.send_full(state.status, state.headers, b"", state.reason))
+            transport.sendall(out)
         self._note_suppressed(conn, state)
 
     def _send_file(
@@ -302,8 +304,9 @@ class WSGIGateway:
         headers = state.headers
         if not any(name.lower() == "content-length" for name, _ in headers):
             headers = [*headers, ("Content-Length", str(remaining))]
+        out = conn.send_response(state.status, headers, state.reason)
         state.head_sent = True
-        transport.sendall(conn.send_response(state.status, headers, state.reason))
+        transport.sendall(out)
         if conn.body_allowed:
             while remaining > 0:
                 sent = transport.sendfile(fd, offset, remaining)

@@ -345,6 +345,28 @@ class ServerConnection:
             self.body_suppressed = True
         return b""
 
+    @property
+    def body_allowed(self) -> bool:
+        """Whether the response started may carry body bytes (not HEAD, 1xx, 204 or 304)."""
+        return self._sstate == _S_BODY and self._framing in (
+            state.CHUNKED,
+            state.LENGTH,
+            state.CLOSE_DELIMITED,
+        )
+
+    def count_body_bytes(self, n: int) -> None:
+        """Account for ``n`` body bytes the driver sent itself (sendfile), unframed.
+
+        Only for Content-Length and close-delimited framing, where body bytes go out as they are.
+        """
+        if self._framing == state.CHUNKED:
+            raise LocalProtocolError("a chunked body cannot bypass send_data()")
+        if self._framing == state.LENGTH:
+            self._sent += n
+            if self._sent > self._out_length:
+                self._keep_alive = False
+                raise LocalProtocolError("response body longer than its Content-Length")
+
     def send_end(self, trailers: list[tuple[str, str]] | None = None) -> bytes:
         """End the response body: the last chunk and trailers, or nothing."""
         if self._sstate != _S_BODY:

@@ -1,0 +1,139 @@
+"""A WSGI app with one route per gateway behaviour the e2e tests check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+
+FILE_BODY = bytes(range(256)) * 4096  # 1 MiB
+
+
+def _text(start_response: StartResponse, body: bytes, status: str = "200 OK") -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def environ_view(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    keys = [k for k in environ if k.isupper() or k.startswith("wsgi.")]
+    doc = {k: environ[k] for k in keys if isinstance(environ[k], (str, bool, int, tuple))}
+    body = json.dumps(doc, sort_keys=True).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
+def read_body(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Reads the body in 4 KiB pieces, never whole; answers its length and sha256."""
+    stream = environ["wsgi.input"]
+    digest = hashlib.sha256()
+    total = 0
+    while True:
+        piece = stream.read(4096)
+        if not piece:
+            break
+        digest.update(piece)
+        total += len(piece)
+    return _text(start_response, f"{total} {digest.hexdigest()}".encode())
+
+
+def read_lines(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    lines = list(environ["wsgi.input"])
+    return _text(start_response, json.dumps([ln.decode() for ln in lines]).encode())
+
+
+def sleep(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    seconds = float(environ.get("QUERY_STRING") or "1")
+    time.sleep(seconds)
+    return _text(start_response, b"slept")
+
+
+def crash(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    raise RuntimeError("boom: the app failed on purpose")
+
+
+def bad_header(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    start_response("200 OK", [("X-Evil", "a\r\nSet-Cookie: stolen=1")])
+    return [b"should never be sent"]
+
+
+def no_content(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    start_response("204 No Content", [])
+    return [b"this body must be dropped"]
+
+
+def stream(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    for i in range(3):
+        yield f"chunk {i}\n".encode()
+
+
+def legacy_write(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"written ")
+    return [b"returned"]
+
+
+def file_wrapper(environ: Environ, start_response: StartResponse) -> Any:
+    fd, path = tempfile.mkstemp()
+    with os.fdopen(fd, "wb") as f:
+        f.write(FILE_BODY)
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the server through the wrapper
+    os.unlink(path)
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return environ["wsgi.file_wrapper"](handle, 65536)
+
+
+class Closing:
+    """An iterable whose close() leaves a mark the test can read back."""
+
+    closed = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b"closing"
+
+    def close(self) -> None:
+        Closing.closed += 1
+
+
+def closing(environ: Environ, start_response: StartResponse) -> Closing:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return Closing()
+
+
+def closed_count(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    return _text(start_response, str(Closing.closed).encode())
+
+
+def pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    return _text(start_response, str(os.getpid()).encode())
+
+
+ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
+    "/environ": environ_view,
+    "/read": read_body,
+    "/lines": read_lines,
+    "/sleep": sleep,
+    "/crash": crash,
+    "/bad-header": bad_header,
+    "/no-content": no_content,
+    "/stream": stream,
+    "/write": legacy_write,
+    "/file": file_wrapper,
+    "/closing": closing,
+    "/closed-count": closed_count,
+    "/pid": pid,
+}
+
+
+def app(environ: Environ, start_response: StartResponse) -> Any:
+    route = ROUTES.get(environ["PATH_INFO"])
+    if route is None:
+        return _text(start_response, b"hello " + environ["PATH_INFO"].encode("latin-1"))
+    return route(environ, start_response)
