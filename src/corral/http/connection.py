@@ -420,7 +420,11 @@ class ServerConnection:
             and self._rstate in (_R_BODY, _R_CHUNKED)
         )
         keep_alive = state.response_keep_alive(
-            request.keep_alive and not self._close_after, info.close, framing, status, unread_expect
+            request.keep_alive and not self._close_after and request.method != "CONNECT",
+            info.close,
+            framing,
+            status,
+            unread_expect,
         )
         if not info.has_date:
             lines.append(date_line())

@@ -25,7 +25,10 @@ def response_framing(
     status: int, method: str, http_version: str, content_length: int | None, upgrade: bool
 ) -> int:
     """Choose the framing of a response from its status, the request and the app's length."""
-    if (status == 101 and upgrade) or (method == "CONNECT" and 200 <= status < 300):
+    # A 2xx to CONNECT would turn the connection into a tunnel (RFC 9110 §9.3.6), but neither
+    # WSGI nor ASGI can carry one: the app's answer is sent as an ordinary response and the
+    # connection closes after it (see ServerConnection._head).
+    if status == 101 and upgrade:
         return SWITCHED
     if method == "HEAD" or status < 200 or status == 204 or status == 304:
         return NO_BODY
