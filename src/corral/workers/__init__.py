@@ -11,6 +11,8 @@ _BUILTIN = {
     "sync": "corral.workers.sync:SyncWorker",
     "threaded": "corral.workers.threaded:ThreadedWorker",
     "gthread": "corral.workers.threaded:ThreadedWorker",
+    "asyncio": "corral.workers.aio:AsyncioWorker",
+    "asgi": "corral.workers.aio:AsyncioWorker",
 }
 
 

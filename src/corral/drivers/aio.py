@@ -1,0 +1,458 @@
+"""The asyncio connection driver: socket bytes through the HTTP core into ASGI cycles."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from corral.gateway.asgi import ASGIGateway, ClientDisconnect, HTTPCycle, Peer
+from corral.gateway.websocket import WebSocketSession, WSSettings
+from corral.gateway.ws_handshake import is_websocket_upgrade
+from corral.http.connection import Limits, ServerConnection
+from corral.http.errors import ProtocolError, render_error
+from corral.http.events import NEED_DATA, PAUSED, Data, EndOfMessage, Request
+
+# Request bytes we take in while the app is not reading them; past this we stop reading.
+READ_HIGH = 256 * 1024
+# Unread request body we read and discard to keep a connection alive (past it we close).
+DRAIN_LIMIT = 256 * 1024
+# After an error response: how long and how much we keep reading before closing, so that
+# unread input does not make the kernel answer with RST and destroy the response.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 256 * 1024
+# Connections accepted per readiness event before the loop runs other work.
+ACCEPT_BATCH = 32
+
+
+@dataclass
+class AioContext:
+    """What every connection of one asyncio worker shares."""
+
+    gateway: ASGIGateway
+    limits: Limits
+    keepalive: float
+    header_timeout: float
+    websocket: WSSettings | None  # None when wsproto is not installed
+    proxy_limits: Limits | None = None  # for peers allowed to send a PROXY preamble
+    proxy_peers: Any = None  # TrustedPeers of proxy_allow_ips, or None
+    closing: bool = False  # graceful stop: every response says Connection: close
+    connections: set[HTTPProtocol] = field(default_factory=set)
+    on_closed: Callable[[], None] = lambda: None
+    warned_no_websocket: bool = False
+
+
+class HTTPProtocol(asyncio.Protocol):
+    """One client connection: feeds the HTTP core and runs one ASGI cycle at a time."""
+
+    def __init__(self, ctx: AioContext, peername: Any, sockname: Any) -> None:
+        self.ctx = ctx
+        self.loop = asyncio.get_running_loop()
+        limits = ctx.limits
+        self.proxied = False
+        if ctx.proxy_limits is not None and ctx.proxy_peers is not None:
+            addr = peername[0] if isinstance(peername, tuple) else ""
+            if ctx.proxy_peers.trusts(addr):
+                limits, self.proxied = ctx.proxy_limits, True
+        self.conn = ServerConnection(limits, server_header=ctx.gateway.server_header)
+        self.peer: Peer = ctx.gateway.peer(peername, sockname)
+        self.transport: asyncio.Transport | None = None
+        self.cycle: HTTPCycle | None = None
+        self.ws: WebSocketSession | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.lost = False
+        self.eof = False
+        self.in_head = False
+        self.draining = False
+        self.drained = 0
+        self.lingering = False
+        self.lingered = 0
+        self.write_paused = False
+        self.read_paused = False
+        self.unread = 0
+        self.deadline = self.loop.time() + ctx.header_timeout
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._data_waiter: asyncio.Future[None] | None = None
+        self._gone_waiter: asyncio.Future[None] | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.ctx.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws.feed(data)
+            return
+        if self.lingering:
+            self.lingered += len(data)
+            if self.lingered > LINGER_BYTES:
+                self.close()
+            return
+        self.conn.receive_data(data)
+        if self.cycle is not None:
+            self.unread += len(data)
+            if self.unread > READ_HIGH:
+                self.pause_reading()
+            _wake(self._data_waiter)
+        elif self.draining:
+            self._finish_body()
+        else:
+            if not self.in_head:
+                self.in_head = True
+                self.deadline = self.loop.time() + self.ctx.header_timeout
+            self._next_request()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.ws is not None or self.lingering:
+            return False  # close; for a WebSocket, connection_lost reports 1006
+        self.conn.receive_data(b"")
+        _wake(self._data_waiter)
+        _wake(self._gone_waiter)
+        if self.cycle is None:
+            if self.draining:
+                self._finish_body()
+            else:
+                self._next_request()
+        # Keep the sending side open: a client that half-closes still gets its response.
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.ctx.connections.discard(self)
+        _wake(self._drain_waiter)
+        _wake(self._data_waiter)
+        _wake(self._gone_waiter)
+        if self.ws is not None:
+            self.ws.connection_lost()
+        self.ctx.on_closed()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        _wake(self._drain_waiter)
+
+    # -- the channel the gateway writes to and reads from ----------------------------------
+
+    @property
+    def disconnected(self) -> bool:
+        """The transport is gone: nothing more can be written."""
+        return self.lost
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the peer."""
+        transport = self.transport
+        if self.lost or transport is None or transport.is_closing():
+            raise ClientDisconnect("the client has closed the connection")
+        transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        while self.write_paused and not self.lost:
+            self._drain_waiter = self.loop.create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+        if self.lost:
+            raise ClientDisconnect("the client has closed the connection")
+
+    async def wait_data(self) -> bool:
+        """Wait for more request bytes; False when the peer will send none."""
+        if self.lost or self.eof:
+            return False
+        self.unread = 0
+        self.resume_reading()
+        self._data_waiter = self.loop.create_future()
+        try:
+            await self._data_waiter
+        finally:
+            self._data_waiter = None
+        return not self.lost
+
+    async def wait_disconnect(self) -> None:
+        """Wait until the peer closes its side or the connection is lost."""
+        if self.lost or self.eof:
+            return
+        self._gone_waiter = self.loop.create_future()
+        try:
+            await self._gone_waiter
+        finally:
+            self._gone_waiter = None
+
+    def response_complete(self) -> None:
+        """The response is written: a ``receive()`` waiting for disconnect may return."""
+        _wake(self._gone_waiter)
+
+    def pause_reading(self) -> None:
+        """Stop reading until resume_reading() (the app is not keeping up)."""
+        if not self.read_paused and self.transport is not None and not self.lost:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read from the peer again."""
+        if self.read_paused and self.transport is not None and not self.lost:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        """Flush what is queued, then close."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _next_request(self) -> None:
+        """Hand the next complete request head to a cycle, or wait for more bytes."""
+        conn = self.conn
+        try:
+            event = conn.next_event()
+        except ProtocolError as exc:
+            self._reject(exc.status)
+            return
+        if type(event) is Request:
+            self._start(event)
+        elif event is NEED_DATA:
+            return
+        else:  # ConnectionClosed, or PAUSED after a protocol switch we did not make
+            self.close()
+
+    def _start(self, req: Request) -> None:
+        self.in_head = False
+        ctx = self.ctx
+        if self.proxied:
+            self._apply_proxy()
+        if ctx.closing:
+            self.conn.close_after()
+        if req.upgrade is not None and is_websocket_upgrade(req):
+            self._start_websocket(req)
+            return
+        cycle = HTTPCycle(ctx.gateway, self, req, self.peer)
+        self.cycle = cycle
+        self.task = self.loop.create_task(self._run_cycle(cycle))
+
+    def _apply_proxy(self) -> None:
+        self.proxied = False
+        proxy = self.conn.proxy
+        if proxy is not None and proxy.src_addr:
+            client = (proxy.src_addr, proxy.src_port or 0)
+            self.peer = self.ctx.gateway.peer(client, self.peer.server)
+
+    def _start_websocket(self, req: Request) -> None:
+        ctx = self.ctx
+        if ctx.websocket is None:
+            if not ctx.warned_no_websocket:
+                ctx.warned_no_websocket = True
+                ctx.gateway.log.error(
+                    "WebSocket upgrade refused with 501: the frame engine wsproto is not "
+                    "installed; install it with: pip install 'corral[websocket]' "
+                    "(logged once per worker)"
+                )
+            self.conn.close_after()
+            self._reject(501)
+            return
+        session = WebSocketSession(ctx.gateway, ctx.websocket, self, req, self.peer, self.loop)
+        self.ws = session
+        self.task = self.loop.create_task(session.run())
+
+    async def _run_cycle(self, cycle: HTTPCycle) -> None:
+        await cycle.run()
+        self.cycle = None
+        self.task = None
+        if self.lost:
+            return
+        self.resume_reading()
+        if not cycle.complete or not self.conn.keep_alive:
+            self._linger()
+            return
+        self.drained = 0
+        self._finish_body()
+
+    def _finish_body(self) -> None:
+        """Read past what the app left of the body, then serve the next request."""
+        conn = self.conn
+        self.draining = False
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError:
+                self.close()
+                return
+            if event is PAUSED:
+                break
+            if type(event) is Data:
+                self.drained += len(event.data)
+                if self.drained > DRAIN_LIMIT:
+                    self._linger()
+                    return
+            elif event is NEED_DATA:
+                self.draining = True
+                self.deadline = self.loop.time() + self.ctx.keepalive
+                return
+            elif type(event) is not EndOfMessage:
+                self.close()
+                return
+        if not conn.keep_alive:
+            self._linger()
+            return
+        conn.start_next_cycle()
+        self.deadline = self.loop.time() + self.ctx.keepalive
+        self._next_request()
+
+    def _reject(self, status: int) -> None:
+        """Answer a request the core refused, then close."""
+        transport = self.transport
+        if transport is None or self.lost:
+            return
+        if not transport.is_closing():
+            transport.write(render_error(status, server=self.ctx.gateway.server_header))
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after our last response; first stop sending and read what is in flight.
+
+        Closing with unread input makes the kernel send RST, which can destroy the response
+        before the client reads it (RFC 9112 §9.6); so half-close, discard input for a
+        bounded time, and close when the client does.
+        """
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self.eof or not transport.can_write_eof():
+            transport.close()
+            return
+        self.lingering = True
+        self.resume_reading()
+        self.deadline = self.loop.time() + LINGER_SECONDS
+        transport.write_eof()
+
+    # -- the worker's once-a-second sweep and graceful stop ----------------------------------
+
+    def tick(self, now: float) -> None:
+        """Enforce deadlines: header_timeout (408), keepalive, lingering, WebSocket pings."""
+        if self.ws is not None:
+            self.ws.tick(now)
+            return
+        if self.cycle is not None or now < self.deadline:
+            return
+        if self.in_head and not self.lingering and self.transport is not None:
+            # RFC 9110 §15.5.9: 408 for a request head that did not arrive in time.
+            self.ctx.gateway.log.debug("request head timed out")
+            self.in_head = False
+            self._reject(408)
+            return
+        self.close()
+
+    def shutdown(self) -> None:
+        """Graceful stop: finish what is in flight with Connection: close; close idle ones."""
+        if self.ws is not None:
+            self.ws.going_away()
+        elif self.cycle is not None or self.draining:
+            self.conn.close_after()
+        elif not self.in_head:
+            self.close()
+
+    def abort(self) -> None:
+        """Drop the connection now (stop deadline passed, or a fast stop)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+class Acceptor:
+    """Accepts connections from the inherited listeners, at most ``limit`` open at once."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        listeners: list[socket.socket],
+        ctx: AioContext,
+        limit: int,
+    ) -> None:
+        self.loop = loop
+        self.listeners = listeners
+        self.ctx = ctx
+        self.limit = max(limit, 1)
+        self.pending = 0
+        self.running = False
+        self.paused = False
+        self.log = ctx.gateway.log
+        self._names = {sock.fileno(): sock.getsockname() for sock in listeners}
+        ctx.on_closed = self._connection_closed
+
+    def start(self) -> None:
+        """Watch the listeners."""
+        self.running = True
+        self._watch()
+
+    def stop(self) -> None:
+        """Stop accepting (the listeners stay open for the other workers)."""
+        self.running = False
+        self._unwatch()
+
+    def _watch(self) -> None:
+        self.paused = False
+        for sock in self.listeners:
+            sock.setblocking(False)
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _unwatch(self) -> None:
+        for sock in self.listeners:
+            self.loop.remove_reader(sock.fileno())
+
+    def _full(self) -> bool:
+        return len(self.ctx.connections) + self.pending >= self.limit
+
+    def _accept(self, listener: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            if self._full():
+                self.paused = True
+                self._unwatch()
+                return
+            try:
+                sock, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self.log.error("accept() failed: %s; pausing for a second", exc)
+                    self.paused = True
+                    self._unwatch()
+                    self.loop.call_later(1.0, self._connection_closed)
+                else:
+                    self.log.error("accept() failed: %s", exc)
+                return
+            sock.setblocking(False)
+            self.pending += 1
+            self.loop.create_task(self._attach(sock, peer, self._names[listener.fileno()]))
+
+    async def _attach(self, sock: socket.socket, peer: Any, sockname: Any) -> None:
+        try:
+            proto = HTTPProtocol(self.ctx, peer, sockname)
+            await self.loop.connect_accepted_socket(lambda: proto, sock)
+        except OSError as exc:
+            self.log.debug("could not set up an accepted connection: %s", exc)
+            sock.close()
+        finally:
+            self.pending -= 1
+
+    def _connection_closed(self) -> None:
+        if self.running and self.paused and not self._full():
+            self._watch()

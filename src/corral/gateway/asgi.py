@@ -1,0 +1,442 @@
+"""ASGI 3 HTTP gateway: a request event becomes a scope, the app's messages become HTTP bytes."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import unquote
+
+from corral.gateway.wsgi import TrustedPeers
+from corral.http.connection import ServerConnection
+from corral.http.errors import LocalProtocolError, ProtocolError, render_error
+from corral.http.events import NEED_DATA, Data, EndOfMessage, Request
+from corral.logging import AccessRecord
+
+if TYPE_CHECKING:
+    from corral.config import Config
+    from corral.metrics import Metrics
+    from corral.workers.base import Worker
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+# Body pieces already buffered are handed to the app together, up to this size.
+COALESCE = 65536
+
+
+class ClientDisconnect(OSError):
+    """The client has gone; raised by ``send()`` (ASGI spec 2.4: an OSError subclass)."""
+
+
+class HTTPChannel(Protocol):
+    """What an HTTP cycle needs from the driver: one connection's bytes, out and in."""
+
+    conn: ServerConnection
+
+    @property
+    def disconnected(self) -> bool:
+        """The peer has closed or reset the connection (or stopped sending)."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the peer; raises ClientDisconnect once the connection is gone."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait while the peer reads more slowly than we write (back-pressure)."""
+        ...
+
+    async def wait_data(self) -> bool:
+        """Wait for more request bytes; False when none will come (EOF or disconnect)."""
+        ...
+
+    async def wait_disconnect(self) -> None:
+        """Wait until the peer goes away or the response is complete."""
+        ...
+
+    def response_complete(self) -> None:
+        """The response is written: wake a ``receive()`` waiting for the disconnect."""
+        ...
+
+
+class Peer:
+    """What is known of one connection before any request: addresses and trust."""
+
+    __slots__ = ("client", "server", "trusted")
+
+    def __init__(
+        self, client: tuple[str, int] | None, server: tuple[str, int | None], trusted: bool
+    ) -> None:
+        self.client = client
+        self.server = server
+        self.trusted = trusted
+
+
+def _peer_tuple(addr: Any) -> tuple[str, int] | None:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return (str(addr[0]), int(addr[1]))
+    return None
+
+
+def _lower_names(headers: list[tuple[str, str]], cache: dict[str, bytes]) -> list[Any]:
+    """ASGI headers: lower-cased byte names, byte values (names cached: few distinct ones)."""
+    out = []
+    for name, value in headers:
+        key = cache.get(name)
+        if key is None:
+            key = name.lower().encode("latin-1")
+            if len(cache) < 512:
+                cache[name] = key
+        out.append((key, value.encode("latin-1")))
+    return out
+
+
+def app_headers(raw: Iterable[Any]) -> list[tuple[str, str]]:
+    """The app's ``[(name, value), ...]`` byte pairs as the latin-1 strings the core takes."""
+    out = []
+    for pair in raw:
+        name, value = pair
+        if not isinstance(name, (bytes, bytearray)) or not isinstance(value, (bytes, bytearray)):
+            raise TypeError(f"ASGI header names and values must be bytes, got {pair!r}")
+        out.append((name.decode("latin-1"), value.decode("latin-1")))
+    return out
+
+
+class ASGIGateway:
+    """Everything one worker's HTTP cycles share: the app, scope parts, hooks, log, metrics."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        worker: Worker,
+        metrics: Metrics,
+        state: dict[str, Any],
+        root_path: str,
+    ) -> None:
+        cfg: Config = worker.cfg
+        self.app = app
+        self.worker = worker
+        self.cfg = cfg
+        self.log = worker.log
+        self.metrics = metrics
+        self.state = state
+        self.root_path = root_path
+        server = cfg.server_header
+        self.server_header: bytes | None = server.encode("latin-1") if server else None
+        self._trusted = TrustedPeers(cfg.forwarded_allow_ips)
+        self._scheme_headers = [
+            (name.lower(), value.lower())
+            for name, value in (cfg.secure_scheme_headers or {}).items()
+        ]
+        self._names: dict[str, bytes] = {}
+
+    def peer(self, peername: Any, sockname: Any) -> Peer:
+        """Addresses of one accepted connection, and whether it may set the scheme."""
+        client = _peer_tuple(peername)
+        server: tuple[str, int | None] = _peer_tuple(sockname) or (str(sockname or ""), None)
+        return Peer(client, server, self._trusted.trusts(client[0] if client else ""))
+
+    def scope(self, kind: str, req: Request, peer: Peer) -> dict[str, Any]:
+        """The ``http`` or ``websocket`` connection scope of one request (ASGI spec 2.4)."""
+        path = req.path
+        scheme = self._scheme(req) if peer.trusted and self._scheme_headers else "http"
+        if kind == "websocket":
+            scheme = "wss" if scheme == "https" else "ws"
+        scope: dict[str, Any] = {
+            "type": kind,
+            "asgi": ASGI_VERSION,
+            "http_version": req.http_version,
+            "method": req.method,
+            "scheme": scheme,
+            # The spec's path is percent-decoded and UTF-8 decoded; raw_path keeps the bytes.
+            "path": unquote(path) if "%" in path else path,
+            "raw_path": path.encode("latin-1"),
+            "query_string": req.query.encode("latin-1"),
+            "root_path": self.root_path,
+            "headers": _lower_names(req.headers, self._names),
+            "client": peer.client,
+            "server": peer.server,
+            "state": self.state.copy(),
+        }
+        if kind == "http":
+            scope["extensions"] = {"http.response.trailers": {}}
+        return scope
+
+    def _scheme(self, req: Request) -> str:
+        """``https`` when a trusted proxy says so with one of ``secure_scheme_headers``."""
+        scheme = None
+        for name, value in req.headers:
+            lname = name.lower()
+            for header, secure in self._scheme_headers:
+                if lname == header:
+                    this = "https" if value.strip().lower() == secure else "http"
+                    if scheme is not None and scheme != this:
+                        raise ProtocolError(400, "contradictory scheme headers")
+                    scheme = this
+        return scheme or "http"
+
+    def finish(
+        self,
+        req: Request,
+        scope: Scope | None,
+        peer: Peer,
+        status: int,
+        length: int,
+        headers: list[tuple[str, str]],
+        started: float,
+        duration: float,
+    ) -> None:
+        """After every request, once: access log, post_request hook, metrics, budget."""
+        worker = self.worker
+        if self.log.access_enabled:
+            client = peer.client
+            self.log.access(
+                AccessRecord(
+                    remote_addr=client[0] if client else "-",
+                    remote_port=client[1] if client else None,
+                    method=req.method,
+                    path=req.path,
+                    query=req.query,
+                    http_version=req.http_version,
+                    status=status,
+                    response_length=length,
+                    request_headers=req.headers,
+                    response_headers=headers,
+                    start_time=started,
+                    duration=duration,
+                    pid=worker.pid,
+                    environ=scope,
+                )
+            )
+        try:
+            self.cfg.post_request(worker, req, scope, _Response(status, headers, length))
+        except Exception:
+            self.log.exception("post_request hook failed")
+        self.metrics.request(duration, status)
+        worker.request_done()
+        if not worker.alive:
+            worker.wake()
+
+
+class _Response:
+    """What the ``post_request`` hook sees of an ASGI response."""
+
+    __slots__ = ("headers", "response_length", "sent", "status", "status_code")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], length: int) -> None:
+        self.status = self.status_code = status
+        self.headers = headers
+        self.response_length = self.sent = length
+
+
+class HTTPCycle:
+    """One request and its response: the app's ``receive`` and ``send``, and its outcome."""
+
+    __slots__ = (
+        "aborted",
+        "body_done",
+        "body_sent",
+        "channel",
+        "complete",
+        "gateway",
+        "head_sent",
+        "headers",
+        "length",
+        "peer",
+        "req",
+        "started",
+        "status",
+        "trailers",
+    )
+
+    def __init__(self, gateway: ASGIGateway, channel: HTTPChannel, req: Request, peer: Peer):
+        self.gateway = gateway
+        self.channel = channel
+        self.req = req
+        self.peer = peer
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.started = False  # http.response.start received
+        self.head_sent = False  # the head is on its way to the client
+        self.trailers = False  # the app promised http.response.trailers
+        self.body_sent = False  # the last http.response.body was sent
+        self.complete = False  # the response is fully written
+        self.aborted = False  # an error response went out instead: the connection closes
+        self.body_done = False  # the request body was read to its end
+        self.length = 0
+
+    async def run(self) -> None:
+        """Call the app; answer for it when it fails. ``complete`` tells the driver the outcome."""
+        gateway = self.gateway
+        req = self.req
+        started = time.time()
+        t0 = time.perf_counter()
+        scope: Scope | None = None
+        try:
+            gateway.cfg.pre_request(gateway.worker, req)
+            scope = gateway.scope("http", req, self.peer)
+            await gateway.app(scope, self.receive, self.send)
+            if not (self.complete or self.aborted or self.channel.disconnected):
+                if not self.head_sent:
+                    gateway.log.error(
+                        "ASGI app returned without a complete response: %s", req.target
+                    )
+                    self._fail(500)
+                else:
+                    gateway.log.error("ASGI app returned during its response body: %s", req.target)
+        except ClientDisconnect:
+            gateway.log.debug("client went away during %s %s", req.method, req.path)
+        except ProtocolError as exc:
+            gateway.log.debug("rejected %s %s: %s", req.method, req.path, exc)
+            self._fail(exc.status)
+        except LocalProtocolError as exc:
+            gateway.log.error(
+                "Invalid response from the app for %s %s: %s", req.method, req.path, exc
+            )
+            self._fail(500)
+        except Exception:
+            if self.channel.disconnected:
+                gateway.log.debug("app failed after the client went away", exc_info=True)
+            else:
+                gateway.log.exception("Exception in ASGI application %s", req.target)
+            self._fail(500)
+        gateway.finish(
+            req,
+            scope,
+            self.peer,
+            self.status,
+            self.length,
+            self.headers,
+            started,
+            time.perf_counter() - t0,
+        )
+
+    def _fail(self, status: int) -> None:
+        """An error page when no head went out yet; either way the connection closes."""
+        self.complete = False
+        self.aborted = True
+        if self.head_sent or self.channel.disconnected:
+            return
+        self.head_sent = True
+        self.status = status
+        self.headers = []
+        with contextlib.suppress(ClientDisconnect):
+            self.channel.write(render_error(status, server=self.gateway.server_header))
+
+    # -- receive ---------------------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """The next ``http.request`` piece, then ``http.disconnect`` once the client goes."""
+        if self.body_done or self.complete:
+            if not self.complete:
+                await self.channel.wait_disconnect()
+            return {"type": "http.disconnect"}
+        body = await self._read_body()
+        if body is None:
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": body, "more_body": not self.body_done}
+
+    async def _read_body(self) -> bytes | None:
+        """Body bytes from the core (at least one byte, or the end); None when the client left."""
+        channel = self.channel
+        conn = channel.conn
+        interim = conn.send_continue()
+        if interim:
+            channel.write(interim)
+        pieces: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as exc:
+                # A broken body: the app never sees the rest; the client gets the status.
+                self.gateway.log.debug("bad request body for %s: %s", self.req.target, exc)
+                self._fail(exc.status)
+                self.body_done = True
+                return None
+            if type(event) is Data:
+                pieces.append(event.data)
+                size += len(event.data)
+                if size < COALESCE:
+                    continue
+                break
+            if type(event) is EndOfMessage:
+                self.body_done = True
+                break
+            if event is NEED_DATA:
+                if pieces:
+                    break
+                if not await channel.wait_data():
+                    return None
+                continue
+            return None  # PAUSED / ConnectionClosed: nothing more of this body
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    # -- send ------------------------------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        """Turn the app's response messages into HTTP bytes through the core."""
+        channel = self.channel
+        if self.aborted or (channel.disconnected and self.head_sent):
+            raise ClientDisconnect("the connection is closed")
+        kind = message["type"]
+        if not self.started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
+            self.started = True
+            self.status = int(message["status"])
+            self.headers = app_headers(message.get("headers", ()))
+            self.trailers = bool(message.get("trailers", False))
+            return
+        if self.complete:
+            if self.channel.disconnected:
+                raise ClientDisconnect("the client has closed the connection")
+            raise RuntimeError(f"ASGI message {kind!r} after the response was complete")
+        conn = channel.conn
+        if kind == "http.response.body":
+            out = self._body(conn, message)
+        elif kind == "http.response.trailers" and self.trailers and self.body_sent:
+            if message.get("more_trailers", False):
+                raise RuntimeError("more_trailers is not supported by HTTP/1.1 framing")
+            out = conn.send_end(app_headers(message.get("headers", ())))
+            self.complete = True
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} during a response")
+        if out:
+            channel.write(out)
+            if self.complete:
+                channel.response_complete()
+            await channel.drain()
+
+    def _body(self, conn: ServerConnection, message: Message) -> bytes:
+        if self.body_sent:
+            raise RuntimeError("http.response.body after the last body message")
+        body = bytes(message.get("body", b""))
+        more = bool(message.get("more_body", False))
+        if not self.head_sent:
+            # The core validates the app's headers here; a bad one raises before anything
+            # is marked as sent, so the client still gets a clean 500.
+            if not more and not self.trailers:
+                out = conn.send_full(self.status, self.headers, body)
+                self.head_sent = self.body_sent = self.complete = True
+                self.length = len(body)
+                return out
+            out = conn.send_response(self.status, self.headers)
+            self.head_sent = True
+            if body:
+                out += conn.send_data(body)
+        else:
+            out = conn.send_data(body) if body else b""
+        self.length += len(body)
+        if not more:
+            self.body_sent = True
+            if not self.trailers:
+                out += conn.send_end()
+                self.complete = True
+        return out

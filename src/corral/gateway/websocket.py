@@ -1,0 +1,433 @@
+"""ASGI WebSocket sessions over RFC 6455 frames, with wsproto as the frame engine."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from corral.gateway.asgi import ClientDisconnect, Message, app_headers
+from corral.gateway.ws_handshake import HandshakeError, accept_headers, check_handshake
+from corral.http.connection import ServerConnection
+from corral.http.errors import LocalProtocolError, render_error
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from wsproto.connection import Connection
+
+    from corral.gateway.asgi import ASGIGateway, Peer
+    from corral.http.events import Request
+
+# Close codes (RFC 6455 §7.4.1).
+NORMAL, GOING_AWAY, PROTOCOL_ERROR, ABNORMAL = 1000, 1001, 1002, 1006
+TOO_BIG, INTERNAL_ERROR = 1009, 1011
+# Messages queued for an app that does not receive: past this, stop reading from the peer.
+QUEUE_HIGH = 1 << 20
+# How long we wait for the peer's close frame after sending ours, before closing TCP.
+CLOSE_TIMEOUT = 5.0
+# Bytes a client may send before the handshake is answered (it should send none).
+EARLY_LIMIT = 65536
+
+_CONNECTING, _OPEN, _CLOSING, _CLOSED, _REJECTED = range(5)
+
+
+def engine_available() -> bool:
+    """Whether wsproto, the optional frame engine (``corral[websocket]``), can be imported."""
+    try:
+        import wsproto.connection  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class WSSettings:
+    """The WebSocket settings of one worker."""
+
+    max_message_size: int
+    ping_interval: float
+    ping_timeout: float
+
+
+class WSChannel(Protocol):
+    """What a WebSocket session needs from the driver."""
+
+    conn: ServerConnection
+
+    @property
+    def disconnected(self) -> bool:
+        """The transport is gone."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes for the peer; raises ClientDisconnect once the connection is gone."""
+        ...
+
+    async def drain(self) -> None:
+        """Wait while the peer reads more slowly than we write."""
+        ...
+
+    def pause_reading(self) -> None:
+        """Stop taking bytes from the peer until resume_reading()."""
+        ...
+
+    def resume_reading(self) -> None:
+        """Take bytes from the peer again."""
+        ...
+
+    def close(self) -> None:
+        """Flush what is queued, then close the connection."""
+        ...
+
+
+class WebSocketSession:
+    """One WebSocket connection from its handshake to its close, as an ASGI app sees it."""
+
+    def __init__(
+        self,
+        gateway: ASGIGateway,
+        settings: WSSettings,
+        channel: WSChannel,
+        req: Request,
+        peer: Peer,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self.channel = channel
+        self.req = req
+        self.peer = peer
+        self.loop = loop
+        self.state = _CONNECTING
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.key = ""
+        self.ws: Connection | None = None
+        self._early = bytearray()
+        self._connect_sent = False
+        self._inbox: deque[Message] = deque()
+        self._queued = 0
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._fragments: list[Any] = []
+        self._size = 0
+        self._close_code: int | None = None
+        self._close_reason = ""
+        self._denial_started = False
+        self.next_ping = 0.0
+        self.pong_deadline = 0.0
+        self.close_deadline = 0.0
+
+    # -- the app ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run the app for this connection, then finish the handshake or the close for it."""
+        gateway = self.gateway
+        req = self.req
+        started = time.time()
+        t0 = time.perf_counter()
+        scope = None
+        try:
+            self.key, subprotocols = check_handshake(req)
+            gateway.cfg.pre_request(gateway.worker, req)
+            scope = gateway.scope("websocket", req, self.peer)
+            scope["subprotocols"] = subprotocols
+            scope["extensions"] = {"websocket.http.response": {}}
+            await gateway.app(scope, self.receive, self.send)
+            self._app_returned()
+        except HandshakeError as exc:
+            gateway.log.debug("WebSocket handshake refused for %s: %s", req.target, exc)
+            self._respond(exc.status, exc.headers)
+        except ClientDisconnect:
+            gateway.log.debug("WebSocket client went away: %s", req.target)
+        except LocalProtocolError as exc:
+            gateway.log.error("Invalid WebSocket response from the app for %s: %s", req.target, exc)
+            self._app_failed()
+        except Exception:
+            gateway.log.exception("Exception in ASGI application (WebSocket) %s", req.target)
+            self._app_failed()
+        finally:
+            if self.state in (_REJECTED, _CLOSED):
+                self.channel.close()
+        gateway.finish(
+            req, scope, self.peer, self.status, 0, self.headers, started, time.perf_counter() - t0
+        )
+
+    def _app_returned(self) -> None:
+        if self.state == _CONNECTING:
+            if self._denial_started:
+                self.state = _REJECTED  # its body was cut short; closing says so
+                return
+            self.gateway.log.error("ASGI app returned without accepting or closing the WebSocket")
+            self._respond(500, [])
+        elif self.state == _OPEN:
+            self._send_close(NORMAL, "")
+
+    def _app_failed(self) -> None:
+        if self.state == _CONNECTING and not self._denial_started:
+            self._respond(500, [])
+        elif self.state == _OPEN:
+            self._send_close(INTERNAL_ERROR, "")
+        else:
+            self.state = _CLOSED
+
+    async def receive(self) -> Message:
+        """``websocket.connect`` first, then messages, then ``websocket.disconnect``."""
+        if not self._connect_sent:
+            self._connect_sent = True
+            return {"type": "websocket.connect"}
+        while not self._inbox:
+            if self.state in (_CLOSED, _REJECTED) or self.channel.disconnected:
+                return self._disconnect_message()
+            self._waiter = self.loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        message = self._inbox.popleft()
+        self._queued -= _message_size(message)
+        if self._paused and self._queued < QUEUE_HIGH // 4:
+            self._paused = False
+            self.channel.resume_reading()
+        return message
+
+    def _disconnect_message(self) -> Message:
+        code = ABNORMAL if self._close_code is None else self._close_code
+        return {"type": "websocket.disconnect", "code": code, "reason": self._close_reason}
+
+    async def send(self, message: Message) -> None:
+        """The app's handshake answer, its messages and its close, as frames."""
+        kind = message["type"]
+        state = self.state
+        if state == _CONNECTING:
+            self._send_connecting(kind, message)
+        elif state == _OPEN and kind == "websocket.send":
+            ws = self.ws
+            assert ws is not None
+            from wsproto.events import BytesMessage, TextMessage
+
+            data, text = message.get("bytes"), message.get("text")
+            if data is not None:
+                self.channel.write(ws.send(BytesMessage(data=bytes(data))))
+            elif text is not None:
+                self.channel.write(ws.send(TextMessage(data=str(text))))
+            else:
+                raise RuntimeError("websocket.send needs 'bytes' or 'text'")
+        elif state == _OPEN and kind == "websocket.close":
+            self._send_close(int(message.get("code") or NORMAL), str(message.get("reason") or ""))
+        elif state in (_CLOSING, _CLOSED, _REJECTED) and kind in (
+            "websocket.send",
+            "websocket.close",
+        ):
+            raise ClientDisconnect("the WebSocket is closed")
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
+        await self.channel.drain()
+
+    def _send_connecting(self, kind: str, message: Message) -> None:
+        if self._denial_started:
+            if kind != "websocket.http.response.body":
+                raise RuntimeError(f"expected 'websocket.http.response.body', got {kind!r}")
+            conn = self.channel.conn
+            out = conn.send_data(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                out += conn.send_end()
+                self.state = _REJECTED
+            self.channel.write(out)
+        elif kind == "websocket.accept":
+            self._accept(message)
+        elif kind == "websocket.close":
+            # ASGI: closing before accepting rejects the handshake with 403.
+            self._respond(403, [])
+        elif kind == "websocket.http.response.start":
+            self._denial_started = True
+            self.status = int(message["status"])
+            self.headers = app_headers(message.get("headers", ()))
+            conn = self.channel.conn
+            conn.close_after()
+            self.channel.write(conn.send_response(self.status, self.headers))
+        else:
+            raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
+
+    def _accept(self, message: Message) -> None:
+        from wsproto.connection import Connection, ConnectionType
+
+        subprotocol = message.get("subprotocol")
+        extra = app_headers(message.get("headers", ()))
+        self.headers = accept_headers(self.key, subprotocol, extra)
+        conn = self.channel.conn
+        self.channel.write(conn.send_response(101, self.headers))
+        self.status = 101
+        self.state = _OPEN
+        self.next_ping = self.loop.time() + self.settings.ping_interval
+        trailing = conn.trailing_data + bytes(self._early)
+        self._early = bytearray()
+        self.ws = Connection(ConnectionType.SERVER)
+        if trailing:
+            self.feed(trailing)
+
+    def _respond(self, status: int, headers: list[tuple[str, str]]) -> None:
+        """Refuse the upgrade with an HTTP response; the connection then closes."""
+        self.state = _REJECTED
+        self.status = status
+        self.headers = headers
+        conn = self.channel.conn
+        if self.channel.disconnected:
+            return
+        conn.close_after()
+        if not headers:
+            out = render_error(status, server=self.gateway.server_header)
+        else:
+            body = b"%d\n" % status
+            out = conn.send_full(status, [*headers, ("Content-Type", "text/plain")], body)
+        with contextlib.suppress(ClientDisconnect):
+            self.channel.write(out)
+
+    # -- frames from the peer --------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the peer after the handshake request."""
+        ws = self.ws
+        if ws is None:
+            if self.state == _CONNECTING and len(self._early) < EARLY_LIMIT:
+                self._early += data
+            return
+        if self.state == _CLOSED:
+            return
+        from wsproto.connection import ConnectionState
+        from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+        now = self.loop.time()
+        self.next_ping = now + self.settings.ping_interval
+        self.pong_deadline = 0.0
+        ws.receive_data(data)
+        for event in ws.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                if not self._fragment(event.data, event.message_finished, event):
+                    return
+            elif isinstance(event, Ping):
+                self._write(ws.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                if ws.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
+                    self._peer_closed(event.code, event.reason or "")
+                else:
+                    # wsproto reports a frame it could not parse as a close with the code
+                    # to fail with: 1002, or 1007 for invalid UTF-8 (RFC 6455 §7.1.7).
+                    self.fail(event.code, event.reason or "")
+                return
+
+    def _fragment(self, data: Any, finished: bool, event: Any) -> bool:
+        """Collect one piece of a message; False when the message is too large."""
+        self._size += (
+            len(data)
+            if isinstance(data, (bytes, bytearray)) or data.isascii()
+            else (len(data.encode("utf-8")))
+        )
+        if self._size > self.settings.max_message_size:
+            self.fail(TOO_BIG, "message too big")
+            return False
+        if not finished:
+            self._fragments.append(data)
+            return True
+        if self._fragments:
+            self._fragments.append(data)
+            joined: Any = ("" if isinstance(data, str) else b"").join(self._fragments)
+            self._fragments = []
+        else:
+            joined = data
+        self._size = 0
+        if isinstance(joined, str):
+            self._deliver({"type": "websocket.receive", "text": joined})
+        else:
+            self._deliver({"type": "websocket.receive", "bytes": bytes(joined)})
+        return True
+
+    def _deliver(self, message: Message) -> None:
+        self._inbox.append(message)
+        self._queued += _message_size(message)
+        if self._queued > QUEUE_HIGH and not self._paused:
+            self._paused = True
+            self.channel.pause_reading()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _peer_closed(self, code: int, reason: str) -> None:
+        """The peer's close frame: answer it (unless we closed first), then close TCP."""
+        from wsproto.events import CloseConnection
+
+        ws = self.ws
+        assert ws is not None
+        if self.state == _OPEN:
+            self._write(ws.send(CloseConnection(code=code, reason=reason)))
+        self._close_code, self._close_reason = code, reason
+        self._finish()
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 §7.1.7): send a close frame, then close TCP."""
+        self.gateway.log.debug("WebSocket %s failed: %d %s", self.req.target, code, reason)
+        self._send_close(code, reason)
+        self._close_code, self._close_reason = code, reason
+        self._finish()
+
+    def _send_close(self, code: int, reason: str) -> None:
+        from wsproto.events import CloseConnection
+
+        ws = self.ws
+        if ws is None or self.state != _OPEN:
+            return
+        self.state = _CLOSING
+        self.close_deadline = self.loop.time() + CLOSE_TIMEOUT
+        self._write(ws.send(CloseConnection(code=code, reason=reason or None)))
+
+    def _finish(self) -> None:
+        self.state = _CLOSED
+        self.channel.close()
+        self._wake()
+
+    def _write(self, data: bytes) -> None:
+        with contextlib.suppress(ClientDisconnect):
+            self.channel.write(data)
+
+    # -- driver notifications --------------------------------------------------------------
+
+    def connection_lost(self) -> None:
+        """The transport is gone: the app sees ``websocket.disconnect`` (1006 if no close)."""
+        if self.state != _REJECTED:
+            self.state = _CLOSED
+        self._wake()
+
+    def going_away(self) -> None:
+        """Graceful stop: close with 1001 (RFC 6455 §7.4.1)."""
+        if self.state == _OPEN:
+            self._send_close(GOING_AWAY, "server shutting down")
+
+    def tick(self, now: float) -> None:
+        """Once a second: idle pings, pong and close timeouts."""
+        state = self.state
+        if state == _CLOSING and now >= self.close_deadline:
+            self._finish()
+        elif state != _OPEN or self._paused or self.settings.ping_interval <= 0:
+            return
+        elif self.pong_deadline and now >= self.pong_deadline:
+            self.fail(INTERNAL_ERROR, "keepalive ping timeout")
+        elif now >= self.next_ping and not self.pong_deadline:
+            from wsproto.events import Ping
+
+            ws = self.ws
+            assert ws is not None
+            self._write(ws.send(Ping(payload=b"corral")))
+            self.next_ping = now + self.settings.ping_interval
+            if self.settings.ping_timeout > 0:
+                self.pong_deadline = now + self.settings.ping_timeout
+
+
+def _message_size(message: Message) -> int:
+    data = message.get("bytes") or message.get("text") or b""
+    return len(data) + 64

@@ -1,0 +1,153 @@
+"""The asyncio worker: ASGI 3 apps (HTTP, lifespan, WebSocket) on asyncio or uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import sys
+from typing import Any
+
+from corral.drivers.aio import Acceptor, AioContext
+from corral.errors import WORKER_BOOT_ERROR
+from corral.gateway.asgi import ASGIGateway
+from corral.gateway.lifespan import Lifespan
+from corral.gateway.loader import LoadedApp
+from corral.gateway.websocket import WSSettings, engine_available
+from corral.gateway.wsgi import TrustedPeers
+from corral.metrics import make_metrics
+from corral.workers.base import Worker
+from corral.workers.context import limits_from
+
+TICK = 1.0  # seconds between heartbeats and deadline sweeps
+STOP_POLL = 0.1  # seconds between checks while in-flight work finishes on a graceful stop
+
+
+class AsyncioWorker(Worker):
+    """One event loop serving many connections; the app's coroutines run on it.
+
+    Every connection is an ``asyncio.Protocol`` feeding the shared HTTP core; a task runs
+    each request's ASGI cycle, one at a time per connection (pipelined requests wait their
+    turn). Once a second a task notifies the heartbeat and enforces deadlines, so a loop
+    blocked by the app stops the heartbeat and the arbiter replaces the worker.
+    """
+
+    interface = "asgi"
+    kind = "asyncio"
+
+    loop: asyncio.AbstractEventLoop | None = None
+    _stop: asyncio.Event | None = None
+
+    def serve(self, app: LoadedApp) -> None:
+        loop = self._new_loop()
+        asyncio.set_event_loop(loop)
+        self.loop = loop
+        try:
+            loop.run_until_complete(self._main(app))
+        finally:
+            self.loop = None
+            loop.close()
+
+    def _new_loop(self) -> asyncio.AbstractEventLoop:
+        """uvloop for ``loop = auto`` when it is installed, or when asked for by name."""
+        choice = self.cfg.loop
+        if choice in ("auto", "uvloop"):
+            try:
+                import uvloop
+            except ImportError:
+                if choice == "uvloop":
+                    self.log.error(
+                        "loop = uvloop, but uvloop is not installed: "
+                        "pip install 'corral[uvloop]', or use --loop asyncio"
+                    )
+                    sys.exit(WORKER_BOOT_ERROR)
+            else:
+                new_loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+                return new_loop
+        return asyncio.new_event_loop()
+
+    def wake(self) -> None:
+        """Called from the TERM handler (and when max_requests is spent): begin stopping."""
+        loop, stop = self.loop, self._stop
+        if loop is None or stop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            loop.call_soon_threadsafe(stop.set)
+
+    async def _main(self, app: LoadedApp) -> None:
+        loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        cfg = self.cfg
+        lifespan = Lifespan(app.app, cfg.lifespan, self.log)
+        await lifespan.startup()  # AppLoadError on failure: the worker exits with APP_LOAD_ERROR
+        ctx = self._context(app, lifespan.state)
+        acceptor = Acceptor(loop, self.listeners, ctx, cfg.worker_connections)
+        deadline = 0.0
+        try:
+            acceptor.start()
+            await self._run_until_stopped(ctx)
+            acceptor.stop()
+            deadline = loop.time() + max(cfg.graceful_timeout, 0)
+            await self._finish_in_flight(ctx, deadline)
+        finally:
+            acceptor.stop()
+            for proto in list(ctx.connections):
+                proto.abort()
+        await lifespan.shutdown(max(deadline - loop.time(), 1.0))
+
+    def _context(self, app: LoadedApp, state: dict[str, Any]) -> AioContext:
+        cfg = self.cfg
+        gateway = ASGIGateway(
+            app.app, self, make_metrics(cfg), state, os.environ.get("SCRIPT_NAME", "")
+        )
+        websocket = None
+        if engine_available():
+            websocket = WSSettings(
+                max_message_size=cfg.websocket_max_message_size,
+                ping_interval=float(cfg.websocket_ping_interval),
+                ping_timeout=float(cfg.websocket_ping_timeout),
+            )
+        limits = limits_from(cfg)
+        proxy = cfg.proxy_protocol not in ("off", "none", "false")
+        return AioContext(
+            gateway=gateway,
+            limits=limits,
+            keepalive=float(cfg.keepalive),
+            header_timeout=float(cfg.header_timeout),
+            websocket=websocket,
+            proxy_limits=dataclasses.replace(limits, proxy_protocol=True) if proxy else None,
+            proxy_peers=TrustedPeers(cfg.proxy_allow_ips) if proxy else None,
+        )
+
+    async def _run_until_stopped(self, ctx: AioContext) -> None:
+        loop = asyncio.get_running_loop()
+        stop = self._stop
+        assert stop is not None
+        while self.alive and self.parent_alive():
+            self.heartbeat.notify()
+            now = loop.time()
+            for proto in list(ctx.connections):
+                proto.tick(now)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), TICK)
+
+    async def _finish_in_flight(self, ctx: AioContext, deadline: float) -> None:
+        """Graceful stop: close idle connections, let requests in flight finish by ``deadline``."""
+        loop = asyncio.get_running_loop()
+        ctx.closing = True
+        for proto in list(ctx.connections):
+            proto.shutdown()
+        next_tick = 0.0
+        while ctx.connections and loop.time() < deadline:
+            now = loop.time()
+            if now >= next_tick:
+                next_tick = now + TICK
+                self.heartbeat.notify()
+                for proto in list(ctx.connections):
+                    proto.tick(now)
+            await asyncio.sleep(STOP_POLL)
+        if ctx.connections:
+            self.log.warning(
+                "graceful_timeout: dropping %d connection(s) still open", len(ctx.connections)
+            )
