@@ -91,13 +91,13 @@ class ThreadedWorker(Worker):
             self.log.error("accept() failed: %s", exc)
             self._rearm_listener(lfd)
             return
-        self._rearm_listener(lfd)
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = Session(sock, peer, sockname, self.ctx)
         with self.lock:
             self.sessions[session.fd] = session
+        self._rearm_listener(lfd)
         # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
         # waits for it), so try it now instead of a round trip through epoll.
         keep = session.read_ready()
@@ -175,6 +175,10 @@ class ThreadedWorker(Worker):
     def _stop_accepting(self) -> None:
         self.accepting = False
         self.ctx.closing = True
+        with self.lock:
+            # Responses not yet started tell their clients this connection ends with them.
+            for session in self.sessions.values():
+                session.conn.close_after()
         for lfd in self.listening:
             try:
                 self.ep.unregister(lfd)

@@ -1,0 +1,85 @@
+"""What the threaded worker promises beyond plain HTTP: threads are only held by whole requests."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+
+from tests.e2e.conftest import CorralProcess, InFlight
+from tests.e2e.rawhttp import RawClient, request
+
+Factory = Callable[..., CorralProcess]
+
+ONE_THREAD = ["-k", "threaded", "-w", "1", "--threads", "1", "--max-threads", "1"]
+
+
+def test_idle_keepalive_connection_holds_no_thread(corral_factory: Factory) -> None:
+    server = corral_factory(*ONE_THREAD, "-b", "127.0.0.1:0", "behaviours:app")
+    with RawClient(server.addr) as idle, RawClient(server.addr, timeout=5) as other:
+        idle.send(request("GET", "/first"))
+        assert idle.read_response().body == b"hello /first"
+        # The idle connection stays open, yet the only thread serves another client.
+        other.send(request("GET", "/second"))
+        assert other.read_response().body == b"hello /second"
+        idle.send(request("GET", "/third"))
+        assert idle.read_response().body == b"hello /third"
+
+
+def test_client_trickling_its_head_holds_no_thread(corral_factory: Factory) -> None:
+    server = corral_factory(*ONE_THREAD, "-b", "127.0.0.1:0", "behaviours:app")
+    with RawClient(server.addr) as slow, RawClient(server.addr, timeout=5) as other:
+        slow.send(b"GET /slow HTTP/1.1\r\nHo")
+        other.send(request("GET", "/fast"))
+        assert other.read_response().body == b"hello /fast"
+        slow.send(b"st: a\r\n\r\n")
+        assert slow.read_response().body == b"hello /slow"
+
+
+def test_idle_keepalive_connection_is_closed_after_keepalive_seconds(
+    corral_factory: Factory,
+) -> None:
+    server = corral_factory(*ONE_THREAD, "--keep-alive", "1", "-b", "127.0.0.1:0", "behaviours:app")
+    with RawClient(server.addr) as c:
+        c.send(request("GET", "/"))
+        assert c.read_response().status == 200
+        assert c.at_eof(timeout=5)
+
+
+def test_worker_connections_bounds_open_connections(corral_factory: Factory) -> None:
+    server = corral_factory(
+        *ONE_THREAD, "--worker-connections", "1", "-b", "127.0.0.1:0", "behaviours:app"
+    )
+    first = RawClient(server.addr)
+    first.send(request("GET", "/one"))
+    assert first.read_response().status == 200
+    with RawClient(server.addr, timeout=1) as second:
+        second.send(request("GET", "/two"))
+        # While the first connection is open, the second waits in the listen queue...
+        assert not second.at_eof(timeout=0.5) and second.buf == b""
+        first.close()
+        # ...and is served once the first one ends.
+        second.sock.settimeout(5)
+        assert second.read_response().body == b"hello /two"
+
+
+def test_graceful_stop_closes_idle_connections_and_finishes_in_flight(
+    corral_factory: Factory,
+) -> None:
+    server = corral_factory(
+        "-k", "threaded", "-w", "1", "--threads", "2", "-b", "127.0.0.1:0", "behaviours:app"
+    )
+    with RawClient(server.addr) as idle:
+        idle.send(request("GET", "/"))
+        assert idle.read_response().status == 200
+        slow = InFlight(server.addr, "/sleep?1.5")
+        with RawClient(server.addr) as busy:
+            busy.send(request("GET", "/sleep?1"))
+            # Both requests are now in flight or queued; TERM must let them finish.
+            server.signal(signal.SIGTERM)
+            resp = busy.read_response()
+            assert resp.status == 200 and resp.body == b"slept"
+            assert resp.header("connection") == "close"
+        assert idle.at_eof(timeout=5)
+        status, body = slow.result()
+        assert (status, body) == (200, "slept")
+    assert server.wait_exit() == 0
