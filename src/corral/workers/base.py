@@ -51,6 +51,7 @@ class Worker:
         self.aborted = False
         self.nr = 0
         self.preloaded: LoadedApp | None = None
+        self.server: Any = None  # the Arbiter, for hooks such as worker_exit(server, worker)
         self.max_requests = self._request_budget()
 
     def _request_budget(self) -> int:
@@ -89,6 +90,9 @@ class Worker:
         finally:
             try:
                 self.log.info("Worker exiting (pid: %s)", self.pid)
+                self.cfg.worker_exit(self.server, self)
+            except Exception:
+                self.log.exception("Exception in the worker_exit hook")
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
