@@ -83,6 +83,8 @@ class ChunkedReader:
         m = CHUNK_LINE.fullmatch(buf, pos, eol)
         if m is None:
             raise ProtocolError(400, "invalid chunk size or extension")
+        if eol - m.end(1) > self._limits.max_chunk_ext:
+            raise ProtocolError(400, "chunk extension too long")
         size = int(m.group(1), 16)
         if size == 0:
             self._state = _TRAILERS

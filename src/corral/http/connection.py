@@ -15,7 +15,7 @@ from corral.http.events import (
     Request,
     Sentinel,
 )
-from corral.http.grammar import RESPONSE_HEAD_BAD
+from corral.http.grammar import NOT_CTL
 from corral.http.httpdate import date_line
 from corral.http.limits import Limits
 from corral.http.proxy import ProxyInfo, parse_proxy
@@ -72,10 +72,9 @@ class ServerConnection:
         if server_header is None:
             self._server_line = ""
         else:
-            server = server_header.decode("latin-1")
-            if RESPONSE_HEAD_BAD.search(server) or "\r" in server or "\n" in server:
+            if server_header.translate(None, NOT_CTL):
                 raise ValueError(f"invalid Server header value {server_header!r}")
-            self._server_line = f"Server: {server}\r\n"
+            self._server_line = f"Server: {server_header.decode('latin-1')}\r\n"
         self._buf: bytes | bytearray = b""
         self._eof = False
         self._error: ProtocolError | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["date_line", "format_date"]
+__all__ = ["DateCache", "date_line", "format_date"]
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -19,8 +19,8 @@ def format_date(seconds: float) -> str:
     )
 
 
-class _DateCache:
-    """Holds the formatted ``Date`` line for the current second."""
+class DateCache:
+    """Holds the formatted ``Date`` line of one second, recomputed when the second changes."""
 
     __slots__ = ("line", "second")
 
@@ -28,21 +28,21 @@ class _DateCache:
         self.second = -1
         self.line = ""
 
-    def get(self) -> str:
-        now = int(time.time())
-        if now != self.second:
+    def get(self, second: int) -> str:
+        """``Date: <IMF-fixdate>\\r\\n`` for ``second`` (a POSIX time in whole seconds)."""
+        if second != self.second:
             # Two threads may both refresh at a second boundary; each stores a
             # complete, identical value, so no lock is needed.
-            line = f"Date: {format_date(now)}\r\n"
+            line = f"Date: {format_date(second)}\r\n"
             self.line = line
-            self.second = now
+            self.second = second
             return line
         return self.line
 
 
-_CACHE = _DateCache()
+_CACHE = DateCache()
 
 
 def date_line() -> str:
     """``Date: <IMF-fixdate>\\r\\n`` for the current second (formatted once per second)."""
-    return _CACHE.get()
+    return _CACHE.get(int(time.time()))

@@ -271,7 +271,8 @@ def _build_request(
     chunked = te is not None and _is_chunked(te, version, content_length)
     keep_alive = version == "1.1"
     if conn is not None:
-        tokens = {t.strip(" \t") for t in conn.lower().split(",")}
+        conn = conn.lower()
+        tokens = {t.strip(" \t") for t in conn.split(",")} if "," in conn else {conn}
         if "close" in tokens:
             keep_alive = False
         elif not keep_alive:

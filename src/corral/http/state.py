@@ -18,7 +18,7 @@ NO_BODY = 0  # HEAD, 1xx, 204, 304: no body whatever the app sends (RFC 9110 §6
 LENGTH = 1  # Content-Length (RFC 9112 §6.2)
 CHUNKED = 2  # chunked transfer coding, HTTP/1.1 only (RFC 9112 §7.1)
 CLOSE_DELIMITED = 3  # the body ends when the connection closes (RFC 9112 §6.3, rule 8)
-SWITCHED = 4  # 101 to an Upgrade, or 2xx to CONNECT: the bytes are no longer HTTP
+SWITCHED = 4  # 101 to an Upgrade: the bytes are no longer HTTP
 
 
 def response_framing(

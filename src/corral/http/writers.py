@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from corral.http.errors import REASONS, LocalProtocolError
-from corral.http.grammar import FIELD_VALUE_BAD, RESPONSE_HEAD_BAD, TOKEN
+from corral.http.grammar import FIELD_VALUE_BAD, NOT_CTL, TOKEN
 
 __all__ = [
     "AppHeaders",
@@ -118,14 +118,13 @@ def encode_head(lines: list[str]) -> bytes:
     A CR, LF or other CTL inside a value would show up as more CRs or LFs than lines,
     or as a CTL: refused, so an app can never split a response (RFC 9110 §5.5).
     """
-    text = "".join(lines)
-    count = len(lines)
-    if text.count("\n") != count or text.count("\r") != count or RESPONSE_HEAD_BAD.search(text):
-        raise LocalProtocolError(_name_bad_line(lines))
     try:
-        return text.encode("latin-1")
+        head = "".join(lines).encode("latin-1")
     except UnicodeEncodeError:
         raise LocalProtocolError("header text not encodable as latin-1") from None
+    if len(head.translate(None, NOT_CTL)) != 2 * len(lines):
+        raise LocalProtocolError(_name_bad_line(lines))
+    return head
 
 
 def _name_bad_line(lines: list[str]) -> str:
