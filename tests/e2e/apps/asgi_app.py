@@ -179,6 +179,10 @@ async def _pid(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, str(os.getpid()).encode())
 
 
+async def _loop(scope: Scope, receive: Any, send: Any) -> None:
+    await _respond(send, 200, type(asyncio.get_running_loop()).__module__.encode())
+
+
 async def _not_found(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 404, b"not found")
 
@@ -249,4 +253,5 @@ ROUTES = {
     "/disconnect": _disconnect,
     "/slow": _slow,
     "/pid": _pid,
+    "/loop": _loop,
 }
