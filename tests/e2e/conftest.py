@@ -128,7 +128,9 @@ class CorralProcess:
 
     def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
         code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
+        # The rest of the output; a process that inherited the pipe (an upgraded master) may
+        # keep it open longer, so this wait is short.
+        self._reader.join(timeout=2)
         return code
 
     def stop(self, timeout: float = START_TIMEOUT) -> int:

@@ -245,10 +245,11 @@ class Arbiter:
         self._hook("pre_fork", self, worker)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            siblings = [child.heartbeat for child in self._children.values()]
-            run_child(self, worker, self._signals, siblings, self._ids)
+        with self._signals.blocked_for_fork():
+            pid = os.fork()
+            if pid == 0:
+                siblings = [child.heartbeat for child in self._children.values()]
+                run_child(self, worker, self._signals, siblings, self._ids)
         worker.pid = pid
         self._children[pid] = Child(worker, heartbeat, self._generation, heartbeat.created)
 
@@ -397,15 +398,16 @@ class Arbiter:
         master_pid = os.getpid()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                self._signals.reset_in_child()
-                for child in self._children.values():
-                    child.heartbeat.close()
-                self._hook("pre_exec", self)
-            finally:
-                reexec.exec_new_master(master_pid, self.listeners, self._cwd, self.log)
+        with self._signals.blocked_for_fork():
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    self._signals.reset_in_child()
+                    for child in self._children.values():
+                        child.heartbeat.close()
+                    self._hook("pre_exec", self)
+                finally:
+                    reexec.exec_new_master(master_pid, self.listeners, self._cwd, self.log)
         self._reexec_pid = pid
         self.log.info("Upgrade: started a new master (pid %s)", pid)
         set_title("master (old)", self.proc_name)

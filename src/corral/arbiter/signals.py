@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import select
 import signal
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import FrameType
 from typing import Any
 
@@ -100,8 +101,23 @@ class SignalQueue:
         signal.set_wakeup_fd(self._old_wakeup_fd)
         self._close()
 
+    @contextlib.contextmanager
+    def blocked_for_fork(self) -> Iterator[None]:
+        """Hold our signals back across fork(); the child calls `reset_in_child()` after it.
+
+        Without this, a TERM sent to a just-forked child would run the arbiter's handler in the
+        child, land in a copy of the queue that nobody reads, and be lost: the worker would then
+        serve on, never told to stop. Blocked, it stays pending until the child has default
+        dispositions (or its own handlers).
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)
+
     def reset_in_child(self) -> None:
-        """In a forked worker: default dispositions, no wakeup fd, the pipe closed.
+        """In a forked child: default dispositions, no wakeup fd, the pipe closed, unblocked.
 
         The worker installs its own handlers; until then a signal must act as it would on any
         fresh process, not be queued in a copy of the arbiter's queue that nobody reads.
@@ -112,6 +128,7 @@ class SignalQueue:
         self._previous.clear()
         self._queue.clear()
         self._close()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)
 
     def _close(self) -> None:
         for fd in (self._read_fd, self._write_fd):
