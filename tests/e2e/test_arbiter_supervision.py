@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import CorralProcess, InFlight, proc_stat, wait_until
+from tests.e2e.conftest import CorralProcess, InFlight, free_to_connect, proc_stat, wait_until
 
 Start = Callable[..., CorralProcess]
 # The threaded worker is hung only when every thread is stuck: one thread makes one request do.
@@ -101,6 +101,16 @@ def test_post_fork_failure_halts_as_boot_error(corral_factory: Start, tmp_path: 
     assert "Worker failed to boot." in log
     assert "RuntimeError: no database" in log
     assert len(server.booted_pids()) <= 2
+
+
+def test_failing_startup_hook_halts(corral_factory: Start, tmp_path: Path) -> None:
+    conf = tmp_path / "corral.conf.py"
+    conf.write_text("def when_ready(server):\n    raise RuntimeError('cache unreachable')\n")
+    server = corral_factory("-c", str(conf), "-b", "127.0.0.1:0", "simple:app")
+    assert server.wait_exit() == 1
+    assert "the when_ready hook failed: cache unreachable" in server.log_text()
+    assert server.booted_pids() == []
+    assert free_to_connect(server.addr)
 
 
 SUBREAPER = textwrap.dedent(

@@ -21,7 +21,7 @@ from corral.arbiter.plan import Backoff, Exit, Phase, Timing, decide
 from corral.arbiter.privileges import PrivilegeError, target_ids
 from corral.arbiter.proctitle import set_title
 from corral.arbiter.signals import SignalQueue, signal_name
-from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError, CorralError, HaltServer
+from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, CorralError, HaltServer
 from corral.logging import Logger
 from corral.sockets import BindError, Listener, close_listeners, open_listeners
 
@@ -51,10 +51,14 @@ class Arbiter:
 
     Hooks receive the arbiter as `server`: `server.log`, `server.cfg`, `server.pid`,
     `server.num_workers` and `server.workers` (pid -> worker) are the stable attributes.
-    `argv` is what HUP re-reads the configuration from (default: this process's arguments).
+    HUP re-reads the configuration from `argv` (default: this process's arguments), and USR2
+    re-executes the command, both in `cwd`: the directory the command line's relative paths are
+    relative to (default: the current one; the CLI passes the one from before `--chdir`).
     """
 
-    def __init__(self, cfg: Config, *, argv: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, cfg: Config, *, argv: Sequence[str] | None = None, cwd: str | None = None
+    ) -> None:
         self.cfg = cfg
         self.argv = list(sys.argv[1:] if argv is None else argv)
         self.pid = os.getpid()
@@ -73,9 +77,8 @@ class Arbiter:
         self._stop: int | None = None  # the signal that asked us to stop
         self._stopping = False
         self._previous: _Generation | None = None
-        self._reexec_pid = 0  # our upgraded successor, between USR2 and our exit
-        self._master_pid = 0  # our predecessor, when we are the upgraded master
-        self._cwd = os.getcwd()
+        self._upgrade = reexec.Upgrade()
+        self._cwd = os.getcwd() if cwd is None else cwd
 
     # -- attributes for hooks ----------------------------------------------------------------------
 
@@ -138,17 +141,17 @@ class Arbiter:
 
     def _start(self) -> None:
         self.log.info("Starting corral %s", __version__)
-        self._master_pid = reexec.take_master_pid(os.environ)
+        self._upgrade.take_environment(os.environ)
         self._signals.install()
         set_title("master", self.proc_name)
         if self.cfg.pidfile:
             self._pidfile = Pidfile(self.cfg.pidfile)
             self._pidfile.create(self.pid)
-        self._hook("on_starting", self)
+        self._hook("on_starting", self, fatal=True)
         self._ids = target_ids(self.cfg.user, self.cfg.group)
-        self._worker_class = _resolve_worker(self.cfg)
+        self._worker_class = reload.worker_class(self.cfg)
         if self.cfg.preload_app:
-            self.app = _preload(self.cfg)
+            self.app = reload.preload(self.cfg)
         self.listeners = open_listeners(
             self.cfg.bind,
             os.environ,
@@ -160,7 +163,7 @@ class Arbiter:
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
         self.log.info("Using worker: %s", self.cfg.worker_class)
-        self._hook("when_ready", self)
+        self._hook("when_ready", self, fatal=True)
 
     def _loop(self) -> None:
         while self._stop is None:
@@ -217,7 +220,8 @@ class Arbiter:
         for pid in plan.retire:
             self._signal(pid, signal.SIGTERM, Phase.RETIRING)
         for _ in range(plan.spawn):
-            self._spawn()
+            if not self._spawn():
+                break
         return max(0.0, min(MAX_SLEEP, plan.wake_at - time.monotonic()))
 
     def _signal(self, pid: int, sig: int, phase: Phase | None = None) -> None:
@@ -231,7 +235,8 @@ class Arbiter:
         for pid in list(self._children):
             self._signal(pid, sig, phase)
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> bool:
+        """Fork one worker; False when fork failed (the backoff then delays the next try)."""
         self._age += 1
         beat = min(1.0, self.cfg.timeout / 4) if self.cfg.timeout > 0 else 1.0
         try:
@@ -245,13 +250,20 @@ class Arbiter:
         self._hook("pre_fork", self, worker)
         sys.stdout.flush()
         sys.stderr.flush()
-        with self._signals.blocked_for_fork():
-            pid = os.fork()
-            if pid == 0:
-                siblings = [child.heartbeat for child in self._children.values()]
-                run_child(self, worker, self._signals, siblings, self._ids)
+        try:
+            with self._signals.blocked_for_fork():
+                pid = os.fork()
+                if pid == 0:
+                    siblings = [child.heartbeat for child in self._children.values()]
+                    run_child(self, worker, self._signals, siblings, self._ids)
+        except OSError as exc:  # EAGAIN, ENOMEM: out of processes or memory for now
+            heartbeat.close()
+            delay = self._backoff.record(Exit(False, False, 1, 0.0), time.monotonic())
+            self.log.error("Cannot fork a worker: %s; next try in %.1fs", exc, delay)
+            return False
         worker.pid = pid
         self._children[pid] = Child(worker, heartbeat, self._generation, heartbeat.created)
+        return True
 
     # -- reaping -----------------------------------------------------------------------------------
 
@@ -267,7 +279,7 @@ class Arbiter:
             self._child_exited(pid, os.waitstatus_to_exitcode(status))
 
     def _child_exited(self, pid: int, code: int) -> None:
-        if pid == self._reexec_pid:
+        if pid == self._upgrade.successor:
             self._upgrade_failed(code)
             return
         child = self._children.pop(pid, None)
@@ -315,9 +327,9 @@ class Arbiter:
     def _reload(self) -> None:
         """HUP: re-read the configuration; new workers replace the old ones as they boot."""
         try:
-            new = reload.load_config(self.argv)
-            worker_class = _resolve_worker(new)
-            app = _preload(new) if new.preload_app else None
+            new = reload.load_config(self.argv, self._cwd)
+            worker_class = reload.worker_class(new)
+            app = reload.preload(new) if new.preload_app else None
             log = Logger(new)
         except Exception as exc:  # a config file can raise anything
             self.log.error("Reload failed, the current configuration stays: %s", exc)
@@ -379,7 +391,7 @@ class Arbiter:
 
     def _winch(self) -> None:
         # WINCH also comes with every terminal resize: honour it only when it cannot be that.
-        if self.cfg.daemon or self._reexec_pid:
+        if self.cfg.daemon or self._upgrade.successor:
             self.log.info("Graceful stop of the workers")
             self.num_workers = 0
         else:
@@ -387,11 +399,9 @@ class Arbiter:
 
     def _reexec(self) -> None:
         """USR2: start an upgraded master on the same listeners; we keep running until told."""
-        if self._reexec_pid:
-            self.log.warning("USR2 ignored: the new master (pid %s) is running", self._reexec_pid)
-            return
-        if self._master_pid:
-            self.log.warning("USR2 ignored: the old master (pid %s) is running", self._master_pid)
+        refusal = self._upgrade.refusal()
+        if refusal is not None:
+            self.log.warning("%s", refusal)
             return
         if self._pidfile is not None:
             self._pidfile.rename(self._pidfile.path + ".oldbin")
@@ -408,21 +418,20 @@ class Arbiter:
                     self._hook("pre_exec", self)
                 finally:
                     reexec.exec_new_master(master_pid, self.listeners, self._cwd, self.log)
-        self._reexec_pid = pid
+        self._upgrade.successor = pid
         self.log.info("Upgrade: started a new master (pid %s)", pid)
         set_title("master (old)", self.proc_name)
 
     def _upgrade_failed(self, code: int) -> None:
         self.log.error("Upgrade failed: the new master exited with status %s", code)
-        self._reexec_pid = 0
+        self._upgrade.successor = 0
         if self._pidfile is not None and self.cfg.pidfile:
             self._pidfile.rename(self.cfg.pidfile)
         set_title("master", self.proc_name)
 
     def _check_promotion(self) -> None:
-        if self._master_pid and os.getppid() != self._master_pid:
-            self.log.info("Master promoted: the old master (pid %s) has exited", self._master_pid)
-            self._master_pid = 0
+        if self._upgrade.promoted():
+            self.log.info("Master promoted: the old master has exited")
             set_title("master", self.proc_name)
 
     # -- stopping ----------------------------------------------------------------------------------
@@ -461,7 +470,7 @@ class Arbiter:
 
     def _may_unlink(self) -> bool:
         """Unix socket files are removed on exit, but not while an upgrade shares them."""
-        return self._reexec_pid == 0 and self._master_pid == 0
+        return not self._upgrade.in_progress
 
     def _cleanup(self) -> None:
         close_listeners(self.listeners, unlink=self._may_unlink())
@@ -473,24 +482,11 @@ class Arbiter:
         self.log.info("Shutting down: Master")
         self.log.close()
 
-    def _hook(self, name: str, *args: object) -> None:
-        """Call a server hook; its exception is logged, not allowed to take the arbiter down."""
+    def _hook(self, name: str, *args: object, fatal: bool = False) -> None:
+        """Call a server hook. An exception is logged; at startup (`fatal`) it also halts."""
         try:
             getattr(self.cfg, name)(*args)
-        except Exception:
+        except Exception as exc:
             self.log.exception("Exception in %s hook", name)
-
-
-def _resolve_worker(cfg: Config) -> type[Worker]:
-    from corral.workers import resolve
-
-    return resolve(cfg.worker_class, cfg.threads)
-
-
-def _preload(cfg: Config) -> LoadedApp:
-    """Load the app in the master (preload_app), so workers share its memory after fork."""
-    from corral.gateway.loader import load_app
-
-    if not cfg.app_uri:
-        raise AppLoadError("no application given: pass APP as module:callable")
-    return load_app(cfg.app_uri)
+            if fatal:
+                raise HaltServer(f"the {name} hook failed: {exc}", 1) from None

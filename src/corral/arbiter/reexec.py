@@ -13,13 +13,42 @@ from corral.sockets import INHERIT_ENV, Listener
 MASTER_PID_ENV = "CORRAL_MASTER_PID"
 
 
-def take_master_pid(environ: MutableMapping[str, str]) -> int:
-    """In a new master: the old master's pid (0 when we were not started by an upgrade).
+class Upgrade:
+    """One master's part in an upgrade: the successor it started, or the predecessor it replaces.
 
-    The variable is removed so that our own children, and a later upgrade, never see it.
+    Old master: USR2 forks and execs the successor; both serve until the operator sends WINCH
+    (stop the old workers) and then TERM or QUIT to the old master. New master: it started with
+    CORRAL_MASTER_PID and is promoted once that process is gone (it is then re-parented).
+    While either side exists, Unix socket files are shared and must not be removed.
     """
-    value = environ.pop(MASTER_PID_ENV, "")
-    return int(value) if value.isascii() and value.isdigit() else 0
+
+    def __init__(self) -> None:
+        self.successor = 0
+        self.predecessor = 0
+
+    def take_environment(self, environ: MutableMapping[str, str]) -> None:
+        """Read (and remove, so no child sees it) the predecessor's pid."""
+        value = environ.pop(MASTER_PID_ENV, "")
+        self.predecessor = int(value) if value.isascii() and value.isdigit() else 0
+
+    @property
+    def in_progress(self) -> bool:
+        return bool(self.successor or self.predecessor)
+
+    def refusal(self) -> str | None:
+        """Why a USR2 cannot start an upgrade now; None when it can."""
+        if self.successor:
+            return f"USR2 ignored: the new master (pid {self.successor}) is running"
+        if self.predecessor:
+            return f"USR2 ignored: the old master (pid {self.predecessor}) is running"
+        return None
+
+    def promoted(self) -> bool:
+        """True once, when the predecessor has exited and we are the only master."""
+        if self.predecessor and os.getppid() != self.predecessor:
+            self.predecessor = 0
+            return True
+        return False
 
 
 def exec_new_master(
@@ -27,8 +56,9 @@ def exec_new_master(
 ) -> NoReturn:
     """In the child forked for an upgrade: exec the same command line with the listeners.
 
-    Runs the interpreter again with its original arguments (`sys.orig_argv`), so the new master
-    imports the new code. The listening fds stay open across exec and are named in CORRAL_FDS.
+    Runs the interpreter again with its original arguments (`sys.orig_argv`) from the directory
+    they were given in, so the new master imports the new code. The listening fds stay open
+    across exec and are named in CORRAL_FDS.
     """
     try:
         environ = dict(os.environ)
