@@ -66,6 +66,48 @@ def test_pidfile_of_a_live_server_refuses_a_second(corral_factory: Start, tmp_pa
     assert first.get()[0] == 200
 
 
+HOOKS = """
+def on_starting(server):
+    server.log.info("hook: on_starting %s", server.pid)
+
+def when_ready(server):
+    server.log.info("hook: when_ready %s", server.pid)
+
+def pre_fork(server, worker):
+    server.log.info("hook: pre_fork age %s", worker.age)
+
+def post_fork(server, worker):
+    server.log.info("hook: post_fork %s", worker.pid)
+
+def child_exit(server, worker):
+    server.log.info("hook: child_exit %s", worker.pid)
+
+def worker_exit(server, worker):
+    server.log.info("hook: worker_exit %s master %s", worker.pid, server.pid)
+
+def on_exit(server):
+    server.log.info("hook: on_exit %s workers left %s", server.pid, len(server.WORKERS))
+"""
+
+
+def test_server_hooks_get_the_arbiter(corral_factory: Start, tmp_path: Path) -> None:
+    conf = tmp_path / "corral.conf.py"
+    conf.write_text(HOOKS)
+    server = corral_factory("-c", str(conf), "-b", "127.0.0.1:0", "-w", "2", "simple:app")
+    server.wait_for("Booting worker", count=2)
+    workers = server.booted_pids()
+    assert server.stop() == 0
+    log = server.log_text()
+    master = server.pid
+    for line in (f"on_starting {master}", f"when_ready {master}", "pre_fork age 1"):
+        assert f"hook: {line}" in log
+    for pid in workers:
+        assert f"hook: post_fork {pid}" in log
+        assert f"hook: worker_exit {pid} master {master}" in log
+        assert f"hook: child_exit {pid}" in log
+    assert f"hook: on_exit {master} workers left 0" in log
+
+
 def test_several_binds(corral_factory: Start, tmp_path: Path) -> None:
     sock_path = tmp_path / "app.sock"
     server = corral_factory(

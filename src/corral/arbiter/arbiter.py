@@ -245,6 +245,7 @@ class Arbiter:
             raise HaltServer(f"Cannot create a worker heartbeat file: {exc}", 1) from None
         listeners = [listener.sock for listener in self.listeners]
         worker = self._worker_class(self._age, self.pid, listeners, self.cfg, self.log, heartbeat)
+        worker.server = self  # hooks run in the worker (worker_exit) get the arbiter as `server`
         if self.app is not None:
             worker.preloaded = self.app
         self._hook("pre_fork", self, worker)
