@@ -171,6 +171,10 @@ async def _slow(scope: Scope, receive: Any, send: Any) -> None:
     """Answer after ``?s=SECONDS``."""
     query = scope["query_string"].decode()
     seconds = float(query.split("=", 1)[1]) if "=" in query else 1.0
+    marker = os.environ.get("ASGI_APP_SLOW_MARKER")
+    if marker:
+        with open(marker, "a") as f:
+            f.write("started\n")
     await asyncio.sleep(seconds)
     await _respond(send, 200, b"slow done")
 
