@@ -39,13 +39,13 @@ _FRAMING_FIELDS = {
 
 def status_line(status: int, reason: str | None) -> str:
     """``HTTP/1.1 <status> <reason>\\r\\n``; the standard phrase when ``reason`` is None."""
+    if type(status) is not int or not 100 <= status <= 999:
+        raise LocalProtocolError(f"invalid status code {status!r}")
     if reason is None:
         line = _STATUS_LINES.get(status)
         if line is not None:
             return line
         reason = ""
-    if type(status) is not int or not 100 <= status <= 999:
-        raise LocalProtocolError(f"invalid status code {status!r}")
     return f"HTTP/1.1 {status} {reason}\r\n"
 
 
