@@ -182,6 +182,38 @@ def test_process_titles(corral_factory: Start) -> None:
     wait_until(lambda: cmdline(worker), lambda t: t.startswith("corral: worker [shop]"), 10)
 
 
+def ids_of(pid: int) -> tuple[int, int, list[int]]:
+    """(effective uid, effective gid, supplementary groups) of a process."""
+    fields = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            fields[key] = value.split()
+    return int(fields["Uid"][1]), int(fields["Gid"][1]), [int(g) for g in fields["Groups"]]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_workers_drop_privileges(corral_factory: Start, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)  # the workers, as nobody, serve from here
+    sock_path = tmp_path / "app.sock"
+    server = corral_factory(
+        "-b", "127.0.0.1:0", "-b", f"unix:{sock_path}",
+        "-u", "nobody", "-g", "nogroup", "-w", "1", "--timeout", "2", "simple:app",
+        listeners=2,
+    )  # fmt: skip
+    (worker,) = server.wait_workers(lambda pids: len(pids) == 1)
+    assert ids_of(server.pid)[0] == 0  # the master keeps root, to bind and signal
+    wait_until(lambda: ids_of(worker), lambda ids: ids == (65534, 65534, [65534]), 10)
+    st = os.stat(sock_path)
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    # Serving as nobody, and heartbeating through a file it could only touch because it owns it.
+    status, body = server.get()
+    assert status == 200 and body == f"hello from {worker}"
+    server.wait_for(rf"\[{worker}\] \[INFO\] Booting worker")
+    assert "WORKER TIMEOUT" not in server.log_text()
+    assert server.stop() == 0
+
+
 @pytest.fixture
 def daemon_pids() -> Iterator[list[int]]:
     pids: list[int] = []
