@@ -70,6 +70,8 @@ def parse_head(head: str, limits: Limits, line_re: re.Pattern[str]) -> Request:
     if m is not None:
         method, target, minor = m.groups()
         version = "1.1" if minor == "1" else "1.0"
+        if limits.casefold_http_method:
+            method = method.upper()
         if method == "CONNECT":
             raise ProtocolError(400, "CONNECT needs an authority-form target")
         if "#" in target:
@@ -80,8 +82,6 @@ def parse_head(head: str, limits: Limits, line_re: re.Pattern[str]) -> Request:
             path, _, query = target.partition("?")
     else:
         method, target, version, path, query, scheme, host = _parse_request_line_slow(line, limits)
-    if limits.casefold_http_method:
-        method = method.upper()
     if eol < 0:
         headers: Fields = []
         found: Found = []
@@ -111,6 +111,8 @@ def _parse_request_line_slow(
     method_re = TOKEN if limits.permit_unconventional_http_method else CONVENTIONAL_METHOD
     if not method_re.fullmatch(method):
         raise ProtocolError(400, "invalid method")
+    if limits.casefold_http_method:
+        method = method.upper()
     if not REQUEST_TARGET.fullmatch(target):
         raise ProtocolError(400, "invalid characters in request target")
     scheme = host = None
@@ -149,16 +151,16 @@ def _parse_absolute_form(target: str) -> tuple[str, str, str, str]:
 def parse_fields(block: str, limits: Limits, special: dict[str, int]) -> tuple[Fields, Found]:
     """Parse a header or trailer section; ``found`` lists the ``special`` fields met."""
     lines = block.split("\r\n")
-    folding = limits.permit_obsolete_folding
-    if len(lines) > limits.max_header_count and not folding:
+    if HEADER_BLOCK.fullmatch(block) is None or (limits.refuse_underscore_headers and "_" in block):
+        # obs-fold, padded names or an error: line by line, limits included
+        return _parse_fields_slow(lines, limits, special)
+    if len(lines) > limits.max_header_count:
         raise ProtocolError(431, "too many header fields")
-    if len(block) + 2 > limits.max_field_size and not folding:
+    if len(block) + 2 > limits.max_field_size:
         limit = limits.max_field_size - 2
         for line in lines:
             if len(line) > limit:
                 raise ProtocolError(431, "header field too long")
-    if HEADER_BLOCK.fullmatch(block) is None or (limits.refuse_underscore_headers and "_" in block):
-        return _parse_fields_slow(lines, limits, special)
     headers: Fields = []
     append = headers.append
     found: Found = []
