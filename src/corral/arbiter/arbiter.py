@@ -166,8 +166,8 @@ class Arbiter:
         self._hook("when_ready", self, fatal=True)
 
     def _loop(self) -> None:
-        while self._stop is None:
-            timeout = self._supervise()
+        timeout = 0.0  # a signal that came during startup is handled before the first fork
+        while True:
             for signum in self._signals.wait(timeout):
                 self._dispatch(signum)
             if self._signals.dropped:
@@ -175,6 +175,9 @@ class Arbiter:
                 self._signals.dropped = 0
             self._reap()
             self._check_promotion()
+            if self._stop is not None:
+                return
+            timeout = self._supervise()
 
     def _dispatch(self, signum: int) -> None:
         name = signal_name(signum)
@@ -308,7 +311,11 @@ class Arbiter:
     def _boot_failed(self, child: Child, code: int) -> None:
         """Halt, as gunicorn does, unless a reload's new workers failed while old ones serve."""
         reason = "Worker failed to boot." if code == WORKER_BOOT_ERROR else "App failed to load."
-        serving = [c for c in self._children.values() if c.generation < child.generation]
+        serving = [
+            c
+            for c in self._children.values()
+            if c.generation < child.generation and c.phase is Phase.ACTIVE
+        ]
         previous = self._previous
         if previous is None or child.generation != self._generation or not serving:
             raise HaltServer(reason, code)
