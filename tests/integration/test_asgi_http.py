@@ -417,6 +417,47 @@ def test_slow_reader_pauses_the_apps_send(serve: Callable[..., Server]) -> None:
     assert sent[0] == total and received > total * chunk
 
 
+def test_client_that_stops_reading_is_cut_off_after_timeout(
+    serve: Callable[..., Server],
+) -> None:
+    raised: list[BaseException] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            while True:
+                await send({"type": "http.response.body", "body": b"z" * 65536, "more_body": True})
+        except OSError as exc:
+            raised.append(exc)
+
+    server = serve(app, "--timeout", "1")
+    sock = socket.create_connection(server.addr)
+    sock.sendall(request("GET", "/"))  # and never read a byte
+    wait_for(lambda: bool(raised), "send() to give up on the stalled client", timeout=15)
+    sock.close()
+
+
+def test_client_that_stops_sending_its_body_is_a_disconnect(
+    serve: Callable[..., Server],
+) -> None:
+    seen: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"  # lifespan: unsupported, and served without it
+        while True:
+            message = await receive()
+            seen.append((message["type"], message.get("body")))
+            if message["type"] == "http.disconnect" or not message["more_body"]:
+                return
+
+    server = serve(app, "--timeout", "1")
+    with RawClient(server.addr) as c:
+        c.send(request("POST", "/", {"Content-Length": "10"}) + b"ab")
+        wait_for(lambda: bool(seen) and seen[-1][0] == "http.disconnect", "disconnect", 15)
+        assert seen == [("http.request", b"ab"), ("http.disconnect", None)]
+        assert c.at_eof()
+
+
 # -- rejections and limits come from the core ---------------------------------------------------
 
 

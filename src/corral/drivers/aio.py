@@ -36,6 +36,7 @@ class AioContext:
     limits: Limits
     keepalive: float
     header_timeout: float
+    io_timeout: float  # a request in progress whose client stops reading or sending
     websocket: WSSettings | None  # None when wsproto is not installed
     proxy_limits: Limits | None = None  # for peers allowed to send a PROXY preamble
     proxy_peers: Any = None  # TrustedPeers of proxy_allow_ips, or None
@@ -72,6 +73,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.lingered = 0
         self.write_paused = False
         self.read_paused = False
+        self.stalled_at = 0.0  # since when the cycle waits on the client (0: it does not)
+        self.closing_at = 0.0
         self.unread = 0
         self.deadline = self.loop.time() + ctx.header_timeout
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -135,9 +138,11 @@ class HTTPProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self.stalled_at = self.loop.time()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.stalled_at = 0.0
         _wake(self._drain_waiter)
 
     # -- the channel the gateway writes to and reads from ----------------------------------
@@ -172,10 +177,12 @@ class HTTPProtocol(asyncio.Protocol):
         self.unread = 0
         self.resume_reading()
         self._data_waiter = self.loop.create_future()
+        self.stalled_at = self.loop.time()
         try:
             await self._data_waiter
         finally:
             self._data_waiter = None
+            self.stalled_at = 0.0
         return not self.lost
 
     async def wait_disconnect(self) -> None:
@@ -338,13 +345,30 @@ class HTTPProtocol(asyncio.Protocol):
     # -- the worker's once-a-second sweep and graceful stop ----------------------------------
 
     def tick(self, now: float) -> None:
-        """Enforce deadlines: header_timeout (408), keepalive, lingering, WebSocket pings."""
+        """Enforce deadlines: stalls, header_timeout (408), keepalive, lingering, pings."""
+        transport = self.transport
+        if transport is None or self.lost:
+            return
+        if transport.is_closing():
+            # close() waits for the write buffer to drain; a peer that never reads would
+            # hold the connection forever.
+            if not self.closing_at:
+                self.closing_at = now
+            elif now - self.closing_at > LINGER_SECONDS:
+                transport.abort()
+            return
+        if self.stalled_at and now - self.stalled_at > self.ctx.io_timeout:
+            # The client stopped reading our response, or sending its body: the app sees
+            # a disconnect instead of waiting forever.
+            self.ctx.gateway.log.debug("client stalled for %.0fs", now - self.stalled_at)
+            self.abort()
+            return
         if self.ws is not None:
             self.ws.tick(now)
             return
         if self.cycle is not None or now < self.deadline:
             return
-        if self.in_head and not self.lingering and self.transport is not None:
+        if self.in_head and not self.lingering:
             # RFC 9110 §15.5.9: 408 for a request head that did not arrive in time.
             self.ctx.gateway.log.debug("request head timed out")
             self.in_head = False
@@ -361,9 +385,9 @@ class HTTPProtocol(asyncio.Protocol):
         elif not self.in_head:
             self.close()
 
-    def abort(self) -> None:
-        """Drop the connection now (stop deadline passed, or a fast stop)."""
-        if self.task is not None and not self.task.done():
+    def abort(self, cancel: bool = False) -> None:
+        """Drop the connection now; ``cancel`` also cancels the app (the worker is exiting)."""
+        if cancel and self.task is not None and not self.task.done():
             self.task.cancel()
         if self.transport is not None:
             self.transport.abort()

@@ -92,8 +92,11 @@ class AsyncioWorker(Worker):
             await self._finish_in_flight(ctx, deadline)
         finally:
             acceptor.stop()
+            tasks = [p.task for p in ctx.connections if p.task is not None]
             for proto in list(ctx.connections):
-                proto.abort()
+                proto.abort(cancel=True)
+            if tasks:  # let the cancelled app tasks unwind before the loop closes
+                await asyncio.wait(tasks, timeout=1.0)
         await lifespan.shutdown(max(deadline - loop.time(), 1.0))
 
     def _context(self, app: LoadedApp, state: dict[str, Any]) -> AioContext:
@@ -115,6 +118,7 @@ class AsyncioWorker(Worker):
             limits=limits,
             keepalive=float(cfg.keepalive),
             header_timeout=float(cfg.header_timeout),
+            io_timeout=float(cfg.timeout) if cfg.timeout > 0 else 30.0,
             websocket=websocket,
             proxy_limits=dataclasses.replace(limits, proxy_protocol=True) if proxy else None,
             proxy_peers=TrustedPeers(cfg.proxy_allow_ips) if proxy else None,
