@@ -221,21 +221,26 @@ def daemon_pids() -> Iterator[list[int]]:
     kill_leftovers(pids)
 
 
-def test_daemon_mode(tmp_path: Path, daemon_pids: list[int]) -> None:
-    pidfile, errors = tmp_path / "corral.pid", tmp_path / "error.log"
+@pytest.mark.parametrize("keep_stdio", [False, True], ids=["devnull", "inherit-stdio"])
+def test_daemon_mode(tmp_path: Path, daemon_pids: list[int], keep_stdio: bool) -> None:
+    pidfile, errors, stdio = tmp_path / "corral.pid", tmp_path / "error.log", tmp_path / "stdio"
     env = dict(os.environ, PYTHONPATH=str(APPS))
-    args = ["-D", "-b", "127.0.0.1:0", "-w", "1", "--pid", str(pidfile), "--log-file", str(errors)]
-    launcher = subprocess.run(
-        [sys.executable, "-m", "corral", *args, "simple:app"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        timeout=30,
-    )
+    args = ["-D", "-b", "127.0.0.1:0", "-w", "1", "--pid", str(pidfile)]
+    args += ["-R"] if keep_stdio else ["--log-file", str(errors)]
+    with open(stdio, "wb") as out:
+        launcher = subprocess.run(
+            [sys.executable, "-m", "corral", *args, "simple:app"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=out,
+            timeout=30,
+        )
     assert launcher.returncode == 0  # the foreground process returns at once
-    text = wait_until(
-        lambda: errors.read_text() if errors.exists() else "", lambda t: "Booting" in t, 20
-    )
+    log = stdio if keep_stdio else errors
+    text = wait_until(lambda: log.read_text() if log.exists() else "", lambda t: "Booting" in t, 20)
+    if not keep_stdio:
+        assert stdio.read_text() == ""  # stdio went to /dev/null
     master = int(pidfile.read_text())
     daemon_pids.append(master)
     assert f"({master})" in text

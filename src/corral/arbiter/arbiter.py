@@ -108,7 +108,7 @@ class Arbiter:
     def run(self) -> int:
         """Serve until stopped; return the exit status (0 after a TERM/INT/QUIT shutdown)."""
         if self.cfg.daemon:
-            daemonize()
+            daemonize(keep_stdio=self.cfg.enable_stdio_inheritance)
         self.pid = os.getpid()
         os.umask(self.cfg.umask)
         try:
