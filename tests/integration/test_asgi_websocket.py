@@ -202,14 +202,17 @@ def test_client_close_is_answered_and_the_app_told(serve: Callable[..., Server])
     assert app.events == [("disconnect", 1000), ("send-raised", "ClientDisconnect")]
 
 
-def test_app_close_sends_code_and_reason(serve: Callable[..., Server]) -> None:
+def test_app_close_sends_code_and_reason(
+    serve: Callable[..., Server], caplog: pytest.LogCaptureFixture
+) -> None:
     server = serve(Recorder())
     with connect(server, "/close") as c:
         opcode, _, payload = read_frame(c)
         assert opcode == CLOSE
         assert close_code(payload) == 4001 and payload[2:] == b"bye now"
-        c.send(close_frame(4001))
-        assert c.at_eof()
+        c.send(frame(PING, b"late") + close_frame(4001))  # a ping after our close: no pong
+        assert c.at_eof() and c.buf == b""
+    assert not [r for r in caplog.records if r.name == "asyncio"]  # no "Fatal error" either
 
 
 def test_client_vanishing_gives_1006(serve: Callable[..., Server]) -> None:

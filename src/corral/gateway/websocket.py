@@ -309,7 +309,8 @@ class WebSocketSession:
                 if not self._fragment(event.data, event.message_finished, event):
                     return
             elif isinstance(event, Ping):
-                self._write(ws.send(event.response()))
+                if self.state == _OPEN:  # RFC 6455 §5.5.3: no pong after our close frame
+                    self._write(ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 if ws.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
                     self._peer_closed(event.code, event.reason or "")
