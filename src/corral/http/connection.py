@@ -16,11 +16,17 @@ from corral.http.events import (
     Sentinel,
 )
 from corral.http.grammar import NOT_CTL
-from corral.http.httpdate import date_line
 from corral.http.limits import Limits
 from corral.http.proxy import ProxyInfo, parse_proxy
 from corral.http.readers import parse_head, request_line_pattern
-from corral.http.writers import chunk, encode_head, last_chunk, scan_app_headers, status_line
+from corral.http.writers import (
+    build_head,
+    chunk,
+    encode_head,
+    last_chunk,
+    scan_app_headers,
+    status_line,
+)
 
 __all__ = ["Limits", "ProxyInfo", "ServerConnection"]
 
@@ -389,53 +395,25 @@ class ServerConnection:
         request = self._require_request()
         if self._sstate != _S_IDLE:
             raise LocalProtocolError("a response was already started")
-        if status == 101 and request.upgrade is None:
-            raise LocalProtocolError("101 Switching Protocols without an Upgrade request")
-        lines = [status_line(status, reason)]
-        info = scan_app_headers(headers, lines)
-        length = info.content_length
-        if length is not None and full_length is not None and length != full_length:
-            raise LocalProtocolError("Content-Length does not match the body")
-        framing = state.response_framing(
-            status,
-            request.method,
-            request.http_version,
-            full_length if length is None else length,
-            request.upgrade is not None,
-        )
-        if framing == state.LENGTH or (framing == state.NO_BODY and status >= 200):
-            # RFC 9110 §8.6: no Content-Length on 1xx or 204; a HEAD or 304 response
-            # may carry the length the full response would have.
-            if length is None and full_length and status != 304:
-                length = full_length
-            if length is not None and status != 204:
-                lines.append(f"Content-Length: {length}\r\n")
-        elif framing == state.CHUNKED:
-            lines.append("Transfer-Encoding: chunked\r\n")
+        # RFC 9110 §10.1.1: the client may still be holding its body back.
         unread_expect = (
             request.expect_continue
             and not self._continue_sent
             and not self._body_read
             and self._rstate in (_R_BODY, _R_CHUNKED)
         )
-        keep_alive = state.response_keep_alive(
-            request.keep_alive and not self._close_after and request.method != "CONNECT",
-            info.close,
-            framing,
+        head, framing, length, keep_alive = build_head(
+            request,
             status,
+            headers,
+            reason,
+            full_length,
+            request.keep_alive and not self._close_after,
             unread_expect,
+            self._server_line,
         )
-        if not info.has_date:
-            lines.append(date_line())
-        if not info.has_server and self._server_line:
-            lines.append(self._server_line)
-        connection = state.connection_field(framing, keep_alive, request.http_version, status)
-        if connection:
-            lines.append(connection)
-        lines.append("\r\n")
-        head = encode_head(lines)
         self._framing = framing
-        self._out_length = length or 0
+        self._out_length = length
         self._keep_alive = keep_alive
         self._switched = framing == state.SWITCHED
         return head

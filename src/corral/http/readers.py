@@ -21,6 +21,7 @@ from corral.http.grammar import (
     TOKEN,
 )
 from corral.http.limits import Limits
+from corral.http.state import request_persistence
 
 __all__ = ["TRAILER_FORBIDDEN", "parse_fields", "parse_head", "request_line_pattern"]
 
@@ -236,6 +237,36 @@ def _build_request(
     host: str | None,
 ) -> Request:
     """Interpret the fields that decide framing and the connection; build the Request."""
+    length, te, conn, upgrade, host_value, expect = _special_fields(found)
+    if host_value is None:
+        if version == "1.1" and limits.require_host:
+            raise ProtocolError(400, "missing Host header")  # RFC 9112 §3.2
+    else:
+        _check_host(host_value)
+    content_length = None if length is None else _content_length(length, limits)
+    chunked = te is not None and _is_chunked(te, version, content_length)
+    keep_alive, upgrade = request_persistence(version, method, conn, upgrade)
+    return Request(
+        method,
+        target,
+        path,
+        query,
+        version,
+        headers,
+        keep_alive,
+        expect and version == "1.1",  # RFC 9110 §10.1.1: ignored in HTTP/1.0
+        upgrade,
+        content_length,
+        chunked,
+        scheme,
+        host,
+    )
+
+
+def _special_fields(
+    found: Found,
+) -> tuple[str | None, str | None, str | None, str | None, str | None, bool]:
+    """Content-Length, Transfer-Encoding, Connection, Upgrade, Host and Expect, checked."""
     length: str | None = None
     te = conn = upgrade = host_value = None
     expect = content_type = False
@@ -264,45 +295,7 @@ def _build_request(
             raise ProtocolError(400, "duplicate Content-Type")  # RFC 9110 §5.3 singleton
         else:
             content_type = True
-    if host_value is None:
-        if version == "1.1" and limits.require_host:
-            raise ProtocolError(400, "missing Host header")  # RFC 9112 §3.2
-    else:
-        _check_host(host_value)
-    content_length = None if length is None else _content_length(length, limits)
-    chunked = te is not None and _is_chunked(te, version, content_length)
-    keep_alive = version == "1.1"
-    if conn is not None:
-        conn = conn.lower()
-        tokens = {t.strip(" \t") for t in conn.split(",")} if "," in conn else {conn}
-        if "close" in tokens:
-            keep_alive = False
-        elif not keep_alive:
-            keep_alive = "keep-alive" in tokens
-        # RFC 9110 §7.8: Upgrade only counts when listed in Connection, and not in 1.0.
-        if upgrade is not None and "upgrade" in tokens and version == "1.1":
-            upgrade = upgrade.partition(",")[0].strip(" \t").lower() or None
-        else:
-            upgrade = None
-    else:
-        upgrade = None
-    if method == "CONNECT":
-        keep_alive = False  # what follows a CONNECT is tunnel data, never a request
-    return Request(
-        method,
-        target,
-        path,
-        query,
-        version,
-        headers,
-        keep_alive,
-        expect and version == "1.1",  # RFC 9110 §10.1.1: ignored in HTTP/1.0
-        upgrade,
-        content_length,
-        chunked,
-        scheme,
-        host,
-    )
+    return length, te, conn, upgrade, host_value, expect
 
 
 def _check_host(value: str) -> None:

@@ -9,6 +9,7 @@ __all__ = [
     "NO_BODY",
     "SWITCHED",
     "connection_field",
+    "request_persistence",
     "response_framing",
     "response_keep_alive",
 ]
@@ -19,6 +20,32 @@ LENGTH = 1  # Content-Length (RFC 9112 §6.2)
 CHUNKED = 2  # chunked transfer coding, HTTP/1.1 only (RFC 9112 §7.1)
 CLOSE_DELIMITED = 3  # the body ends when the connection closes (RFC 9112 §6.3, rule 8)
 SWITCHED = 4  # 101 to an Upgrade: the bytes are no longer HTTP
+
+
+def request_persistence(
+    version: str, method: str, connection: str | None, upgrade: str | None
+) -> tuple[bool, str | None]:
+    """Whether a request allows persistence, and the protocol it asks to upgrade to.
+
+    RFC 9112 §9.3: HTTP/1.1 persists unless ``close`` is listed; HTTP/1.0 only with
+    ``keep-alive``. RFC 9110 §7.8: Upgrade counts only when Connection lists ``upgrade``,
+    and never in HTTP/1.0; the first protocol offered is returned, lower-cased.
+    After CONNECT the bytes are tunnel data, never a request: no persistence.
+    """
+    keep_alive = version == "1.1"
+    if connection is None:
+        return keep_alive and method != "CONNECT", None
+    connection = connection.lower()
+    tokens = {t.strip(" \t") for t in connection.split(",")} if "," in connection else {connection}
+    if "close" in tokens:
+        keep_alive = False
+    elif not keep_alive:
+        keep_alive = "keep-alive" in tokens
+    if upgrade is not None and "upgrade" in tokens and version == "1.1":
+        upgrade = upgrade.partition(",")[0].strip(" \t").lower() or None
+    else:
+        upgrade = None
+    return keep_alive and method != "CONNECT", upgrade
 
 
 def response_framing(

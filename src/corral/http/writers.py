@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from corral.http import state
 from corral.http.errors import REASONS, LocalProtocolError
+from corral.http.events import Request
 from corral.http.grammar import FIELD_VALUE_BAD, NOT_CTL, TOKEN
+from corral.http.httpdate import date_line
 
 __all__ = [
     "AppHeaders",
+    "build_head",
     "chunk",
     "encode_head",
     "last_chunk",
@@ -155,3 +159,54 @@ def last_chunk(trailers: list[tuple[str, str]] | None) -> bytes:
         lines.append(f"{name}: {value}\r\n")
     lines.append("\r\n")
     return encode_head(lines)
+
+
+def build_head(
+    request: Request,
+    status: int,
+    headers: list[tuple[str, str]],
+    reason: str | None,
+    full_length: int | None,
+    persistent: bool,
+    unread_expect: bool,
+    server_line: str,
+) -> tuple[bytes, int, int, bool]:
+    """A final response head: (bytes, framing, Content-Length or 0, keep-alive).
+
+    ``full_length`` is the length of a whole body given at once (send_full), ``persistent``
+    whether the request side allows keeping the connection, ``unread_expect`` whether
+    the client still waits for a 100 Continue that was never sent.
+    """
+    if status == 101 and request.upgrade is None:
+        raise LocalProtocolError("101 Switching Protocols without an Upgrade request")
+    lines = [status_line(status, reason)]
+    info = scan_app_headers(headers, lines)
+    length = info.content_length
+    if length is not None and full_length is not None and length != full_length:
+        raise LocalProtocolError("Content-Length does not match the body")
+    framing = state.response_framing(
+        status,
+        request.method,
+        request.http_version,
+        full_length if length is None else length,
+        request.upgrade is not None,
+    )
+    if framing == state.LENGTH or (framing == state.NO_BODY and status >= 200):
+        # RFC 9110 §8.6: no Content-Length on 1xx or 204; a HEAD or 304 response
+        # may carry the length the full response would have.
+        if length is None and full_length and status != 304:
+            length = full_length
+        if length is not None and status != 204:
+            lines.append(f"Content-Length: {length}\r\n")
+    elif framing == state.CHUNKED:
+        lines.append("Transfer-Encoding: chunked\r\n")
+    keep_alive = state.response_keep_alive(persistent, info.close, framing, status, unread_expect)
+    if not info.has_date:
+        lines.append(date_line())
+    if not info.has_server and server_line:
+        lines.append(server_line)
+    connection = state.connection_field(framing, keep_alive, request.http_version, status)
+    if connection:
+        lines.append(connection)
+    lines.append("\r\n")
+    return encode_head(lines), framing, length or 0, keep_alive
