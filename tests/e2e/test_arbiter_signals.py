@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +158,40 @@ def test_hup_to_an_app_that_fails_keeps_old_workers(corral_factory: Start, tmp_p
     assert status == 200 and int(body.rsplit(" ", 1)[1]) in before
     server.wait_workers(lambda pids: pids == before)
     assert server.stop() == 0
+
+
+def test_hup_opens_added_binds_and_closes_removed_ones(
+    corral_factory: Start, tmp_path: Path
+) -> None:
+    conf = tmp_path / "corral.conf.py"
+    sock_path = tmp_path / "app.sock"
+    conf.write_text('bind = ["127.0.0.1:0"]\nworkers = 1\nwsgi_app = "simple:app"\n')
+    server = corral_factory("-c", str(conf))
+    tcp = server.addr
+    conf.write_text(
+        f'bind = ["127.0.0.1:0", "unix:{sock_path}"]\nworkers = 1\nwsgi_app = "simple:app"\n'
+    )
+    server.signal(signal.SIGHUP)
+    server.wait_for(f"Listening at: unix:{sock_path} ")
+    assert server.get()[0] == 200  # the kept TCP listener is the same socket
+    assert len(server.matches("Listening at: http://")) == 1
+    assert unix_request(str(sock_path)).startswith(b"HTTP/1.1 200")
+    conf.write_text(f'bind = ["unix:{sock_path}"]\nworkers = 1\nwsgi_app = "simple:app"\n')
+    server.signal(signal.SIGHUP)
+    server.wait_for("Handling signal: hup", count=2)
+    # Once the workers holding the old socket have been replaced, nothing listens there.
+    wait_until(lambda: free_to_connect(tcp), bool, 20, server.log_text)
+    assert unix_request(str(sock_path)).startswith(b"HTTP/1.1 200")
+    assert server.stop() == 0
+    assert not sock_path.exists()
+
+
+def unix_request(path: str) -> bytes:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        return sock.recv(65536)
 
 
 def test_usr1_reopens_worker_access_logs(corral_factory: Start, tmp_path: Path) -> None:
