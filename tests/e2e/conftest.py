@@ -41,6 +41,7 @@ class CorralProcess:
         env: dict[str, str] | None = None,
         listeners: int = 1,
         wait: bool = True,
+        prefix: list[str] | None = None,
     ) -> None:
         environ = dict(os.environ)
         environ["PYTHONPATH"] = os.pathsep.join(
@@ -49,8 +50,11 @@ class CorralProcess:
         environ["PYTHONUNBUFFERED"] = "1"
         environ.update(env or {})
         self.args = args
+        # A wrapper such as `unshare --pid` runs corral in another pid namespace: the pids in
+        # its log are not ours, so they are never signalled from here.
+        self.prefix = prefix or []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "corral", *args],
+            [*self.prefix, sys.executable, "-m", "corral", *args],
             cwd=cwd,
             env=environ,
             stdin=subprocess.DEVNULL,
@@ -153,7 +157,9 @@ class CorralProcess:
             self.proc.wait(timeout=10)
 
     def booted_pids(self) -> list[int]:
-        """Pids of every worker the log says was booted, in order."""
+        """Pids of every worker the log says was booted, in order (empty behind a prefix)."""
+        if self.prefix:
+            return []
         return [int(m.group(1)) for m in self.matches(BOOTING)]
 
     def worker_pids(self) -> set[int]:
@@ -216,13 +222,13 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
-def children_of(ppid: int) -> set[int]:
-    """Live (non-zombie) children of `ppid`."""
+def children_of(ppid: int, *, zombies: bool = False) -> set[int]:
+    """Children of `ppid`; zombies (exited, not yet reaped) only when asked for."""
     found: set[int] = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             st = proc_stat(int(entry))
-            if st is not None and st[1] == ppid and st[0] != "Z":
+            if st is not None and st[1] == ppid and (zombies or st[0] != "Z"):
                 found.add(int(entry))
     return found
 
@@ -276,8 +282,11 @@ def corral_factory(tmp_path: Path) -> Iterator[Callable[..., CorralProcess]]:
         env: dict[str, str] | None = None,
         listeners: int = 1,
         wait: bool = True,
+        prefix: list[str] | None = None,
     ) -> CorralProcess:
-        proc = CorralProcess(list(args), cwd=tmp_path, env=env, listeners=listeners, wait=wait)
+        proc = CorralProcess(
+            list(args), cwd=tmp_path, env=env, listeners=listeners, wait=wait, prefix=prefix
+        )
         started.append(proc)
         return proc
 

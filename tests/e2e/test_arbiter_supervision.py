@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
+import subprocess
 import textwrap
 import time
 from collections.abc import Callable
@@ -10,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import CorralProcess, InFlight, free_to_connect, proc_stat, wait_until
+from tests.e2e.conftest import (
+    CorralProcess,
+    InFlight,
+    children_of,
+    free_to_connect,
+    proc_stat,
+    wait_until,
+)
 
 Start = Callable[..., CorralProcess]
 # The threaded worker is hung only when every thread is stuck: one thread makes one request do.
@@ -157,3 +168,35 @@ def test_orphans_are_reaped_quietly(corral_factory: Start, tmp_path: Path) -> No
     assert noisy == []
     assert server.get()[0] == 200
     assert server.stop() == 0
+
+
+# A pid namespace of its own, where corral is PID 1 as in a container; --kill-child ends the
+# namespace (and everything in it) if the test has to kill unshare.
+UNSHARE = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "--"]
+
+
+def can_unshare() -> bool:
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run([*UNSHARE, "true"], capture_output=True, timeout=30)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs root and unshare(1) for a pid namespace")
+def test_as_pid_1_orphans_are_reaped(corral_factory: Start) -> None:
+    server = corral_factory("-b", "127.0.0.1:0", "-w", "1", "simple:app", prefix=UNSHARE)
+    assert server.matches(r"Listening at: \S+ \((\d+)\)")[0].group(1) == "1"
+    (arbiter,) = wait_until(lambda: children_of(server.pid), lambda c: len(c) == 1, 10)
+    for _ in range(3):
+        assert server.get("/orphan")[0] == 200  # each leaves a grandchild to PID 1
+    # Seen from outside: in the end the arbiter has one child, its worker, and no zombie.
+    wait_until(
+        lambda: (children_of(arbiter, zombies=True), children_of(arbiter)),
+        lambda kids: len(kids[0]) == 1 and kids[0] == kids[1],
+        10,
+        server.log_text,
+    )
+    noisy = [line for line in server.lines() if re.search(r"\[(WARNING|ERROR|CRITICAL)\]", line)]
+    assert noisy == []
+    os.kill(arbiter, signal.SIGTERM)
+    assert server.wait_exit() == 0
