@@ -180,11 +180,17 @@ class ServerConnection:
         if end < 0:
             return self._head_incomplete(buf)
         limits = self._limits
-        if end + 4 > limits.max_header_block:
-            if buf.find(b"\r\n", 0, limits.max_request_line + 2) < 0:
-                raise ProtocolError(414, "request line too long")
-            raise ProtocolError(431, "request head too large")
-        request = parse_head(buf[:end].decode("latin-1"), limits, self._line_re)
+        try:
+            if end + 4 > limits.max_header_block:
+                if buf.find(b"\r\n", 0, limits.max_request_line + 2) < 0:
+                    raise ProtocolError(414, "request line too long")
+                raise ProtocolError(431, "request head too large")
+            request = parse_head(buf[:end].decode("latin-1"), limits, self._line_re)
+        except ProtocolError:
+            # Name a bare LF as such, as when the head arrives in pieces (RFC 9112 §2.2).
+            if buf.count(b"\n", 0, end) != buf.count(b"\r\n", 0, end):
+                raise ProtocolError(400, "bare LF in request head") from None
+            raise
         self._buf = buf[end + 4 :]
         self._request = request
         if request.chunked:
@@ -212,6 +218,13 @@ class ServerConnection:
 
     def _head_incomplete(self, buf: bytes | bytearray) -> Sentinel:
         """No end of head yet: enforce the limits on what came so far, then wait."""
+        # RFC 9112 §2.2: lines end with CRLF. A bare LF can never end this head the
+        # way we read it, so refuse it now instead of waiting for a limit.
+        nl = buf.find(b"\n", self._scan)
+        while nl >= 0:
+            if nl == 0 or buf[nl - 1] != 0x0D:
+                raise ProtocolError(400, "bare LF in request head")
+            nl = buf.find(b"\n", nl + 1)
         limits = self._limits
         size = len(buf)
         if not self._line_ok:
@@ -221,14 +234,6 @@ class ServerConnection:
             self._line_ok = eol >= 0
         if size > limits.max_header_block:
             raise ProtocolError(431, "request head too large")
-        # RFC 9112 §2.2: lines end with CRLF. A bare LF can never end this head the
-        # way we read it, so refuse it now instead of waiting for a limit.
-        scan = self._scan
-        nl = buf.find(b"\n", scan)
-        while nl >= 0:
-            if nl == 0 or buf[nl - 1] != 0x0D:
-                raise ProtocolError(400, "bare LF in request head")
-            nl = buf.find(b"\n", nl + 1)
         self._scan = max(size - 3, 0)
         if self._eof:
             raise ProtocolError(400, "connection closed before the request head was complete")
