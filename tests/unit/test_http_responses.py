@@ -216,11 +216,15 @@ def test_informational_103_before_the_final_response() -> None:
     conn = ready()
     early = conn.send_informational(103, [("Link", "</style.css>; rel=preload")])
     assert early == b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-    assert conn.send_full(200, [], b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
     with pytest.raises(LocalProtocolError):
         conn.send_informational(200, [])
     with pytest.raises(LocalProtocolError):
         conn.send_informational(101, [])
+    with pytest.raises(LocalProtocolError):
+        conn.send_informational(103, [("Link", "</a>\r\nX: y")])
+    assert conn.send_full(200, [], b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
+    with pytest.raises(LocalProtocolError):
+        conn.send_informational(103, [])
     assert ready(version="1.0").send_informational(103, [("Link", "</a>")]) == b""
 
 

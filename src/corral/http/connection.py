@@ -40,7 +40,16 @@ _DEFAULT_LIMITS = Limits()
 
 
 class ServerConnection:
-    """One client connection, seen from the server; holds no socket."""
+    """One client connection, seen from the server; holds no socket.
+
+    A cycle: feed bytes with receive_data() and call next_event() until it returns
+    NEED_DATA (read more), a Request, Data pieces, then EndOfMessage; then PAUSED,
+    during which the driver should not read more. Answer with send_full(), or
+    send_response() + send_data() + send_end(), writing the returned bytes. When the
+    request body and the response are both complete, start_next_cycle() if keep_alive,
+    else close. A ProtocolError from next_event() is answered with
+    ``render_error(exc.status)`` (when no response started) and the connection closed.
+    """
 
     __slots__ = (
         "_body_read",
@@ -300,13 +309,14 @@ class ServerConnection:
     def send_informational(self, status: int, headers: list[tuple[str, str]]) -> bytes:
         """An interim 1xx response such as 103 Early Hints (never to HTTP/1.0 clients)."""
         request = self._require_request()
+        lines = [status_line(status, None)]
         if not 100 <= status < 200 or status == 101:
             raise LocalProtocolError(f"{status} is not an interim status")
+        if self._sstate != _S_IDLE:
+            raise LocalProtocolError("an interim response after the final one")
         if request.http_version != "1.1":
             return b""  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
-        lines = [status_line(status, None)]
-        info = scan_app_headers(headers, lines)
-        del info
+        scan_app_headers(headers, lines)
         lines.append("\r\n")
         return encode_head(lines)
 
