@@ -20,6 +20,7 @@ from tests.e2e.rawhttp import RawClient, request
 
 from corral.arbiter.heartbeat import Heartbeat
 from corral.config import load
+from corral.errors import WORKER_BOOT_ERROR
 from corral.gateway.loader import LoadedApp
 from corral.logging import Logger
 from corral.workers.aio import AsyncioWorker
@@ -545,6 +546,28 @@ def test_graceful_stop_finishes_in_flight_and_closes_idle(serve: Callable[..., S
     assert not server.thread.is_alive() and server.error is None
 
 
+def test_graceful_timeout_drops_what_is_still_running(serve: Callable[..., Server]) -> None:
+    started = threading.Event()
+    cancelled: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(scope["path"])
+            raise
+
+    server = serve(app, "--graceful-timeout", "1")
+    with RawClient(server.addr) as c:
+        c.send(request("GET", "/forever"))
+        assert started.wait(5)
+        server.stop()
+        assert c.at_eof() and c.buf == b""
+    assert cancelled == ["/forever"]
+
+
 def test_max_requests_stops_the_worker(serve: Callable[..., Server]) -> None:
     server = serve(lifespan_app(scope_json), "--max-requests", "2")
     with httpx.Client(base_url=server.url) as client:
@@ -567,6 +590,15 @@ def test_loop_setting_picks_the_event_loop(serve: Callable[..., Server]) -> None
     httpx.get(server.url)
     expected = "uvloop" if server.cfg.loop == "uvloop" else "asyncio.unix_events"
     assert loops == [expected]
+
+
+def test_loop_uvloop_without_uvloop_is_a_boot_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # makes `import uvloop` fail
+    server = Server(lifespan_app(scope_json), loop="uvloop")
+    server.thread.join(10)
+    assert isinstance(server.error, SystemExit) and server.error.code == WORKER_BOOT_ERROR
+    server.listener.close()
+    server.log.close()
 
 
 def test_websocket_upgrade_without_wsproto_is_a_clear_501(
