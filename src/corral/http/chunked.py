@@ -118,8 +118,7 @@ class ChunkedReader:
             return pos
         if end - pos > self._limits.max_header_block:
             raise ProtocolError(431, "trailer section too large")
-        block = buf[pos:end].decode("latin-1")
-        trailers, forbidden = parse_fields(block, self._limits, TRAILER_FORBIDDEN)
+        trailers, forbidden = parse_fields(buf[pos:end], self._limits, TRAILER_FORBIDDEN)
         if forbidden:
             raise ProtocolError(400, "forbidden field in trailer section")
         self.trailers = trailers

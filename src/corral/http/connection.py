@@ -194,7 +194,7 @@ class ServerConnection:
                 if buf.find(b"\r\n", 0, limits.max_request_line + 2) < 0:
                     raise ProtocolError(414, "request line too long")
                 raise ProtocolError(431, "request head too large")
-            request = parse_head(buf[:end].decode("latin-1"), limits, self._line_re)
+            request = parse_head(buf[:end], limits, self._line_re)
         except ProtocolError:
             # Name a bare LF as such, as when the head arrives in pieces (RFC 9112 §2.2).
             if buf.count(b"\n", 0, end) != buf.count(b"\r\n", 0, end):

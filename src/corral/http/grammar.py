@@ -13,7 +13,6 @@ __all__ = [
     "FAST_REQUEST_LINE",
     "FAST_REQUEST_LINE_ANY_METHOD",
     "FIELD_VALUE_BAD",
-    "HEADER_BLOCK",
     "HOST",
     "HTTP_VERSION",
     "NOT_CTL",
@@ -75,20 +74,14 @@ ABSOLUTE_FORM = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?#]*)([^?#]*)(?:\?
 # RFC 3986 §3.2: authority = [ userinfo "@" ] host [ ":" port ]; group 1 is host[:port].
 AUTHORITY = re.compile(rf"(?:{_USERINFO}@)?({_URI_HOST}(?::[0-9]{{0,5}})?)")
 
-# RFC 9112 §5 and RFC 9110 §5.5: field-line = field-name ":" OWS field-value OWS, with
-#   field-name = token, field-value = *field-content, field-vchar = VCHAR / obs-text,
-#   and SP / HTAB allowed inside. Lines end with CRLF only (RFC 9112 §2.2: we reject a
-#   bare CR or LF). No whitespace before the colon (§5.1) and no obs-fold (§5.2): a
-#   line starting with SP/HTAB is not a field-name. One fullmatch checks a whole block.
-_FIELD_LINE = rf"{_TCHAR}+:[\t\x20-\x7e\x80-\xff]*"
-HEADER_BLOCK = re.compile(rf"{_FIELD_LINE}(?:\r\n{_FIELD_LINE})*")
 # RFC 9110 §5.5: a field value must not hold CTLs other than HTAB (NUL, CR, LF, BEL,
-# DEL, ...); used to name the error once the block check failed.
+# DEL, ...); used line by line once the fast check of a section failed.
 FIELD_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
-# RFC 9110 §5.5: every byte but the CTLs (HTAB aside). ``head.translate(None,
-# NOT_CTL)`` keeps only the CTLs of a head we built: exactly its CRLFs when no value
-# smuggled in a CR, LF, NUL or other control (which would split the response).
+# RFC 9110 §5.5: every byte but the CTLs (HTAB aside). ``data.translate(None, NOT_CTL)``
+# keeps only the CTLs: for a header section, exactly the CRLFs between its lines when
+# no field holds a CR, LF, NUL or other control (received: a 400; sent by an app: it
+# would split the response).
 NOT_CTL = bytes(b for b in range(256) if b == 0x09 or 0x20 <= b != 0x7F)
 
 # RFC 9112 §7.1: chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF, where

@@ -14,9 +14,9 @@ from corral.http.grammar import (
     FAST_REQUEST_LINE,
     FAST_REQUEST_LINE_ANY_METHOD,
     FIELD_VALUE_BAD,
-    HEADER_BLOCK,
     HOST,
     HTTP_VERSION,
+    NOT_CTL,
     REQUEST_TARGET,
     TOKEN,
 )
@@ -46,6 +46,10 @@ TRAILER_FORBIDDEN = dict.fromkeys(
 _KNOWN_CODINGS = frozenset(
     ("chunked", "gzip", "deflate", "compress", "x-gzip", "x-compress", "identity")
 )
+# Field names seen before, checked against the token grammar: name -> lower-case name.
+# Only valid names get in and the size is bounded, so a client cannot grow it.
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_MAX = 1024
 # Content-Length must fit in a signed 64-bit integer.
 _MAX_CONTENT_LENGTH = 2**63 - 1
 
@@ -60,10 +64,10 @@ def request_line_pattern(limits: Limits) -> re.Pattern[str]:
     return FAST_REQUEST_LINE
 
 
-def parse_head(head: str, limits: Limits, line_re: re.Pattern[str]) -> Request:
-    """Parse a complete request head (latin-1 text without its final empty line)."""
-    eol = head.find("\r\n")
-    line = head if eol < 0 else head[:eol]
+def parse_head(head: bytes | bytearray, limits: Limits, line_re: re.Pattern[str]) -> Request:
+    """Parse a complete request head (its bytes, without the final empty line)."""
+    eol = head.find(b"\r\n")
+    line = (head if eol < 0 else head[:eol]).decode("latin-1")
     if len(line) > limits.max_request_line:
         raise ProtocolError(414, "request line too long")
     m = line_re.fullmatch(line)
@@ -149,12 +153,41 @@ def _parse_absolute_form(target: str) -> tuple[str, str, str, str]:
     return scheme, auth.group(1), m.group(3) or "/", m.group(4) or ""
 
 
-def parse_fields(block: str, limits: Limits, special: dict[str, int]) -> tuple[Fields, Found]:
-    """Parse a header or trailer section; ``found`` lists the ``special`` fields met."""
+def parse_fields(
+    raw: bytes | bytearray, limits: Limits, special: dict[str, int]
+) -> tuple[Fields, Found]:
+    """Parse a header or trailer section; ``found`` lists the ``special`` fields met.
+
+    RFC 9112 §5 and RFC 9110 §5.5: field-line = field-name ":" OWS field-value OWS, a
+    field-name is a token, a value holds no CTL but HTAB, lines end with CRLF only. One
+    C-level pass finds every CTL: valid when they are exactly the CRLFs between lines.
+    Names are checked against the token grammar once per process each (a bounded memo).
+    Anything else (obs-fold, a padded name, an error to name) goes line by line.
+    """
+    block = raw.decode("latin-1")
     lines = block.split("\r\n")
-    if HEADER_BLOCK.fullmatch(block) is None or (limits.refuse_underscore_headers and "_" in block):
-        # obs-fold, padded names or an error: line by line, limits included
+    if len(raw.translate(None, NOT_CTL)) != 2 * len(lines) - 2 or (
+        limits.refuse_underscore_headers and "_" in block
+    ):
         return _parse_fields_slow(lines, limits, special)
+    headers: Fields = []
+    append = headers.append
+    found: Found = []
+    names = _NAME_CACHE
+    for line in lines:
+        name, colon, value = line.partition(":")
+        lname = names.get(name)
+        if lname is None or not colon:
+            if not colon or not TOKEN.fullmatch(name):
+                return _parse_fields_slow(lines, limits, special)
+            lname = name.lower()
+            if len(names) < _NAME_CACHE_MAX:
+                names[name] = lname
+        value = value.strip(" \t")
+        append((name, value))
+        kind = special.get(lname)
+        if kind is not None:
+            found.append((kind, value))
     if len(lines) > limits.max_header_count:
         raise ProtocolError(431, "too many header fields")
     if len(block) + 2 > limits.max_field_size:
@@ -162,16 +195,6 @@ def parse_fields(block: str, limits: Limits, special: dict[str, int]) -> tuple[F
         for line in lines:
             if len(line) > limit:
                 raise ProtocolError(431, "header field too long")
-    headers: Fields = []
-    append = headers.append
-    found: Found = []
-    for line in lines:
-        name, _, value = line.partition(":")
-        value = value.strip(" \t")
-        append((name, value))
-        kind = special.get(name.lower())
-        if kind is not None:
-            found.append((kind, value))
     return headers, found
 
 
