@@ -174,6 +174,25 @@ def test_systemd_socket_activation(corral_factory: Start) -> None:
     assert proc.returncode == 0
 
 
+def test_sd_notify_ready_reloading_stopping(corral_factory: Start, tmp_path: Path) -> None:
+    """A Type=notify unit hears READY=1 once workers can be forked, then RELOADING/STOPPING."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(20)
+        server = corral_factory(
+            "-b", "127.0.0.1:0", "-w", "1", "simple:app", env={"NOTIFY_SOCKET": str(path)}
+        )
+        ready = listener.recv(4096).decode()
+        assert ready.splitlines()[:2] == ["READY=1", f"MAINPID={server.pid}"]
+        server.signal(signal.SIGHUP)
+        assert listener.recv(4096) == b"RELOADING=1"
+        assert listener.recv(4096) == b"READY=1"
+        server.signal(signal.SIGTERM)
+        assert listener.recv(4096) == b"STOPPING=1"
+        assert server.wait_exit() == 0
+
+
 def test_process_titles(corral_factory: Start) -> None:
     pytest.importorskip("setproctitle")
     server = corral_factory("-b", "127.0.0.1:0", "-w", "1", "-n", "shop", "simple:app")

@@ -20,6 +20,7 @@ from corral.arbiter.pidfile import Pidfile, PidfileError
 from corral.arbiter.plan import Backoff, Exit, Phase, Timing, decide
 from corral.arbiter.privileges import PrivilegeError, target_ids
 from corral.arbiter.proctitle import set_title
+from corral.arbiter.sdnotify import sd_notify
 from corral.arbiter.signals import SignalQueue, signal_name
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, CorralError, HaltServer
 from corral.logging import Logger
@@ -125,13 +126,11 @@ class Arbiter:
             code = 0
         except HaltServer as exc:
             code = self._halt(exc.reason, exc.exit_code)
-        except (BindError, PidfileError, PrivilegeError) as exc:
+        except (BindError, PidfileError, PrivilegeError, CorralError) as exc:
+            # CorralError: ConfigError (worker class), AppLoadError (preload), with their codes
             self.log.error("%s", exc)
             self._shutdown(signal.SIGQUIT)
-        except CorralError as exc:  # ConfigError (worker class), AppLoadError (preload)
-            self.log.error("%s", exc)
-            self._shutdown(signal.SIGQUIT)
-            code = exc.exit_code
+            code = exc.exit_code if isinstance(exc, CorralError) else 1
         except Exception:
             self.log.exception("Unhandled exception in the arbiter")
             self._shutdown(signal.SIGQUIT)
@@ -164,6 +163,7 @@ class Arbiter:
             self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
         self.log.info("Using worker: %s", self.cfg.worker_class)
         self._hook("when_ready", self, fatal=True)
+        sd_notify(f"READY=1\nMAINPID={self.pid}\nSTATUS=corral master booted", os.environ)
 
     def _loop(self) -> None:
         timeout = 0.0  # a signal that came during startup is handled before the first fork
@@ -334,6 +334,13 @@ class Arbiter:
 
     def _reload(self) -> None:
         """HUP: re-read the configuration; new workers replace the old ones as they boot."""
+        sd_notify("RELOADING=1", os.environ)
+        try:
+            self._reload_config()
+        finally:
+            sd_notify("READY=1", os.environ)
+
+    def _reload_config(self) -> None:
         try:
             new = reload.load_config(self.argv, self._cwd)
             worker_class = reload.worker_class(new)
@@ -447,6 +454,7 @@ class Arbiter:
     def _shutdown(self, sig: int) -> None:
         """Stop every worker: TERM waits graceful_timeout, INT/QUIT a short while; then KILL."""
         self._stopping = True
+        sd_notify("STOPPING=1", os.environ)
         graceful = sig == signal.SIGTERM
         self._signal_all(sig, Phase.RETIRING)
         # Only now that the workers are told to stop: until then they may still be accepting.
