@@ -458,3 +458,17 @@ def test_101_without_an_upgrade_request_is_refused() -> None:
     request_of(conn)
     with pytest.raises(LocalProtocolError):
         conn.send_response(101, [("Upgrade", "websocket")])
+
+
+def test_field_name_memos_stay_bounded() -> None:
+    """Clients and apps choose field names: the per-process memos must not grow without end."""
+    from corral.http import readers, writers
+
+    for batch in range(30):
+        fields = b"".join(b"X-Unique-%d-%d: v\r\n" % (batch, i) for i in range(90))
+        conn = connection(b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n")
+        assert len(request_of(conn).headers) == 91
+        finish(conn)
+        conn.send_full(200, [(f"X-Out-{batch}-{i}", "v") for i in range(90)], b"")
+    assert len(readers._NAME_CACHE) <= readers._NAME_CACHE_MAX
+    assert len(writers._NAME_CACHE) <= writers._NAME_CACHE_MAX
