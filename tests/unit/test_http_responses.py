@@ -353,3 +353,21 @@ def test_app_connection_keep_alive_does_not_override_the_client() -> None:
     _, fields, _ = split_head(conn.send_full(200, [("Connection", "keep-alive")], b""))
     assert fields["connection"] == ["close"]
     assert not conn.keep_alive
+
+
+def test_body_allowed_and_bytes_sent_by_the_driver() -> None:
+    conn = ready()
+    assert not conn.body_allowed  # no response yet
+    conn.send_response(200, [("Content-Length", "6")])
+    assert conn.body_allowed
+    conn.count_body_bytes(4)  # e.g. sent with sendfile, unframed
+    assert conn.send_data(b"ab") == b"ab"
+    with pytest.raises(LocalProtocolError):
+        conn.count_body_bytes(1)
+    chunked = ready()
+    chunked.send_response(200, [])
+    with pytest.raises(LocalProtocolError):
+        chunked.count_body_bytes(1)
+    head = ready(method="HEAD")
+    head.send_response(200, [])
+    assert not head.body_allowed
