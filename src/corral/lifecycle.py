@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from corral.config.model import default_of
 from corral.drivers.transport import ClientDisconnected
 from corral.gateway.wsgi import ResponseState, Transport, WSGIGateway
 from corral.gateway.wsgi_input import WSGIInput
 from corral.http.connection import ServerConnection
 from corral.http.errors import LocalProtocolError, ProtocolError, render_error
-from corral.http.events import Request
+from corral.http.events import EndOfMessage, Request
 from corral.logging import AccessRecord
+from corral.metrics import NullMetrics
 
 if TYPE_CHECKING:
+    from corral.config import Config
     from corral.metrics import Metrics
     from corral.workers.base import Worker
 
@@ -33,6 +37,11 @@ class RequestLifecycle:
         self.cfg = worker.cfg
         server = worker.cfg.server_header
         self.server_header: bytes | None = server.encode("latin-1") if server else None
+        # Hooks left at their do-nothing defaults and switched-off metrics cost nothing per
+        # request: they are skipped rather than called.
+        self.pre_request = _configured(self.cfg, "pre_request")
+        self.post_request = _configured(self.cfg, "post_request")
+        self.record = None if isinstance(metrics, NullMetrics) else metrics.request
 
     def handle(
         self,
@@ -43,14 +52,15 @@ class RequestLifecycle:
         trusted: bool,
     ) -> bool:
         """Serve one request; True when the connection may carry another one."""
-        started = time.time()
+        started = time.time() if self.log.access_enabled else 0.0
         t0 = time.perf_counter()
         state = ResponseState()
         body = WSGIInput(conn, transport)
         environ: dict[str, Any] = env_base
         keep = True
         try:
-            self.cfg.pre_request(self.worker, req)
+            if self.pre_request is not None:
+                self.pre_request(self.worker, req)
             environ = self.gateway.build_environ(env_base, trusted, req, body)
             self.gateway.run(environ, req, conn, transport, state)
         except ClientDisconnected as exc:
@@ -68,12 +78,17 @@ class RequestLifecycle:
         duration = time.perf_counter() - t0
         if self.log.access_enabled:
             self._access(req, environ, state, started, duration, transport)
-        self.cfg.post_request(self.worker, req, environ, state)
-        self.metrics.request(duration, state.status)
+        if self.post_request is not None:
+            self.post_request(self.worker, req, environ, state)
+        if self.record is not None:
+            self.record(duration, state.status)
         self.worker.request_done()
         if not keep or not conn.keep_alive:
             return False
         try:
+            if req.content_length is None and not req.chunked:
+                # No body: the next event is this request's end.
+                return type(conn.next_event()) is EndOfMessage
             return body.drain(DRAIN_LIMIT)
         except (ProtocolError, ClientDisconnected):
             return False
@@ -116,3 +131,9 @@ class RequestLifecycle:
                 environ=environ,
             )
         )
+
+
+def _configured(cfg: Config, hook: str) -> Callable[..., Any] | None:
+    """The hook's function when the settings changed it from its do-nothing default."""
+    fn: Callable[..., Any] = getattr(cfg, hook)
+    return None if fn is default_of(hook) else fn

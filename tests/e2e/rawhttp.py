@@ -133,6 +133,8 @@ def request(
     lines = [f"{method} {path} HTTP/1.1", "Host: test.local"]
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
-    if body and not any(k.lower() in ("content-length", "transfer-encoding") for k in headers or {}):
+    if body and not any(
+        k.lower() in ("content-length", "transfer-encoding") for k in headers or {}
+    ):
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body

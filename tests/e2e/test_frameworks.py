@@ -1,4 +1,4 @@
-"""Real Flask and Django apps served by the sync and threaded workers, and a gunicorn config file."""
+"""Real Flask and Django apps on the sync and threaded workers, and a gunicorn config file."""
 
 from __future__ import annotations
 

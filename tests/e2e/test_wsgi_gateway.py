@@ -20,17 +20,21 @@ WORKERS = {
 
 
 @pytest.fixture(scope="module", params=sorted(WORKERS))
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    CorralProcess
-]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CorralProcess]:
     cwd: Path = tmp_path_factory.mktemp("gateway")
     proc = CorralProcess(
         [
             *WORKERS[request.param],
-            "-w", "1",
-            "-b", "127.0.0.1:0",
-            "--limit-request-body", "1000000",
-            "--header-timeout", "2",
+            "-w",
+            "1",
+            "-b",
+            "127.0.0.1:0",
+            "--limit-request-body",
+            "1000000",
+            "--header-timeout",
+            "2",
             "behaviours:app",
         ],
         cwd=cwd,
@@ -57,7 +61,9 @@ def test_get_has_date_server_length_and_connection_rules(server: CorralProcess) 
         assert resp.status == 200
         assert resp.body == b"hello /"
         assert resp.header("server") == "corral"
-        assert resp.header("date", ).endswith("GMT")
+        assert resp.header(
+            "date",
+        ).endswith("GMT")
         assert resp.header("content-length") == "7"
         if kind(server) == "sync":
             # One request per connection on the sync worker, as in gunicorn.
@@ -84,10 +90,7 @@ def test_malformed_request_gets_400_and_nothing_after_it_reaches_the_app(
     server: CorralProcess,
 ) -> None:
     with RawClient(server.addr) as c:
-        c.send(
-            b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n"
-            + request("GET", "/closing")
-        )
+        c.send(b"GET /x HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n" + request("GET", "/closing"))
         resp = c.read_response()
         assert resp.status == 400
         assert resp.header("connection") == "close"
@@ -100,7 +103,11 @@ def test_malformed_request_gets_400_and_nothing_after_it_reaches_the_app(
     [
         (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host on HTTP/1.1 (RFC 9112 3.2)
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
-        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
         (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: br\r\n\r\n", 501),
         (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
         (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),

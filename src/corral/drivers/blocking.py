@@ -137,7 +137,7 @@ class Session:
             pass
 
     def expire(self) -> None:
-        """The deadline passed: a head still arriving gets 408 (RFC 9110 §15.5.9); idle just closes."""
+        """Past the deadline: a head still arriving gets 408 (RFC 9110 §15.5.9); idle closes."""
         if self.in_head:
             self.errored = True
             try:

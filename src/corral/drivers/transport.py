@@ -1,4 +1,4 @@
-"""Blocking reads and writes with deadlines over a non-blocking socket, for the threaded and sync drivers."""
+"""Blocking reads and writes with deadlines over a non-blocking socket (sync and threaded)."""
 
 from __future__ import annotations
 

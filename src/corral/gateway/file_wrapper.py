@@ -9,7 +9,7 @@ from typing import IO, Any
 
 
 class FileWrapper:
-    """Wraps a file-like object; iterating reads blocks, and the gateway may use sendfile instead."""
+    """Wraps a file-like object: iterated in blocks, or sent with sendfile by the gateway."""
 
     def __init__(self, filelike: IO[bytes] | Any, blksize: int = 65536) -> None:
         self.filelike = filelike

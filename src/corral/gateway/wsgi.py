@@ -34,17 +34,17 @@ class GatewaySettings(Protocol):
     """The settings the WSGI gateway reads."""
 
     header_map: str
-    forwarded_allow_ips: list[str] | str
+    forwarded_allow_ips: list[str]
     secure_scheme_headers: dict[str, str]
-    forwarder_headers: list[str] | str
-    sendfile: bool | None
+    forwarder_headers: list[str]
+    sendfile: bool
 
 
 class TrustedPeers:
     """``forwarded_allow_ips``: which peers may set the scheme and forwarder headers."""
 
-    def __init__(self, spec: list[str] | str) -> None:
-        items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    def __init__(self, spec: list[str]) -> None:
+        items = [s.strip() for s in spec]
         self.everyone = "*" in items
         self.networks = []
         self.unix = False
@@ -69,9 +69,8 @@ class TrustedPeers:
         return any(ip in net for net in self.networks)
 
 
-def _names(spec: list[str] | str) -> list[str]:
-    items = spec.split(",") if isinstance(spec, str) else spec
-    return [s.strip().upper() for s in items if s.strip()]
+def _names(spec: list[str]) -> list[str]:
+    return [s.strip().upper() for s in spec if s.strip()]
 
 
 class ResponseState:
@@ -126,7 +125,7 @@ class WSGIGateway:
     def connection_environ(
         self, peer: Any, sockname: Any, scheme: str = "http"
     ) -> tuple[dict[str, Any], bool]:
-        """The environ keys that hold for every request on one connection, and whether it is trusted."""
+        """The environ keys shared by every request on a connection, and whether it is trusted."""
         env = dict(self.base)
         env["wsgi.url_scheme"] = scheme
         if isinstance(peer, tuple):
@@ -290,7 +289,11 @@ class WSGIGateway:
         self._note_suppressed(conn, state)
 
     def _send_file(
-        self, state: ResponseState, conn: ServerConnection, transport: Transport, wrapper: FileWrapper
+        self,
+        state: ResponseState,
+        conn: ServerConnection,
+        transport: Transport,
+        wrapper: FileWrapper,
     ) -> None:
         if not state.status:
             raise LocalProtocolError("the app returned without calling start_response")
@@ -326,4 +329,3 @@ class WSGIGateway:
                 f"the app sent a body with a {state.status} response to a request for which "
                 "HTTP allows none; the body was dropped (logged once per worker)"
             )
-

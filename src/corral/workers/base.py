@@ -105,11 +105,7 @@ class Worker:
             raise AppLoadError(
                 f"{self.cfg.app_uri} is an {interface.upper()} application, but worker class "
                 f"{self.cfg.worker_class!r} serves {self.interface.upper()}; "
-                + (
-                    "use -k asyncio"
-                    if interface == "asgi"
-                    else "use -k sync or -k threaded"
-                )
+                + ("use -k asyncio" if interface == "asgi" else "use -k sync or -k threaded")
             )
         return loaded
 

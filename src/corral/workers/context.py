@@ -36,9 +36,7 @@ def limits_from(cfg: Config) -> Limits:
 def driver_context(worker: Worker, loaded: LoadedApp, *, multithread: bool) -> DriverContext:
     """One worker's shared connection context."""
     cfg = worker.cfg
-    gateway = WSGIGateway(
-        loaded.app, cfg, multithread=multithread, log_warning=worker.log.warning
-    )
+    gateway = WSGIGateway(loaded.app, cfg, multithread=multithread, log_warning=worker.log.warning)
     lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg))
     limits = limits_from(cfg)
     proxy = cfg.proxy_protocol not in (False, None, "off", "none", "false")

@@ -6,6 +6,7 @@ import os
 import selectors
 import signal
 import socket
+from typing import cast
 
 from corral.drivers.blocking import DriverContext, Session
 from corral.drivers.transport import ClientDisconnected
@@ -43,8 +44,7 @@ class SyncWorker(Worker):
                 if key.fileobj == wake_r:
                     _drain(wake_r)
                     continue
-                listener = key.fileobj
-                assert isinstance(listener, socket.socket)
+                listener = cast(socket.socket, key.fileobj)
                 try:
                     sock, peer = listener.accept()
                 except (BlockingIOError, ConnectionAbortedError):
