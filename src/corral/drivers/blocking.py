@@ -38,7 +38,6 @@ class Session:
     """
 
     __slots__ = (
-        "busy",
         "conn",
         "ctx",
         "deadline",
@@ -56,7 +55,6 @@ class Session:
         self.sock = sock
         self.fd = sock.fileno()
         self.ctx = ctx
-        self.busy = True
         limits = ctx.limits
         self.proxied = False
         if ctx.proxy_limits is not None and ctx.proxy_peers is not None:

@@ -17,6 +17,7 @@ from corral.workers.pool import PoolTuner, ThreadSlot
 
 ARMED = select.EPOLLIN | select.EPOLLONESHOT
 MONITOR_INTERVAL = 0.1
+_SWEEPER = object()  # the monitor's claim on a connection it closes
 
 
 class ThreadedWorker(Worker):
@@ -34,8 +35,11 @@ class ThreadedWorker(Worker):
     def serve(self, app: LoadedApp) -> None:
         self.ctx: DriverContext = driver_context(self, app, multithread=True)
         self.ep = select.epoll()
-        self.lock = threading.Lock()
         self.sessions: dict[int, Session] = {}
+        # fd -> who is serving it. dict.setdefault is one atomic step under the GIL, so a
+        # thread claims a connection without a lock (a lock would convoy behind a holder that
+        # waits for the GIL).
+        self.claims: dict[int, object] = {}
         self.listening: dict[int, tuple[socket.socket, object]] = {}
         self.accepting = True
         self.running = True
@@ -72,15 +76,15 @@ class ThreadedWorker(Worker):
                 slot.begin()
                 try:
                     if fd in listening:
-                        self._accept(fd)
+                        self._accept(fd, slot)
                     else:
-                        self._serve(fd)
+                        self._serve(fd, slot)
                 except Exception:
                     self.log.exception("Unexpected error in worker thread")
                 finally:
                     slot.end()
 
-    def _accept(self, lfd: int) -> None:
+    def _accept(self, lfd: int, slot: ThreadSlot) -> None:
         listener, sockname = self.listening[lfd]
         try:
             sock, peer = listener.accept()
@@ -95,15 +99,15 @@ class ThreadedWorker(Worker):
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = Session(sock, peer, sockname, self.ctx)
-        with self.lock:
-            self.sessions[session.fd] = session
+        fd = session.fd
+        self.claims[fd] = slot
+        self.sessions[fd] = session
         self._rearm_listener(lfd)
         # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
         # waits for it), so try it now instead of a round trip through epoll.
-        keep = session.read_ready()
-        if keep:
-            session.busy = False
-            self.ep.register(session.fd, ARMED)
+        if session.read_ready():
+            self.claims.pop(fd, None)
+            self.ep.register(fd, ARMED)
         else:
             self._close(session)
 
@@ -117,16 +121,14 @@ class ThreadedWorker(Worker):
         except OSError:
             pass
 
-    def _serve(self, fd: int) -> None:
-        with self.lock:
-            session = self.sessions.get(fd)
-            if session is None or session.busy:
-                return
-            session.busy = True
+    def _serve(self, fd: int, slot: ThreadSlot) -> None:
+        session = self.sessions.get(fd)
+        if session is None or self.claims.setdefault(fd, slot) is not slot:
+            return
         if session.read_ready():
-            # busy must drop before re-arming: an event that fires in between would find the
-            # session busy, be dropped, and leave the socket disarmed.
-            session.busy = False
+            # The claim must go before re-arming: an event that fires in between would find
+            # the connection claimed, be dropped, and leave the socket disarmed.
+            self.claims.pop(fd, None)
             try:
                 self.ep.modify(fd, ARMED)
             except OSError:
@@ -135,9 +137,10 @@ class ThreadedWorker(Worker):
             self._close(session)
 
     def _close(self, session: Session) -> None:
-        with self.lock:
-            self.sessions.pop(session.fd, None)
-            rearm = self.accepting and len(self.sessions) == self.cfg.worker_connections - 1
+        # Forget the fd before closing it: once closed, its number may come back at once.
+        self.sessions.pop(session.fd, None)
+        self.claims.pop(session.fd, None)
+        rearm = self.accepting and len(self.sessions) == self.cfg.worker_connections - 1
         session.close()
         if rearm:
             for lfd in self.listening:
@@ -175,10 +178,9 @@ class ThreadedWorker(Worker):
     def _stop_accepting(self) -> None:
         self.accepting = False
         self.ctx.closing = True
-        with self.lock:
-            # Responses not yet started tell their clients this connection ends with them.
-            for session in self.sessions.values():
-                session.conn.close_after()
+        # Responses not yet started tell their clients this connection ends with them.
+        for session in list(self.sessions.values()):
+            session.conn.close_after()
         for lfd in self.listening:
             try:
                 self.ep.unregister(lfd)
@@ -188,13 +190,13 @@ class ThreadedWorker(Worker):
     def _sweep(self, now: float, *, closing: bool) -> None:
         """Close connections past their deadline, and every idle one during a graceful stop."""
         expired = []
-        with self.lock:
-            for session in self.sessions.values():
-                if session.busy:
-                    continue
-                if now >= session.deadline or (closing and not session.in_head):
-                    session.busy = True
-                    expired.append(session)
+        claims = self.claims
+        for fd, session in list(self.sessions.items()):
+            if fd in claims:
+                continue
+            due = now >= session.deadline or (closing and not session.in_head)
+            if due and claims.setdefault(fd, _SWEEPER) is _SWEEPER:
+                expired.append(session)
         for session in expired:
             if now >= session.deadline:
                 session.expire()
