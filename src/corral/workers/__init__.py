@@ -28,7 +28,9 @@ def resolve(worker_class: str, threads: int) -> type[Worker]:
     if target is None:
         if "." not in name and ":" not in name:
             choices = ", ".join(sorted(_BUILTIN))
-            raise ConfigError(f"worker_class = {worker_class!r}: unknown worker; use one of {choices}")
+            raise ConfigError(
+                f"worker_class = {worker_class!r}: unknown worker; use one of {choices}"
+            )
         target = name if ":" in name else "{}:{}".format(*name.rsplit(".", 1))
     module_name, _, attr = target.partition(":")
     try:
