@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args: list[str]) -> int:
     cfg = load(args, os.environ)
+    # HUP and USR2 re-read the configuration from where corral was started, not from --chdir.
+    cwd = os.getcwd()
     prepare_process(cfg)
     if cfg.spew:
         install_spew()
@@ -44,7 +46,7 @@ def _run(args: list[str]) -> int:
     # Imported here: the arbiter pulls in the workers, which --check-config does not need.
     from corral.arbiter.arbiter import Arbiter
 
-    return Arbiter(cfg).run()
+    return Arbiter(cfg, cwd=cwd).run()
 
 
 def prepare_process(cfg: Config) -> None:

@@ -49,6 +49,9 @@ class Reloader(threading.Thread):
         self.callback = callback
         self._stopped = threading.Event()
         self._mtimes: dict[str, float] = {}
+        # The baseline is taken now, in the caller's thread, so that a change made between
+        # construction and the thread's first pass is still seen as a change.
+        self.check()
 
     def files(self) -> list[str]:
         """Every file watched right now."""
@@ -69,7 +72,6 @@ class Reloader(threading.Thread):
         return changed
 
     def run(self) -> None:
-        self.check()  # the baseline: whatever exists now is the state we started from
         while not self._stopped.wait(self.interval):
             for path in self.check():
                 self.callback(path)

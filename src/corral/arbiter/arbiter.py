@@ -161,7 +161,7 @@ class Arbiter:
         )
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
-        self.log.info("Using worker: %s", self.cfg.worker_class)
+        self.log.info("Using worker: %s", self._worker_class.kind)
         self._hook("when_ready", self, fatal=True)
         sd_notify(f"READY=1\nMAINPID={self.pid}\nSTATUS=corral master booted", os.environ)
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError
 from corral.gateway.loader import LoadedApp, load_app, resolve_interface
+from corral.reloader import Reloader
 
 if TYPE_CHECKING:
     from corral.arbiter.heartbeat import Heartbeat
@@ -77,7 +78,10 @@ class Worker:
             self._install_signals()
             app = self._load()
             self.booted = True
+            self.heartbeat.notify()
             self.cfg.post_worker_init(self)
+            if self.cfg.reload:
+                Reloader(self.cfg.reload_extra_files, 1.0, self._code_changed).start()
             self.serve(app)
         except AppLoadError as exc:
             self.log.error("%s", exc)
@@ -103,7 +107,7 @@ class Worker:
         interface = resolve_interface(loaded.app, self.cfg.interface)
         if interface != self.interface:
             raise AppLoadError(
-                f"{self.cfg.app_uri} is an {interface.upper()} application, but worker class "
+                f"{self.cfg.app_uri} is an {interface.upper()} application, but the worker class "
                 f"{self.cfg.worker_class!r} serves {self.interface.upper()}; "
                 + ("use -k asyncio" if interface == "asgi" else "use -k sync or -k threaded")
             )
@@ -114,6 +118,18 @@ class Worker:
         if not uri:
             raise AppLoadError("no application given: pass APP as module:callable")
         return str(uri)
+
+    def _code_changed(self, path: str) -> None:
+        """``reload``: a watched file changed; finish what is in flight, exit, get replaced."""
+        if self.alive:
+            self.log.info("Worker reloading: %s modified", path)
+            self.alive = False
+            self.wake()
+
+    def heartbeat_interval(self) -> float:
+        """How often an idle worker wakes to notify the arbiter: well within ``timeout``."""
+        timeout: int = self.cfg.timeout
+        return 1.0 if timeout <= 0 else max(0.05, min(1.0, timeout / 2))
 
     def serve(self, app: LoadedApp) -> None:
         """Serve requests until told to stop."""

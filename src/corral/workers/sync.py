@@ -40,7 +40,7 @@ class SyncWorker(Worker):
         selector.register(wake_r, selectors.EVENT_READ)
         while self.alive and self.parent_alive():
             self.heartbeat.notify()
-            for key, _ in selector.select(timeout=1.0):
+            for key, _ in selector.select(timeout=self.heartbeat_interval()):
                 if key.fileobj == wake_r:
                     _drain(wake_r)
                     continue

@@ -66,9 +66,10 @@ class ThreadedWorker(Worker):
     def _thread_main(self, slot: ThreadSlot) -> None:
         poll = self.ep.poll
         listening = self.listening
+        idle_wait = self.heartbeat_interval()
         while self.running and not slot.retire:
             try:
-                events = poll(1.0, 1)
+                events = poll(idle_wait, 1)
             except OSError:
                 return
             self.progress = time.monotonic()
@@ -155,13 +156,14 @@ class ThreadedWorker(Worker):
         signal.set_wakeup_fd(wake_w)
         next_sweep = 0.0
         stop_by = 0.0
+        idle_wait = self.heartbeat_interval()
         while True:
             select.select([wake_r], [], [], MONITOR_INTERVAL)
             _drain(wake_r)
             now = time.monotonic()
             # Threads mark progress each time they come back from epoll; when all of them are
             # stuck in the app, the heartbeat stops and the arbiter kills us after ``timeout``.
-            if now - self.progress < 2.0:
+            if now - self.progress < 2 * idle_wait:
                 self.heartbeat.notify()
             if self.alive and now >= next_sweep:
                 self.parent_alive()
