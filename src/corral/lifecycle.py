@@ -1,10 +1,10 @@
-"""The one request lifecycle of the WSGI workers: hooks, app call, errors, access log, metrics."""
+"""The request lifecycle: bookkeeping shared by every worker, and the WSGI request path."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corral.config.model import default_of
 from corral.drivers.transport import ClientDisconnected
@@ -26,22 +26,85 @@ if TYPE_CHECKING:
 DRAIN_LIMIT = 256 * 1024
 
 
+class Bookkeeping:
+    """Hooks, access log, metrics and the max_requests budget: once per request, any worker.
+
+    The WSGI lifecycle below and the ASGI gateway both call it, so these steps exist once.
+    """
+
+    def __init__(self, worker: Worker, metrics: Metrics) -> None:
+        self.worker = worker
+        self.log = worker.log
+        # Hooks left at their do-nothing defaults and switched-off metrics cost nothing per
+        # request: they are skipped rather than called.
+        self.pre_request = _configured(worker.cfg, "pre_request")
+        self.post_request = _configured(worker.cfg, "post_request")
+        self.record = None if isinstance(metrics, NullMetrics) else metrics.request
+
+    def begin(self, req: Request) -> None:
+        """Before the app: the pre_request hook (its exceptions are the caller's to answer)."""
+        if self.pre_request is not None:
+            self.pre_request(self.worker, req)
+
+    def end(
+        self,
+        req: Request,
+        env: Mapping[str, Any] | None,
+        response: object,
+        outcome: Outcome,
+    ) -> None:
+        """After the response: access log, post_request hook, metrics, request budget."""
+        if self.log.access_enabled:
+            self.log.access(
+                AccessRecord(
+                    remote_addr=outcome.remote_addr or "-",
+                    remote_port=outcome.remote_port,
+                    method=req.method,
+                    path=req.path,
+                    query=req.query,
+                    http_version=req.http_version,
+                    status=outcome.status,
+                    response_length=outcome.length,
+                    request_headers=req.headers,
+                    response_headers=outcome.headers,
+                    start_time=outcome.started,
+                    duration=outcome.duration,
+                    pid=self.worker.pid,
+                    environ=env,
+                )
+            )
+        if self.post_request is not None:
+            try:
+                self.post_request(self.worker, req, env, response)
+            except Exception:
+                self.log.exception("post_request hook failed")
+        if self.record is not None:
+            self.record(outcome.duration, outcome.status)
+        self.worker.request_done()
+
+
+class Outcome(NamedTuple):
+    """How one request went, as the access log and metrics see it."""
+
+    remote_addr: str
+    remote_port: Any
+    status: int
+    length: int
+    headers: list[tuple[str, str]]
+    started: float  # wall-clock start, for the access log's %(t)s
+    duration: float  # seconds
+
+
 class RequestLifecycle:
-    """Runs each request the same way whichever worker read it off the wire."""
+    """Runs each WSGI request the same way whichever worker read it off the wire."""
 
     def __init__(self, worker: Worker, gateway: WSGIGateway, metrics: Metrics) -> None:
         self.worker = worker
         self.gateway = gateway
         self.log = worker.log
-        self.metrics = metrics
-        self.cfg = worker.cfg
+        self.books = Bookkeeping(worker, metrics)
         server = worker.cfg.server_header
         self.server_header: bytes | None = server.encode("latin-1") if server else None
-        # Hooks left at their do-nothing defaults and switched-off metrics cost nothing per
-        # request: they are skipped rather than called.
-        self.pre_request = _configured(self.cfg, "pre_request")
-        self.post_request = _configured(self.cfg, "post_request")
-        self.record = None if isinstance(metrics, NullMetrics) else metrics.request
 
     def handle(
         self,
@@ -59,8 +122,7 @@ class RequestLifecycle:
         environ: dict[str, Any] = env_base
         keep = True
         try:
-            if self.pre_request is not None:
-                self.pre_request(self.worker, req)
+            self.books.begin(req)
             environ = self.gateway.build_environ(env_base, trusted, req, body)
             self.gateway.run(environ, req, conn, transport, state)
         except ClientDisconnected as exc:
@@ -75,14 +137,16 @@ class RequestLifecycle:
         except Exception:
             self.log.exception("Error handling request %s", req.target)
             keep = self._fail(500, state, transport)
-        duration = time.perf_counter() - t0
-        if self.log.access_enabled:
-            self._access(req, environ, state, started, duration, transport)
-        if self.post_request is not None:
-            self.post_request(self.worker, req, environ, state)
-        if self.record is not None:
-            self.record(duration, state.status)
-        self.worker.request_done()
+        outcome = Outcome(
+            env_base.get("REMOTE_ADDR", ""),
+            env_base.get("REMOTE_PORT"),
+            state.status,
+            state.body_bytes,
+            state.headers,
+            started,
+            time.perf_counter() - t0,
+        )
+        self.books.end(req, environ, state, outcome)
         if not keep or not conn.keep_alive:
             return False
         try:
@@ -103,34 +167,6 @@ class RequestLifecycle:
             except ClientDisconnected:
                 pass
         return False
-
-    def _access(
-        self,
-        req: Request,
-        environ: dict[str, Any],
-        state: ResponseState,
-        started: float,
-        duration: float,
-        transport: Transport,
-    ) -> None:
-        self.log.access(
-            AccessRecord(
-                remote_addr=environ.get("REMOTE_ADDR", "-") or "-",
-                remote_port=environ.get("REMOTE_PORT"),
-                method=req.method,
-                path=req.path,
-                query=req.query,
-                http_version=req.http_version,
-                status=state.status,
-                response_length=state.body_bytes,
-                request_headers=req.headers,
-                response_headers=state.headers,
-                start_time=started,
-                duration=duration,
-                pid=self.worker.pid,
-                environ=environ,
-            )
-        )
 
 
 def _configured(cfg: Config, hook: str) -> Callable[..., Any] | None:

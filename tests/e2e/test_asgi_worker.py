@@ -54,7 +54,7 @@ def test_asgi_app_on_a_wsgi_worker_is_a_boot_error(corral_factory: Factory) -> N
     server = corral_factory("-k", "sync", "-w", "2", *BIND, "asgi_app:app")
     assert server.wait_exit() != 0
     log = server.log_text()
-    assert "asgi_app:app is an ASGI application, but worker class 'sync' serves WSGI" in log
+    assert "asgi_app:app is an ASGI application, but the worker class 'sync' serves WSGI" in log
     assert "use -k asyncio" in log
     assert len(server.booted_pids()) <= 2  # halted, no fork loop
 

@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,33 +17,54 @@ from tests.e2e.conftest import APPS, CorralProcess
 Factory = Callable[..., CorralProcess]
 
 WORKERS = {"sync": ["-k", "sync"], "threaded": ["-k", "threaded", "--threads", "4"]}
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What one framework's test app answers."""
+
+    app: str
+    index: str  # text within GET /
+    form: str  # the form route
+    form_status: int
+    form_answer: Callable[[httpx.Response], object]
+    form_expected: object
+    stream: str  # the streamed route
+    stream_body: str
+
+
 APPS_UNDER_TEST = {
-    "flask": ("flask_app:app", "/", "flask index", "/form", "/stream"),
-    "django": ("django_project.wsgi:application", "/", "django index", "/form/", "/stream/"),
-}
+    "flask": Expect(
+        "flask_app:app", "flask index", "/form", 200, lambda r: r.json(),
+        {"name": "corral", "count": "3"}, "/stream", "".join(f"part {i}\n" for i in range(5)),
+    ),
+    "django": Expect(
+        "django_project.wsgi:application", "served by wsgi", "/form/", 201, lambda r: r.text,
+        "Hello, corral! (19 bytes)", "/stream/", "".join(f"line {i}\n" for i in range(5)),
+    ),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("worker", sorted(WORKERS))
 @pytest.mark.parametrize("framework", sorted(APPS_UNDER_TEST))
 def test_framework_app(corral_factory: Factory, worker: str, framework: str) -> None:
-    app, index, index_text, form, stream = APPS_UNDER_TEST[framework]
-    server = corral_factory(*WORKERS[worker], "-w", "2", "-b", "127.0.0.1:0", app)
-    base = server.urls[0]
-    with httpx.Client(base_url=base, timeout=10) as client:
-        page = client.get(index)
-        assert page.status_code == 200 and index_text in page.text
+    expect = APPS_UNDER_TEST[framework]
+    server = corral_factory(*WORKERS[worker], "-w", "2", "-b", "127.0.0.1:0", expect.app)
+    with httpx.Client(base_url=server.urls[0], timeout=10) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and expect.index in page.text
 
-        posted = client.post(form, data={"name": "corral", "count": "3"})
-        assert posted.status_code == 200
-        assert posted.json() == {"name": "corral", "count": "3"}
+        posted = client.post(expect.form, data={"name": "corral", "count": "3"})
+        assert posted.status_code == expect.form_status
+        assert expect.form_answer(posted) == expect.form_expected
 
         missing = client.get("/no/such/page")
         assert missing.status_code == 404
 
-        with client.stream("GET", stream) as streamed:
+        with client.stream("GET", expect.stream) as streamed:
             assert streamed.status_code == 200
             assert streamed.headers.get("transfer-encoding") == "chunked"
-            assert "".join(streamed.iter_text()) == "".join(f"part {i}\n" for i in range(5))
+            assert "".join(streamed.iter_text()) == expect.stream_body
 
 
 def test_gunicorn_conf_from_a_deployment_runs_unchanged(

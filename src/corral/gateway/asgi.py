@@ -12,7 +12,7 @@ from corral.gateway.wsgi import TrustedPeers
 from corral.http.connection import ServerConnection
 from corral.http.errors import LocalProtocolError, ProtocolError, render_error
 from corral.http.events import NEED_DATA, Data, EndOfMessage, Request
-from corral.logging import AccessRecord
+from corral.lifecycle import Bookkeeping, Outcome
 
 if TYPE_CHECKING:
     from corral.config import Config
@@ -124,7 +124,7 @@ class ASGIGateway:
         self.worker = worker
         self.cfg = cfg
         self.log = worker.log
-        self.metrics = metrics
+        self.books = Bookkeeping(worker, metrics)
         self.state = state
         self.root_path = root_path
         server = cfg.server_header
@@ -192,36 +192,18 @@ class ASGIGateway:
         started: float,
         duration: float,
     ) -> None:
-        """After every request, once: access log, post_request hook, metrics, budget."""
-        worker = self.worker
-        if self.log.access_enabled:
-            client = peer.client
-            self.log.access(
-                AccessRecord(
-                    remote_addr=client[0] if client else "-",
-                    remote_port=client[1] if client else None,
-                    method=req.method,
-                    path=req.path,
-                    query=req.query,
-                    http_version=req.http_version,
-                    status=status,
-                    response_length=length,
-                    request_headers=req.headers,
-                    response_headers=headers,
-                    start_time=started,
-                    duration=duration,
-                    pid=worker.pid,
-                    environ=scope,
-                )
-            )
-        try:
-            self.cfg.post_request(worker, req, scope, _Response(status, headers, length))
-        except Exception:
-            self.log.exception("post_request hook failed")
-        self.metrics.request(duration, status)
-        worker.request_done()
-        if not worker.alive:
-            worker.wake()
+        """After every request, once: the shared bookkeeping (access log, hooks, metrics)."""
+        client = peer.client
+        outcome = Outcome(
+            client[0] if client else "",
+            client[1] if client else None,
+            status,
+            length,
+            headers,
+            started,
+            duration,
+        )
+        self.books.end(req, scope, _Response(status, headers, length), outcome)
 
 
 class _Response:
@@ -279,7 +261,7 @@ class HTTPCycle:
         t0 = time.perf_counter()
         scope: Scope | None = None
         try:
-            gateway.cfg.pre_request(gateway.worker, req)
+            gateway.books.begin(req)
             scope = gateway.scope("http", req, self.peer)
             await gateway.app(scope, self.receive, self.send)
             if not (self.complete or self.aborted or self.channel.disconnected):

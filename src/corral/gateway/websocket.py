@@ -132,7 +132,7 @@ class WebSocketSession:
         scope = None
         try:
             self.key, subprotocols = check_handshake(req)
-            gateway.cfg.pre_request(gateway.worker, req)
+            gateway.books.begin(req)
             scope = gateway.scope("websocket", req, self.peer)
             scope["subprotocols"] = subprotocols
             scope["extensions"] = {"websocket.http.response": {}}

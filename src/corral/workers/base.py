@@ -141,6 +141,7 @@ class Worker:
         if self.max_requests and self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
+            self.wake()
 
     def parent_alive(self) -> bool:
         """False once the arbiter has gone (we were re-parented): then the worker stops."""
