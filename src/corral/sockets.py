@@ -229,6 +229,10 @@ def create_listener(
         raise BindError(f"cannot listen at {spec}: {exc.strerror or exc}") from None
 
 
+# How long the kernel holds a connection that has sent nothing before handing it over anyway.
+DEFER_ACCEPT_SECONDS = 5
+
+
 def _create_tcp(spec: BindSpec, backlog: int, reuse_port: bool) -> Listener:
     family, addr = _resolve(spec)
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -241,6 +245,10 @@ def _create_tcp(spec: BindSpec, backlog: int, reuse_port: bool) -> Listener:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if hasattr(socket, "TCP_DEFER_ACCEPT"):
+            # HTTP clients speak first: accept() returns once the request's bytes are there, so
+            # a worker reads it at once instead of waiting, and a silent connect costs no worker.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECONDS)
         sock.bind(addr)
         sock.listen(backlog)
     except BaseException:
