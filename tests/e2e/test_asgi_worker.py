@@ -62,7 +62,7 @@ def test_asgi_app_on_a_wsgi_worker_is_a_boot_error(corral_factory: Factory) -> N
 def test_wsgi_app_on_the_asyncio_worker_is_a_boot_error(corral_factory: Factory) -> None:
     server = corral_factory("-k", "asyncio", "-w", "1", *BIND, "simple:app")
     assert server.wait_exit() != 0
-    assert "WSGI application, but worker class 'asyncio' serves ASGI" in server.log_text()
+    assert "is a WSGI application, but the worker class 'asyncio' serves ASGI" in server.log_text()
     assert len(server.booted_pids()) == 1
 
 

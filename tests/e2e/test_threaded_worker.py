@@ -83,3 +83,13 @@ def test_graceful_stop_closes_idle_connections_and_finishes_in_flight(
         status, body = slow.result()
         assert (status, body) == (200, "slept")
     assert server.wait_exit() == 0
+
+
+def test_pool_grows_while_every_thread_waits(corral_factory: Factory) -> None:
+    # One thread to start with; four requests can only meet inside the app if it grows.
+    server = corral_factory(
+        "-k", "threaded", "-w", "1", "--threads", "1", "--max-threads", "8",
+        "-b", "127.0.0.1:0", "behaviours:app",
+    )  # fmt: skip
+    meetings = [InFlight(server.addr, "/barrier") for _ in range(4)]
+    assert [m.result() for m in meetings] == [(200, "met")] * 4

@@ -119,8 +119,9 @@ def _fake_arbiter(monkeypatch: pytest.MonkeyPatch, run: Any) -> list[Any]:
     seen: list[Any] = []
 
     class Arbiter:
-        def __init__(self, cfg: Any) -> None:
+        def __init__(self, cfg: Any, *, cwd: str) -> None:
             seen.append(cfg)
+            seen.append(cwd)
 
         def run(self) -> int:
             return int(run())
@@ -138,6 +139,7 @@ def test_main_hands_the_config_to_the_arbiter(
     code, _, _ = run_main(["-w", "2", "some.module:app"], capsys)
     assert code == 7
     assert seen[0].workers == 2 and seen[0].app_uri == "some.module:app"
+    assert seen[1] == os.getcwd()  # where corral started, for HUP to re-read the config
 
 
 def test_halt_server_exits_with_its_code(

@@ -212,22 +212,6 @@ def test_final_1xx_has_no_body_and_closes() -> None:
     assert not conn.keep_alive
 
 
-def test_informational_103_before_the_final_response() -> None:
-    conn = ready()
-    early = conn.send_informational(103, [("Link", "</style.css>; rel=preload")])
-    assert early == b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-    with pytest.raises(LocalProtocolError):
-        conn.send_informational(200, [])
-    with pytest.raises(LocalProtocolError):
-        conn.send_informational(101, [])
-    with pytest.raises(LocalProtocolError):
-        conn.send_informational(103, [("Link", "</a>\r\nX: y")])
-    assert conn.send_full(200, [], b"ok").startswith(b"HTTP/1.1 200 OK\r\n")
-    with pytest.raises(LocalProtocolError):
-        conn.send_informational(103, [])
-    assert ready(version="1.0").send_informational(103, [("Link", "</a>")]) == b""
-
-
 def test_second_response_and_stray_body_calls_are_refused() -> None:
     conn = ready()
     with pytest.raises(LocalProtocolError):

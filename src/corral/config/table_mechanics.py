@@ -330,6 +330,7 @@ class MechanicsTable:
         parse=p.BOOL,
         cli=("--permit-unconventional-http-version",),
         mode="true",
+        unsupported="corral serves HTTP/1.0 and HTTP/1.1 only; other versions get 505",
         help="""
         Accept HTTP/1.x versions other than 1.0 and 1.1 instead of refusing them.
         """,

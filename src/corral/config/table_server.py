@@ -167,7 +167,9 @@ class ServerTable:
         help="""
         Upper bound on the threaded worker's pool when it grows with demand.
 
-        0 means the pool stays at `threads`. Otherwise it must be at least `threads`.
+        The pool starts at `threads` and grows while every thread is busy waiting (not
+        computing). 0 means the automatic bound, 128 threads; set it equal to `threads` for a
+        fixed-size pool. Otherwise it must be at least `threads`.
         """,
     )
     worker_connections: int = setting(
@@ -311,6 +313,8 @@ class ServerTable:
         metavar="INT",
         help="""
         Most header fields in a request; more gets 431.
+
+        0 allows up to 32768, gunicorn's own ceiling; `limit_request_head` still bounds the head.
         """,
     )
     limit_request_field_size: int = setting(
@@ -401,7 +405,9 @@ class ServerTable:
         cli=("--reload-engine",),
         metavar="STRING",
         help="""
-        How `reload` watches files: `poll`, `inotify` (needs the inotify package) or `auto`.
+        How `reload` watches files. corral polls the files' modification times once a
+        second, which needs no extra package; `inotify` is accepted from gunicorn configs and
+        also polls.
         """,
     )
     reload_extra_files: list[str] = setting(

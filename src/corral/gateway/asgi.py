@@ -84,10 +84,18 @@ def _peer_tuple(addr: Any) -> tuple[str, int] | None:
     return None
 
 
-def _lower_names(headers: list[tuple[str, str]], cache: dict[str, bytes]) -> list[Any]:
-    """ASGI headers: lower-cased byte names, byte values (names cached: few distinct ones)."""
+def _lower_names(
+    headers: list[tuple[str, str]], cache: dict[str, bytes], drop_underscore: bool
+) -> list[Any]:
+    """ASGI headers: lower-cased byte names, byte values (names cached: few distinct ones).
+
+    With header_map = drop, names with "_" are left out as for WSGI: frameworks that build a
+    WSGI-style META (Django) would let X_Forwarded_For pose as X-Forwarded-For.
+    """
     out = []
     for name, value in headers:
+        if drop_underscore and "_" in name:
+            continue
         key = cache.get(name)
         if key is None:
             key = name.lower().encode("latin-1")
@@ -135,6 +143,7 @@ class ASGIGateway:
             for name, value in (cfg.secure_scheme_headers or {}).items()
         ]
         self._names: dict[str, bytes] = {}
+        self._drop_underscore = cfg.header_map == "drop"
 
     def peer(self, peername: Any, sockname: Any) -> Peer:
         """Addresses of one accepted connection, and whether it may set the scheme."""
@@ -159,7 +168,7 @@ class ASGIGateway:
             "raw_path": path.encode("latin-1"),
             "query_string": req.query.encode("latin-1"),
             "root_path": self.root_path,
-            "headers": _lower_names(req.headers, self._names),
+            "headers": _lower_names(req.headers, self._names, self._drop_underscore),
             "client": peer.client,
             "server": peer.server,
             "state": self.state.copy(),

@@ -146,10 +146,9 @@ class WSGIGateway:
         if "_" in name:
             # An underscore header could pose as its dashed twin (X_Forwarded_For vs
             # X-Forwarded-For) once both become HTTP_X_FORWARDED_FOR: drop or refuse it.
+            # header_map = refuse never gets here: the HTTP core rejects the request.
             if trusted and upper in self._forwarder:
                 return "=" + upper
-            if self._header_map == "refuse":
-                raise ProtocolError(400, "header name contains '_': " + name)
             if self._header_map != "dangerous":
                 return ""
             return "HTTP_" + upper.replace("-", "_")

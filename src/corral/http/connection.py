@@ -22,10 +22,7 @@ from corral.http.readers import parse_head, request_line_pattern
 from corral.http.writers import (
     build_head,
     chunk,
-    encode_head,
     last_chunk,
-    scan_app_headers,
-    status_line,
 )
 
 __all__ = ["Limits", "ProxyInfo", "ServerConnection"]
@@ -306,20 +303,6 @@ class ServerConnection:
         self._continue_sent = True
         return _CONTINUE
 
-    def send_informational(self, status: int, headers: list[tuple[str, str]]) -> bytes:
-        """An interim 1xx response such as 103 Early Hints (never to HTTP/1.0 clients)."""
-        request = self._require_request()
-        lines = [status_line(status, None)]
-        if not 100 <= status < 200 or status == 101:
-            raise LocalProtocolError(f"{status} is not an interim status")
-        if self._sstate != _S_IDLE:
-            raise LocalProtocolError("an interim response after the final one")
-        if request.http_version != "1.1":
-            return b""  # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client
-        scan_app_headers(headers, lines)
-        lines.append("\r\n")
-        return encode_head(lines)
-
     def send_response(
         self, status: int, headers: list[tuple[str, str]], reason: str | None = None
     ) -> bytes:
@@ -466,7 +449,7 @@ class ServerConnection:
 
     @property
     def switched(self) -> bool:
-        """A 101 (or a 2xx to CONNECT) was sent: the bytes are no longer HTTP."""
+        """A 101 was sent: the bytes that follow are the upgraded protocol's, not HTTP."""
         return self._switched
 
     @property

@@ -30,7 +30,8 @@ def request_persistence(
     RFC 9112 §9.3: HTTP/1.1 persists unless ``close`` is listed; HTTP/1.0 only with
     ``keep-alive``. RFC 9110 §7.8: Upgrade counts only when Connection lists ``upgrade``,
     and never in HTTP/1.0; the first protocol offered is returned, lower-cased.
-    After CONNECT the bytes are tunnel data, never a request: no persistence.
+    A CONNECT is answered as an ordinary response (no gateway can carry the tunnel of RFC 9110
+    §9.3.6), and the client may take the connection for a tunnel: no persistence.
     """
     keep_alive = version == "1.1"
     if connection is None:
@@ -87,11 +88,11 @@ def response_keep_alive(
     )
 
 
-def connection_field(framing: int, keep_alive: bool, http_version: str, status: int) -> str:
+def connection_field(framing: int, keep_alive: bool, http_version: str) -> str:
     """The Connection line we send: upgrade, close, keep-alive (HTTP/1.0) or none."""
     if framing == SWITCHED:
-        # RFC 9110 §7.8: a 101 lists "upgrade" in Connection; a CONNECT tunnel sends none.
-        return "Connection: upgrade\r\n" if status == 101 else ""
+        # RFC 9110 §7.8: a 101 lists "upgrade" in Connection (SWITCHED is only ever a 101).
+        return "Connection: upgrade\r\n"
     if not keep_alive:
         return "Connection: close\r\n"
     if http_version == "1.0":

@@ -205,7 +205,7 @@ def build_head(
         lines.append(date_line())
     if not info.has_server and server_line:
         lines.append(server_line)
-    connection = state.connection_field(framing, keep_alive, request.http_version, status)
+    connection = state.connection_field(framing, keep_alive, request.http_version)
     if connection:
         lines.append(connection)
     lines.append("\r\n")

@@ -20,7 +20,6 @@ from corral.metrics import make_metrics
 from corral.workers.base import Worker
 from corral.workers.context import limits_from
 
-TICK = 1.0  # seconds between heartbeats and deadline sweeps
 STOP_POLL = 0.1  # seconds between checks while in-flight work finishes on a graceful stop
 
 
@@ -128,13 +127,14 @@ class AsyncioWorker(Worker):
         loop = asyncio.get_running_loop()
         stop = self._stop
         assert stop is not None
+        tick = self.heartbeat_interval()
         while self.alive and self.parent_alive():
             self.heartbeat.notify()
             now = loop.time()
             for proto in list(ctx.connections):
                 proto.tick(now)
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), TICK)
+                await asyncio.wait_for(stop.wait(), tick)
 
     async def _finish_in_flight(self, ctx: AioContext, deadline: float) -> None:
         """Graceful stop: close idle connections, let requests in flight finish by ``deadline``."""
@@ -143,10 +143,11 @@ class AsyncioWorker(Worker):
         for proto in list(ctx.connections):
             proto.shutdown()
         next_tick = 0.0
+        tick = self.heartbeat_interval()
         while ctx.connections and loop.time() < deadline:
             now = loop.time()
             if now >= next_tick:
-                next_tick = now + TICK
+                next_tick = now + tick
                 self.heartbeat.notify()
                 for proto in list(ctx.connections):
                     proto.tick(now)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from corral.config import Config
     from corral.logging import Logger
 
+_ARTICLE = {"asgi": "an", "wsgi": "a"}
+
 # Signals the arbiter uses to talk to workers; the worker installs its own handlers for them.
 _HANDLED = ("TERM", "INT", "QUIT", "ABRT", "USR1", "HUP", "TTIN", "TTOU", "USR2", "WINCH")
 
@@ -107,7 +109,8 @@ class Worker:
         interface = resolve_interface(loaded.app, self.cfg.interface)
         if interface != self.interface:
             raise AppLoadError(
-                f"{self.cfg.app_uri} is an {interface.upper()} application, but the worker class "
+                f"{self.cfg.app_uri} is {_ARTICLE[interface]} {interface.upper()} application, "
+                f"but the worker class "
                 f"{self.cfg.worker_class!r} serves {self.interface.upper()}; "
                 + ("use -k asyncio" if interface == "asgi" else "use -k sync or -k threaded")
             )

@@ -20,9 +20,10 @@ if TYPE_CHECKING:
 def limits_from(cfg: Config) -> Limits:
     """The HTTP core's limits and leniencies, from the gunicorn-named settings."""
     return Limits(
-        max_request_line=cfg.limit_request_line or 4094,
-        max_header_count=cfg.limit_request_fields or 100,
-        max_field_size=cfg.limit_request_field_size or 8190,
+        # 0 lifts a limit, as in gunicorn; the bound on the whole head still holds.
+        max_request_line=cfg.limit_request_line or cfg.limit_request_head,
+        max_header_count=cfg.limit_request_fields or 32768,
+        max_field_size=cfg.limit_request_field_size or cfg.limit_request_head,
         max_header_block=cfg.limit_request_head,
         max_body=cfg.limit_request_body,
         permit_obsolete_folding=cfg.permit_obsolete_folding,
@@ -30,6 +31,7 @@ def limits_from(cfg: Config) -> Limits:
         permit_unconventional_http_method=cfg.permit_unconventional_http_method,
         casefold_http_method=cfg.casefold_http_method,
         require_host=cfg.require_host,
+        refuse_underscore_headers=cfg.header_map == "refuse",
     )
 
 

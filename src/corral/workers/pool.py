@@ -79,8 +79,13 @@ class PoolTuner:
         self.slots = [s for s in self.slots if not s.retire or _running(s)]
         live = [s for s in self.slots if not s.retire]
         busy = sum(1 for s in live if s.busy_since)
-        if busy == len(live) and len(live) < self.maximum and wall > last_wall:
-            waiting = 1.0 - (cpu - last_cpu) / (wall - last_wall)
+        # Requests still running count as waiting for this tick's share of their time: a pool
+        # whose every thread sits in a long request must grow too. The process CPU bound below
+        # keeps long computations from growing it.
+        running = sum(now - max(s.busy_since, last_now) for s in live if s.busy_since)
+        busy_wall = wall - last_wall + running
+        if busy == len(live) and len(live) < self.maximum and busy_wall > 0:
+            waiting = 1.0 - (cpu - last_cpu) / busy_wall
             process_cpu = (proc - last_proc) / max(now - last_now, 1e-6)
             if waiting > WAITING_SHARE and process_cpu < PROCESS_CPU_BOUND:
                 self.grow(len(live))

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -111,6 +112,18 @@ def closed_count(environ: Environ, start_response: StartResponse) -> list[bytes]
     return _text(start_response, str(Closing.closed).encode())
 
 
+MEETING = threading.Barrier(4)
+
+
+def barrier(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Answers only once four requests are inside the app at the same time (or fails)."""
+    try:
+        MEETING.wait(timeout=20)
+    except threading.BrokenBarrierError:
+        return _text(start_response, b"alone", "503 Service Unavailable")
+    return _text(start_response, b"met")
+
+
 def pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, str(os.getpid()).encode())
 
@@ -129,6 +142,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/closing": closing,
     "/closed-count": closed_count,
     "/pid": pid,
+    "/barrier": barrier,
 }
 
 

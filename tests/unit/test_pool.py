@@ -1,0 +1,97 @@
+"""The threaded worker's pool sizing decisions, driven without real work."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from corral.workers import pool
+from corral.workers.pool import PoolTuner, ThreadSlot
+
+
+def make(threads: int, max_threads: int) -> PoolTuner:
+    # Threads are created but never started: the tuner only reads the slots.
+    return PoolTuner(threads, max_threads, lambda slot: threading.Thread(target=lambda: None))
+
+
+def all_busy(tuner: PoolTuner, since: float) -> None:
+    for slot in tuner.slots:
+        slot.busy_since = since
+    idle_window()
+
+
+def idle_window() -> None:
+    """Let a measurement window pass in which this process uses (almost) no CPU."""
+    time.sleep(0.05)
+
+
+def test_starts_at_threads_and_auto_bound_is_128() -> None:
+    tuner = make(3, 0)
+    assert len(tuner.slots) == 3
+    assert (tuner.minimum, tuner.maximum) == (3, pool.AUTO_MAX_THREADS)
+
+
+def test_grows_when_every_thread_waits_inside_a_request() -> None:
+    tuner = make(2, 16)
+    all_busy(tuner, time.perf_counter() - 0.05)
+    tuner.tune()
+    assert len(tuner.slots) == 4  # doubled
+    all_busy(tuner, time.perf_counter() - 0.05)
+    tuner.tune()
+    assert len(tuner.slots) == 8
+
+
+def test_does_not_grow_past_max_threads() -> None:
+    tuner = make(4, 5)
+    for _ in range(3):
+        all_busy(tuner, time.perf_counter() - 0.05)
+        tuner.tune()
+    assert len(tuner.slots) == 5
+
+
+def test_does_not_grow_when_busy_time_is_cpu() -> None:
+    tuner = make(2, 16)
+    tuner.tune()
+    for slot in tuner.slots:
+        # Finished requests whose wall time was all CPU time, and nothing running now.
+        slot.cpu += 0.05
+        slot.wall += 0.05
+        slot.busy_since = 0.0
+    tuner.slots[0].busy_since = time.perf_counter()
+    tuner.slots[1].busy_since = time.perf_counter()
+    tuner.slots[0].cpu += 10.0  # far more CPU than wall in this tick: computing, not waiting
+    idle_window()
+    tuner.tune()
+    assert len(tuner.slots) == 2
+
+
+def test_does_not_grow_while_a_thread_is_idle() -> None:
+    tuner = make(2, 16)
+    tuner.slots[0].busy_since = time.perf_counter() - 0.05
+    idle_window()
+    tuner.tune()
+    assert len(tuner.slots) == 2
+
+
+def test_shrinks_back_after_a_calm_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool, "SHRINK_AFTER", 0.0)
+    tuner = make(2, 16)
+    all_busy(tuner, time.perf_counter() - 0.05)
+    tuner.tune()
+    assert len(tuner.slots) == 4
+    for slot in tuner.slots:
+        slot.busy_since = 0.0
+    tuner.tune()
+    retiring = [s for s in tuner.slots if s.retire]
+    assert len(retiring) == 1
+    assert not any(s.retire for s in tuner.slots[:2])  # never below the starting size
+
+
+def test_slot_accounts_busy_time() -> None:
+    slot = ThreadSlot()
+    slot.begin()
+    assert slot.busy_since > 0
+    slot.end()
+    assert slot.busy_since == 0.0 and slot.wall >= 0.0 and slot.cpu >= 0.0
