@@ -7,6 +7,8 @@ import re
 import socket
 from typing import Protocol
 
+from corral.hostport import port_number, split_host_port
+
 REQUESTS = "corral.requests"
 REQUEST_DURATION = "corral.request.duration"
 REQUEST_STATUS = "corral.request.status."
@@ -70,16 +72,13 @@ def parse_statsd_host(host: str) -> tuple[socket.AddressFamily, StatsdAddress]:
         if not path:
             raise ValueError(f"statsd_host {host!r}: empty unix socket path")
         return socket.AF_UNIX, path
-    if host.startswith("["):
-        name, bracket, tail = host[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ValueError(f"statsd_host {host!r}: bad IPv6 address")
-        port_text = tail[1:]
-    else:
-        name, _, port_text = host.partition(":")
-    if not name or (port_text and not port_text.isdigit()):
+    try:
+        name, port_text, _ = split_host_port(host)
+    except ValueError as exc:
+        raise ValueError(f"statsd_host {host!r}: {exc}") from None
+    port = port_number(port_text) if port_text else DEFAULT_STATSD_PORT
+    if not name or port is None:
         raise ValueError(f"statsd_host {host!r}: expected host:port or unix://PATH")
-    port = int(port_text) if port_text else DEFAULT_STATSD_PORT
     if not 0 < port < 65536:
         raise ValueError(f"statsd_host {host!r}: port out of range")
     return socket.AF_INET, (name, port)

@@ -26,6 +26,8 @@ from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from corral.hostport import port_number, split_host_port
+
 DEFAULT_PORT = 8000
 SD_LISTEN_FDS_START = 3  # sd_listen_fds(3): passed sockets start at fd 3
 INHERIT_ENV = "CORRAL_FDS"
@@ -96,30 +98,25 @@ def _parse_unix(text: str, rest: str) -> BindSpec:
 
 
 def _parse_tcp(text: str, raw: str) -> BindSpec:
-    port_text: str | None = None
-    if raw.startswith("["):
-        host, sep, after = raw[1:].partition("]")
-        if not sep or (after and not after.startswith(":")):
-            raise BindError(f"bind {text!r}: expected [IPV6]:PORT")
-        port_text = after[1:] if after else None
+    try:
+        host, port_text, bracketed = split_host_port(raw)
+    except ValueError as exc:
+        raise BindError(f"bind {text!r}: {exc}") from None
+    if bracketed:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             raise BindError(f"bind {text!r}: {host!r} is not an IPv6 address") from None
-    elif raw.count(":") > 1:
-        raise BindError(f"bind {text!r}: write IPv6 addresses in brackets, e.g. [::1]:8000")
     else:
-        host, colon, port_text = raw.partition(":")
         host = host or "0.0.0.0"
-        if not colon:
-            port_text = None
-    if host and any(c.isspace() or c in "/?#@" for c in host):
+    if any(c.isspace() or c in "/?#@" for c in host):
         raise BindError(f"bind {text!r}: {host!r} is not a host name or address")
     port = DEFAULT_PORT
     if port_text is not None:
-        if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
+        number = port_number(port_text)
+        if number is None or number > 65535:
             raise BindError(f"bind {text!r}: port {port_text!r} is not a number in 0..65535")
-        port = int(port_text)
+        port = number
     return BindSpec("tcp", host=host.lower(), port=port)
 
 

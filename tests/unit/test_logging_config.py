@@ -61,6 +61,7 @@ def test_parse_syslog_addr(addr: str, expected: tuple[object, object]) -> None:
         "udp://host:70000",
         "udp://[::1",
         "udp://[::1]x",
+        "udp://::1:514",
         "unix://",
         "unix:///dev/log#seqpacket",
     ],

@@ -32,7 +32,9 @@ def test_parse_statsd_host(host: str, expected: tuple[object, object]) -> None:
     assert parse_statsd_host(host) == expected
 
 
-@pytest.mark.parametrize("host", ["", ":8125", "host:port", "host:0", "[::1", "unix://"])
+@pytest.mark.parametrize(
+    "host", ["", ":8125", "host:port", "host:0", "host:65536", "[::1", "::1:8125", "unix://"]
+)
 def test_bad_statsd_host(host: str) -> None:
     with pytest.raises(ValueError, match="statsd_host"):
         parse_statsd_host(host)

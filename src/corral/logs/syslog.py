@@ -6,6 +6,7 @@ import logging
 import socket
 from logging.handlers import SysLogHandler
 
+from corral.hostport import port_number, split_host_port
 from corral.logs.settings import LogSettings
 
 # The facility codes of RFC 5424 section 6.2.1, by the names gunicorn accepts.
@@ -59,16 +60,13 @@ def parse_syslog_addr(addr: str) -> tuple[socket.SocketKind | None, SyslogAddres
 
 
 def _host_port(addr: str, rest: str) -> tuple[str, int]:
-    if rest.startswith("["):
-        host, bracket, tail = rest[1:].partition("]")
-        if not bracket or (tail and not tail.startswith(":")):
-            raise ValueError(f"syslog_addr {addr!r}: bad IPv6 address")
-        port_text = tail[1:]
-    else:
-        host, _, port_text = rest.partition(":")
-    if port_text and not port_text.isdigit():
+    try:
+        host, port_text, _ = split_host_port(rest)
+    except ValueError as exc:
+        raise ValueError(f"syslog_addr {addr!r}: {exc}") from None
+    port = port_number(port_text) if port_text else DEFAULT_PORT
+    if port is None:
         raise ValueError(f"syslog_addr {addr!r}: {port_text!r} is not a port number")
-    port = int(port_text) if port_text else DEFAULT_PORT
     if not 0 < port < 65536:
         raise ValueError(f"syslog_addr {addr!r}: port out of range")
     return (host or "localhost").lower(), port
