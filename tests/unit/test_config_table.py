@@ -9,6 +9,7 @@ import pytest
 
 from corral.config import SECTIONS, Config, settings_table
 from corral.config.flags import all_flags, build_parser
+from corral.config.spec import TLS_UNSUPPORTED
 from corral.config.table_hooks import default_hook
 
 # The settings issue 3 and the task name, by gunicorn section.
@@ -176,3 +177,10 @@ def test_fields_are_the_table() -> None:
 def test_source_of_unknown_setting_is_a_key_error() -> None:
     with pytest.raises(KeyError):
         Config().source_of("wrokers")
+
+
+def test_every_tls_setting_is_refused_with_the_same_reason() -> None:
+    table = settings_table()
+    tls = [name for name, row in table.items() if row.spec.section == "SSL"] + ["ssl_context"]
+    assert len(tls) == 9
+    assert {table[name].spec.unsupported for name in tls} == {TLS_UNSUPPORTED}

@@ -35,6 +35,9 @@ SECTIONS = (
 #   optional  FLAG [VALUE]; FLAG alone means `const`
 FlagMode = Literal["store", "append", "true", "false", "toggle", "optional"]
 
+# The `unsupported` reason of every TLS setting (ssl section, ssl_context hook).
+TLS_UNSUPPORTED = "TLS is not supported yet; terminate TLS in a proxy in front of corral"
+
 SPEC_KEY = "corral.setting"
 ENV_PREFIX = "CORRAL_"
 

@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.config import parsers as p
-from corral.config.spec import setting
-
-_TLS = "TLS is not supported yet; terminate TLS in a proxy in front of corral"
+from corral.config.spec import TLS_UNSUPPORTED, setting
 
 
 def default_hook(*_args: object) -> None:
@@ -133,7 +131,7 @@ class HookTable:
         default_ssl_context,
         section=H,
         parse=p.hook(2),
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         help="""
         `ssl_context(config, default_ssl_context_factory)`: returns the `ssl.SSLContext`
         to serve TLS with.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from logging.handlers import SysLogHandler
 
 from corral.config import parsers as p
-from corral.config.spec import setting
+from corral.config.spec import TLS_UNSUPPORTED, setting
 
 # The local syslog endpoint differs by platform (a constant of the interpreter, not the
 # environment).
@@ -24,8 +24,6 @@ else:
     SYSLOG_DEFAULT = "udp://localhost:514"
 
 SYSLOG_FACILITIES = tuple(sorted(SysLogHandler.facility_names))
-
-_TLS = "TLS is not supported yet; terminate TLS in a proxy in front of corral"
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
@@ -338,7 +336,7 @@ class LoggingTable:
         parse=p.OPTIONAL_STRING,
         cli=("--keyfile",),
         metavar="FILE",
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         help="TLS private key file.",
     )
     certfile: str | None = setting(
@@ -347,7 +345,7 @@ class LoggingTable:
         parse=p.OPTIONAL_STRING,
         cli=("--certfile",),
         metavar="FILE",
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         help="TLS certificate file.",
     )
     ssl_version: object = setting(
@@ -356,7 +354,7 @@ class LoggingTable:
         parse=SSL_VERSION,
         cli=("--ssl-version",),
         metavar="VERSION",
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         doc_default="2 (ssl.PROTOCOL_TLS)",
         help="TLS protocol version (deprecated in gunicorn, which ignores it).",
     )
@@ -366,7 +364,7 @@ class LoggingTable:
         parse=p.INT,
         cli=("--cert-reqs",),
         metavar="INT",
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         help="Whether client certificates are required (0 none, 1 optional, 2 required).",
     )
     ca_certs: str | None = setting(
@@ -375,7 +373,7 @@ class LoggingTable:
         parse=p.OPTIONAL_STRING,
         cli=("--ca-certs",),
         metavar="FILE",
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         help="CA certificates file for verifying clients.",
     )
     suppress_ragged_eofs: bool = setting(
@@ -384,7 +382,7 @@ class LoggingTable:
         parse=p.BOOL,
         cli=("--suppress-ragged-eofs",),
         mode="true",
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         help="Treat a TLS connection closed without close_notify as a normal end.",
     )
     do_handshake_on_connect: bool = setting(
@@ -393,7 +391,7 @@ class LoggingTable:
         parse=p.BOOL,
         cli=("--do-handshake-on-connect",),
         mode="true",
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         help="Do the TLS handshake when the connection is accepted.",
     )
     ciphers: str | None = setting(
@@ -402,6 +400,6 @@ class LoggingTable:
         parse=p.OPTIONAL_STRING,
         cli=("--ciphers",),
         metavar="STRING",
-        unsupported=_TLS,
+        unsupported=TLS_UNSUPPORTED,
         help="TLS cipher suites, in OpenSSL cipher list format.",
     )
