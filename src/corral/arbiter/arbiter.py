@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from corral import __version__
@@ -35,16 +34,6 @@ MAX_SLEEP = 1.0  # the loop wakes at least this often, even with nothing due
 KILL_GRACE = 3.0  # a hung worker's time, after SIGABRT, to log its stacks before SIGKILL
 FAST_STOP_WAIT = 2.0  # INT/QUIT: workers exit at once; stragglers are killed after this
 KILL_WAIT = 5.0  # after SIGKILL, how long shutdown waits to reap before giving up
-
-
-@dataclass(frozen=True)
-class _Generation:
-    """What a reload replaces, kept so that a reload whose workers cannot boot can be undone."""
-
-    cfg: Config
-    worker_class: type[Worker]
-    app: LoadedApp | None
-    num_workers: int
 
 
 class Arbiter:
@@ -77,7 +66,7 @@ class Arbiter:
         self._age = 0
         self._stop: int | None = None  # the signal that asked us to stop
         self._stopping = False
-        self._previous: _Generation | None = None
+        self._previous: reload.Generation | None = None
         self._upgrade = reexec.Upgrade()
         self._cwd = os.getcwd() if cwd is None else cwd
 
@@ -342,67 +331,25 @@ class Arbiter:
 
     def _reload_config(self) -> None:
         try:
-            new = reload.load_config(self.argv, self._cwd)
-            worker_class = reload.worker_class(new)
-            app = reload.preload(new) if new.preload_app else None
-            log = Logger(new)
+            new, log = reload.prepare(self.argv, self._cwd)
         except Exception as exc:  # a config file can raise anything
             self.log.error("Reload failed, the current configuration stays: %s", exc)
             return
-        self._previous = _Generation(self.cfg, self._worker_class, self.app, self.num_workers)
+        self._previous = reload.Generation(self.cfg, self._worker_class, self.app, self.num_workers)
         old_log, self.log = self.log, log
         old_log.close()
-        self.cfg, self._worker_class, self.app = new, worker_class, app
-        os.umask(new.umask)
-        self._ids = target_ids(new.user, new.group)
-        self._rebind()
-        self._repoint_pidfile()
+        cfg = self.cfg = new.cfg
+        self._worker_class, self.app = new.worker_class, new.app
+        os.umask(cfg.umask)
+        self._ids = target_ids(cfg.user, cfg.group)
+        self.listeners = reload.rebind(
+            self.listeners, cfg, self.pid, self._ids, self.log, unlink=self._may_unlink()
+        )
+        self._pidfile = reload.repoint_pidfile(self._pidfile, cfg.pidfile or None, self.pid, log)
         set_title("master", self.proc_name)
         self._generation += 1
-        self.num_workers = new.workers
+        self.num_workers = new.num_workers
         self._hook("on_reload", self)
-
-    def _rebind(self) -> None:
-        """Open the binds a reload added and close the ones it removed; keep the rest."""
-        try:
-            kept, added, removed = reload.diff_binds(self.listeners, self.cfg.bind)
-        except BindError as exc:
-            self.log.error("Reload: %s; keeping the current listeners", exc)
-            return
-        if not (added or removed):
-            return
-        try:
-            fresh = open_listeners(
-                added,
-                {},
-                self.pid,
-                backlog=self.cfg.backlog,
-                reuse_port=self.cfg.reuse_port,
-                owner=self._ids,
-            )
-        except BindError as exc:
-            self.log.error("Reload: %s; keeping the current listeners", exc)
-            return
-        close_listeners(removed, unlink=self._may_unlink())
-        self.listeners = kept + fresh
-        for listener in fresh:
-            self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
-
-    def _repoint_pidfile(self) -> None:
-        path = self.cfg.pidfile or None
-        if self._pidfile is not None and self._pidfile.path == path:
-            return
-        if self._pidfile is not None:
-            self._pidfile.unlink()
-            self._pidfile = None
-        if path is not None:
-            pidfile = Pidfile(path)
-            try:
-                pidfile.create(self.pid)
-            except PidfileError as exc:
-                self.log.error("Reload: %s", exc)
-                return
-            self._pidfile = pidfile
 
     def _winch(self) -> None:
         # WINCH also comes with every terminal resize: honour it only when it cannot be that.
@@ -418,24 +365,22 @@ class Arbiter:
         if refusal is not None:
             self.log.warning("%s", refusal)
             return
-        if self._pidfile is not None:
-            self._pidfile.rename(self._pidfile.path + ".oldbin")
-        master_pid = os.getpid()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        with self._signals.blocked_for_fork():
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    self._signals.reset_in_child()
-                    for child in self._children.values():
-                        child.heartbeat.close()
-                    self._hook("pre_exec", self)
-                finally:
-                    reexec.exec_new_master(master_pid, self.listeners, self._cwd, self.log)
-        self._upgrade.successor = pid
-        self.log.info("Upgrade: started a new master (pid %s)", pid)
+        self._upgrade.successor = reexec.start_new_master(
+            self.listeners,
+            self._cwd,
+            self.log,
+            self._signals,
+            pidfile=self._pidfile,
+            before_exec=self._before_exec,
+        )
+        self.log.info("Upgrade: started a new master (pid %s)", self._upgrade.successor)
         set_title("master (old)", self.proc_name)
+
+    def _before_exec(self) -> None:
+        """In the child that becomes the new master: drop the workers' heartbeats, run pre_exec."""
+        for child in self._children.values():
+            child.heartbeat.close()
+        self._hook("pre_exec", self)
 
     def _upgrade_failed(self, code: int) -> None:
         self.log.error("Upgrade failed: the new master exited with status %s", code)

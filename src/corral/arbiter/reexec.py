@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import NoReturn
 
+from corral.arbiter.pidfile import Pidfile
+from corral.arbiter.signals import SignalQueue
 from corral.logging import Logger
 from corral.sockets import INHERIT_ENV, Listener
 
@@ -49,6 +51,37 @@ class Upgrade:
             self.predecessor = 0
             return True
         return False
+
+
+def start_new_master(
+    listeners: Sequence[Listener],
+    cwd: str,
+    log: Logger,
+    signals: SignalQueue,
+    *,
+    pidfile: Pidfile | None,
+    before_exec: Callable[[], None],
+) -> int:
+    """USR2 in the old master: fork a child that execs the new master; return its pid.
+
+    The pidfile moves aside to `PATH.oldbin` (nginx's name), so the new master can write its own
+    at PATH. In the child, `before_exec` releases what the new master must not inherit and
+    runs the pre_exec hook; the exec happens even when it fails.
+    """
+    if pidfile is not None:
+        pidfile.rename(pidfile.path + ".oldbin")
+    master_pid = os.getpid()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with signals.blocked_for_fork():
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signals.reset_in_child()
+                before_exec()
+            finally:
+                exec_new_master(master_pid, listeners, cwd, log)
+    return pid
 
 
 def exec_new_master(

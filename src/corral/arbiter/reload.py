@@ -4,15 +4,44 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from corral.arbiter.pidfile import Pidfile, PidfileError
 from corral.errors import AppLoadError
-from corral.sockets import Listener, parse_bind
+from corral.logging import Logger
+from corral.sockets import BindError, Listener, close_listeners, open_listeners, parse_bind
 
 if TYPE_CHECKING:
     from corral.config import Config
     from corral.gateway.loader import LoadedApp
     from corral.workers.base import Worker
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a configuration makes of the master.
+
+    The arbiter keeps the one a reload replaced, so a reload whose workers cannot boot can be
+    undone.
+    """
+
+    cfg: Config
+    worker_class: type[Worker]
+    app: LoadedApp | None
+    num_workers: int
+
+
+def prepare(argv: Sequence[str], cwd: str) -> tuple[Generation, Logger]:
+    """HUP: the configuration as loaded now, its worker class, preloaded app and logger.
+
+    Raises whatever loading raises (a config file or an app can raise anything); nothing of
+    the running master has changed by then.
+    """
+    cfg = load_config(argv, cwd)
+    cls = worker_class(cfg)
+    app = preload(cfg) if cfg.preload_app else None
+    return Generation(cfg, cls, app, cfg.workers), Logger(cfg)
 
 
 def load_config(argv: Sequence[str], cwd: str) -> Config:
@@ -64,3 +93,54 @@ def preload(cfg: Config) -> LoadedApp:
     if not cfg.app_uri:
         raise AppLoadError("no application given: pass APP as module:callable")
     return load_app(cfg.app_uri)
+
+
+def rebind(
+    listeners: list[Listener],
+    cfg: Config,
+    pid: int,
+    owner: tuple[int, int] | None,
+    log: Logger,
+    *,
+    unlink: bool,
+) -> list[Listener]:
+    """HUP: the listeners for ``cfg.bind``: open the binds it added, close the ones it removed,
+    keep the rest. On a bad or unbindable address the current listeners stay, and it is logged.
+    """
+    try:
+        kept, added, removed = diff_binds(listeners, cfg.bind)
+    except BindError as exc:
+        log.error("Reload: %s; keeping the current listeners", exc)
+        return listeners
+    if not (added or removed):
+        return listeners
+    try:
+        fresh = open_listeners(
+            added, {}, pid, backlog=cfg.backlog, reuse_port=cfg.reuse_port, owner=owner
+        )
+    except BindError as exc:
+        log.error("Reload: %s; keeping the current listeners", exc)
+        return listeners
+    close_listeners(removed, unlink=unlink)
+    for listener in fresh:
+        log.info("Listening at: %s (%s)", listener.url(), pid)
+    return kept + fresh
+
+
+def repoint_pidfile(
+    pidfile: Pidfile | None, path: str | None, pid: int, log: Logger
+) -> Pidfile | None:
+    """HUP: move the pidfile to the reloaded ``pidfile`` setting; the one now in use, if any."""
+    if pidfile is not None and pidfile.path == path:
+        return pidfile
+    if pidfile is not None:
+        pidfile.unlink()
+    if path is None:
+        return None
+    fresh = Pidfile(path)
+    try:
+        fresh.create(pid)
+    except PidfileError as exc:
+        log.error("Reload: %s", exc)
+        return None
+    return fresh
