@@ -43,6 +43,21 @@ def test_raw_asgi_app_over_httpx(corral_factory: Factory, worker_class: str) -> 
     assert server.stop() == 0
 
 
+def test_gunicorn_conf_naming_uvicorns_worker_serves_the_asgi_app(
+    corral_factory: Factory, tmp_path: Path
+) -> None:
+    # A typical FastAPI deployment's gunicorn.conf.py, read from the server's directory.
+    (tmp_path / "gunicorn.conf.py").write_text('worker_class = "uvicorn.workers.UvicornWorker"\n')
+    server = corral_factory("-w", "1", *BIND, "asgi_app:app")
+    assert httpx.get(base_url(server)).text == "Hello, world!"
+    log = server.log_text()
+    assert "Using worker: asyncio" in log
+    assert (
+        "worker_class 'uvicorn.workers.UvicornWorker' is served by corral's asyncio worker" in log
+    )
+    assert server.stop() == 0
+
+
 def test_loop_setting_chooses_uvloop_or_asyncio(corral_factory: Factory) -> None:
     auto = corral_factory("-k", "asyncio", "-w", "1", *BIND, "asgi_app:app")
     assert httpx.get(base_url(auto) + "/loop").text == "uvloop"

@@ -191,6 +191,46 @@ GUNICORN_CONF = """\
 """
 
 
+FASTAPI_GUNICORN_CONF = """\
+    bind = "0.0.0.0:8000"
+    workers = 4
+    worker_class = {!r}
+"""
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "uvicorn.workers.UvicornWorker",
+        "uvicorn.workers.UvicornH11Worker",
+        "uvicorn.workers:UvicornWorker",
+        "uvicorn_worker.UvicornWorker",
+        " uvicorn_worker.UvicornH11Worker ",
+    ],
+)
+def test_fastapi_gunicorn_conf_with_uvicorns_worker_runs_asyncio(
+    tmp_path: Path, given: str
+) -> None:
+    from corral.arbiter.reload import worker_class
+    from corral.workers.aio import AsyncioWorker
+
+    write(tmp_path / "gunicorn.conf.py", FASTAPI_GUNICORN_CONF.format(given))
+    cfg = load(["main:app"], {})
+    assert cfg.worker_class == "asyncio"
+    assert cfg.given("worker_class") == given  # what the arbiter's log line names
+    # uvicorn's class is never imported: corral's own worker serves the ASGI app.
+    assert worker_class(cfg) is AsyncioWorker
+
+
+def test_given_is_the_text_before_parsing() -> None:
+    cfg = load(["-k", "gthread", "main:app"], {"CORRAL_WORKERS": "3"})
+    assert (cfg.given("worker_class"), cfg.worker_class) == ("gthread", "threaded")
+    assert (cfg.given("workers"), cfg.workers) == ("3", 3)
+    assert cfg.given("timeout") is None
+    with pytest.raises(KeyError):
+        cfg.given("no_such_setting")
+
+
 def test_typical_gunicorn_conf_loads_unchanged(tmp_path: Path) -> None:
     import multiprocessing
 

@@ -151,6 +151,12 @@ class Arbiter:
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
         self.log.info("Using worker: %s", self._worker_class.kind)
+        given = self.cfg.given("worker_class")
+        if isinstance(given, str) and given.strip().lower() != self.cfg.worker_class.lower():
+            # An alias, e.g. uvicorn.workers.UvicornWorker from a gunicorn config for FastAPI.
+            self.log.info(
+                "worker_class %r is served by corral's %s worker", given, self._worker_class.kind
+            )
         self._hook("when_ready", self, fatal=True)
         sd_notify(f"READY=1\nMAINPID={self.pid}\nSTATUS=corral master booted", os.environ)
 

@@ -54,6 +54,7 @@ class Config(HookTable, LoggingTable, MechanicsTable, ServerTable):
 
     def __post_init__(self) -> None:
         self._sources: dict[str, str] = {}
+        self._given: dict[str, object] = {}
 
     def set(
         self, name: str, value: object, source: str = "set in code", *, from_text: bool = False
@@ -74,12 +75,22 @@ class Config(HookTable, LoggingTable, MechanicsTable, ServerTable):
             raise ConfigError(f"{name} = {show_value(value)} (from {source}): {exc}") from None
         setattr(self, name, parsed)
         self._sources[name] = source
+        self._given[name] = value
 
     def source_of(self, name: str) -> str:
         """Where the value of `name` came from: default, config file, env or command line."""
         if name not in settings_table():
             raise KeyError(name)
         return self._sources.get(name, DEFAULT_SOURCE)
+
+    def given(self, name: str) -> object:
+        """The value of `name` as its source wrote it, before parsing (None for a default).
+
+        Lets the arbiter say what an alias stood for, e.g. uvicorn's worker class path.
+        """
+        if name not in settings_table():
+            raise KeyError(name)
+        return self._given.get(name)
 
     @property
     def app_uri(self) -> str | None:

@@ -11,24 +11,31 @@ from dataclasses import dataclass
 from corral.config import parsers as p
 from corral.config.spec import setting
 
-# gunicorn's worker class names and paths that mean the same thing as one of corral's workers.
+# gunicorn's worker class names, and the class paths of gunicorn's and uvicorn's workers
+# (written with a dot or a colon before the class), that one of corral's workers stands in for.
+# uvicorn's workers run ASGI apps (FastAPI, Starlette): corral's asyncio worker serves those.
 WORKER_ALIASES = {
     "gthread": "threaded",
     "asgi": "asyncio",
     "gunicorn.workers.sync.syncworker": "sync",
     "gunicorn.workers.gthread.threadworker": "threaded",
     "uvicorn.workers.uvicornworker": "asyncio",
+    "uvicorn.workers.uvicornh11worker": "asyncio",
     "uvicorn_worker.uvicornworker": "asyncio",
+    "uvicorn_worker.uvicornh11worker": "asyncio",
 }
 
 _WORKER_CHOICE = p.choice(("sync", "threaded", "asyncio"), WORKER_ALIASES)
 
 
 def _worker_class(value: object) -> str:
-    # A dotted path names a corral Worker subclass of the user's; corral.workers.resolve
-    # imports and checks it.
-    if isinstance(value, str) and value.strip().lower() not in WORKER_ALIASES:
+    if isinstance(value, str):
         text = value.strip()
+        alias = WORKER_ALIASES.get(text.lower().replace(":", "."))
+        if alias is not None:
+            return alias
+        # Any other dotted path names a corral Worker subclass of the user's;
+        # corral.workers.resolve imports and checks it.
         if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[.:][A-Za-z_]\w*", text):
             return text
     try:
