@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 from tests.e2e.conftest import CorralProcess, InFlight
 from tests.e2e.rawhttp import RawClient, request
@@ -63,25 +65,31 @@ def test_worker_connections_bounds_open_connections(corral_factory: Factory) -> 
 
 
 def test_graceful_stop_closes_idle_connections_and_finishes_in_flight(
-    corral_factory: Factory,
+    corral_factory: Factory, tmp_path: Path
 ) -> None:
+    # keep-alive far past the test: only the graceful stop closes the idle connection.
     server = corral_factory(
-        "-k", "threaded", "-w", "1", "--threads", "2", "-b", "127.0.0.1:0", "behaviours:app"
-    )
+        "-k", "threaded", "-w", "1", "--threads", "2", "--keep-alive", "60",
+        "-b", "127.0.0.1:0", "behaviours:app",
+    )  # fmt: skip
+    gate = tmp_path / "open"  # both requests stay in the app until this file exists
     with RawClient(server.addr) as idle:
         idle.send(request("GET", "/"))
         assert idle.read_response().status == 200
-        slow = InFlight(server.addr, "/sleep?1.5")
-        with RawClient(server.addr) as busy:
-            busy.send(request("GET", "/sleep?1"))
-            # Both requests are now in flight or queued; TERM must let them finish.
+        other = InFlight(server.addr, f"/gate?{gate}")
+        with RawClient(server.addr, timeout=20) as busy:
+            busy.send(request("GET", f"/gate?{gate}"))
+            server.wait_for(rf"gate: entered {re.escape(str(gate))}", count=2)
             server.signal(signal.SIGTERM)
+            # The worker is stopping while both requests are still inside the app: it closes
+            # the idle connection meanwhile, and lets the two finish.
+            assert idle.at_eof(timeout=10)
+            assert server.proc.poll() is None
+            gate.touch()
             resp = busy.read_response()
-            assert resp.status == 200 and resp.body == b"slept"
+            assert resp.status == 200 and resp.body == b"passed"
             assert resp.header("connection") == "close"
-        assert idle.at_eof(timeout=5)
-        status, body = slow.result()
-        assert (status, body) == (200, "slept")
+        assert other.result() == (200, "passed")
     assert server.wait_exit() == 0
 
 

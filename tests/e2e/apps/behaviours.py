@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -124,6 +126,26 @@ def barrier(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, b"met")
 
 
+GATE_WAIT = 30.0
+
+
+def gate(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Say "gate: entered PATH" on stderr, then hold the request until the file PATH exists.
+
+    The test reads the line to know the request is inside the app, and creates the file when it
+    wants the response; never held past GATE_WAIT seconds (then 504).
+    """
+    path = urllib.parse.unquote(environ.get("QUERY_STRING", ""))
+    sys.stderr.write(f"gate: entered {path}\n")
+    sys.stderr.flush()
+    deadline = time.monotonic() + GATE_WAIT
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return _text(start_response, b"gate never opened", "504 Gateway Timeout")
+        time.sleep(0.02)
+    return _text(start_response, b"passed")
+
+
 def pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, str(os.getpid()).encode())
 
@@ -143,6 +165,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/closed-count": closed_count,
     "/pid": pid,
     "/barrier": barrier,
+    "/gate": gate,
 }
 
 
