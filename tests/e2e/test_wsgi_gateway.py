@@ -222,6 +222,16 @@ def test_file_wrapper_sends_the_whole_file(server: CorralProcess) -> None:
     assert resp.body == FILE_BODY
 
 
+def test_file_wrapper_never_sends_past_the_apps_content_length(server: CorralProcess) -> None:
+    with RawClient(server.addr) as c:
+        c.send(request("GET", "/file-short") + request("GET", "/after"))
+        first = c.read_response()
+        assert first.body == FILE_BODY[:5]
+        if kind(server) == "threaded":
+            # The next response starts right after those 5 bytes, not inside the file.
+            assert c.read_response().body == b"hello /after"
+
+
 def test_iterable_close_is_always_called(server: CorralProcess) -> None:
     before = int(get(server, "/closed-count")[0].body)
     assert get(server, "/closing")[0].body == b"closing"

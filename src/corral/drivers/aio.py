@@ -238,7 +238,8 @@ class HTTPProtocol(asyncio.Protocol):
         ctx = self.ctx
         if self.proxied:
             self._apply_proxy()
-        if ctx.closing:
+        if ctx.closing or ctx.keepalive <= 0 or ctx.gateway.worker.last_request():
+            # Said in this response, not done silently after it (a reusing client would race).
             self.conn.close_after()
         if req.upgrade is not None and is_websocket_upgrade(req):
             self._start_websocket(req)

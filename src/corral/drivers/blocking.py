@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import select
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from corral.drivers.transport import ClientDisconnected, SocketTransport
+from corral.drivers.transport import ClientDisconnected, SocketTransport, wait_fd
 from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import Limits, ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, ConnectionClosed, Request
 from corral.lifecycle import RequestLifecycle
+
+# Lingering close after an error response: how long, and how many reads, at most.
+LINGER_SECONDS = 0.5
+LINGER_READS = 16
 
 
 @dataclass
@@ -102,7 +107,9 @@ class Session:
                 self.in_head = False
                 if self.proxied and conn.proxy is not None:
                     self._apply_proxy()
-                if ctx.closing:
+                if ctx.closing or ctx.keepalive <= 0 or ctx.lifecycle.worker.last_request():
+                    # Say so in this response rather than drop the connection after it: a
+                    # client (or load balancer) reusing it would race our close.
                     conn.close_after()
                 if not ctx.lifecycle.handle(
                     event, conn, self.transport, self.env_base, self.trusted
@@ -144,16 +151,21 @@ class Session:
                 pass
 
     def close(self) -> None:
-        """Close the socket; after an error, first drain what the peer sent.
+        """Close the socket; after an error response, linger briefly first.
 
         Closing with unread bytes in the receive queue makes the kernel send RST, which can
-        destroy the error response before the client reads it; a bounded drain avoids that.
+        destroy the error response before the client reads it. So after an error we stop
+        sending, then read and discard what the peer still sends, for a bounded time and
+        amount (the "lingering close" of RFC 9112 §9.6), before closing.
         """
         sock = self.sock
         if self.errored:
             try:
                 sock.shutdown(socket.SHUT_WR)
-                for _ in range(16):
+                deadline = time.monotonic() + LINGER_SECONDS
+                for _ in range(LINGER_READS):
+                    if not wait_fd(self.fd, select.POLLIN, deadline - time.monotonic()):
+                        break
                     if not sock.recv(65536):
                         break
             except OSError:

@@ -401,8 +401,11 @@ class HTTPCycle:
             raise RuntimeError(f"unexpected ASGI message {kind!r} during a response")
         if out:
             channel.write(out)
-            if self.complete:
-                channel.response_complete()
+        if self.complete:
+            # Even when the last message wrote nothing (an empty final body under the app's
+            # own Content-Length): a receive() waiting for the disconnect must wake.
+            channel.response_complete()
+        if out:
             await channel.drain()
 
     def _body(self, conn: ServerConnection, message: Message) -> bytes:

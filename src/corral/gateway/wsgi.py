@@ -73,10 +73,18 @@ def _names(spec: list[str]) -> list[str]:
     return [s.strip().upper() for s in spec if s.strip()]
 
 
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    """The app's Content-Length, when it set a valid one (the core rejects invalid ones)."""
+    for name, value in headers:
+        if name.lower() == "content-length":
+            return int(value) if value.isascii() and value.isdigit() else None
+    return None
+
+
 class ResponseState:
     """What ``start_response`` and the app's iterable have produced so far for one request."""
 
-    __slots__ = ("body_bytes", "exc_info_pending", "head_sent", "headers", "reason", "status")
+    __slots__ = ("body_bytes", "head_sent", "headers", "reason", "status")
 
     def __init__(self) -> None:
         self.status = 0
@@ -84,7 +92,6 @@ class ResponseState:
         self.headers: list[tuple[str, str]] = []
         self.head_sent = False
         self.body_bytes = 0
-        self.exc_info_pending = False
 
 
 class WSGIGateway:
@@ -298,14 +305,21 @@ class WSGIGateway:
             raise LocalProtocolError("the app returned without calling start_response")
         fd = wrapper.fileno()
         offset, remaining = wrapper.span()
-        if remaining is None or state.head_sent:
+        declared = _content_length(state.headers)
+        if remaining is None or state.head_sent or (declared or 0) > remaining:
+            # Not a regular file, or the app promised more than the file holds: plain
+            # iteration, which the core frames and checks like any other body.
             for chunk in wrapper:
                 self._send_chunk(state, conn, transport, chunk)
             self._finish(state, conn, transport)
             return
         headers = state.headers
-        if not any(name.lower() == "content-length" for name, _ in headers):
+        if declared is None:
             headers = [*headers, ("Content-Length", str(remaining))]
+        else:
+            # The app's Content-Length bounds what leaves, never the file's size: bytes past
+            # it would be read by the client as the start of the next response.
+            remaining = declared
         out = conn.send_response(state.status, headers, state.reason)
         state.head_sent = True
         transport.sendall(out)

@@ -146,6 +146,10 @@ class Worker:
             self.alive = False
             self.wake()
 
+    def last_request(self) -> bool:
+        """Whether the request about to be served spends the max_requests budget."""
+        return bool(self.max_requests) and self.nr + 1 >= self.max_requests
+
     def parent_alive(self) -> bool:
         """False once the arbiter has gone (we were re-parented): then the worker stops."""
         if os.getppid() != self.ppid:

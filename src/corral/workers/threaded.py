@@ -36,10 +36,12 @@ class ThreadedWorker(Worker):
         self.ctx: DriverContext = driver_context(self, app, multithread=True)
         self.ep = select.epoll()
         self.sessions: dict[int, Session] = {}
-        # fd -> who is serving it. dict.setdefault is one atomic step under the GIL, so a
+        # Session -> who is serving it. dict.setdefault is one atomic step under the GIL, so a
         # thread claims a connection without a lock (a lock would convoy behind a holder that
-        # waits for the GIL).
-        self.claims: dict[int, object] = {}
+        # waits for the GIL). Keyed by the Session, not the fd: a closed fd's number comes back
+        # for the next connection, and a stale event or sweep must not touch that one.
+        self.claims: dict[Session, object] = {}
+        self.paused: set[int] = set()  # listeners left disarmed at worker_connections
         self.listening: dict[int, tuple[socket.socket, object]] = {}
         self.accepting = True
         self.running = True
@@ -96,19 +98,29 @@ class ThreadedWorker(Worker):
             self.log.error("accept() failed: %s", exc)
             self._rearm_listener(lfd)
             return
-        sock.setblocking(False)
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        session = Session(sock, peer, sockname, self.ctx)
-        fd = session.fd
-        self.claims[fd] = slot
-        self.sessions[fd] = session
-        self._rearm_listener(lfd)
-        # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
-        # waits for it), so try it now instead of a round trip through epoll.
-        if session.read_ready():
-            self.claims.pop(fd, None)
-            self.ep.register(fd, ARMED)
+        try:
+            sock.setblocking(False)
+            if sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            session = Session(sock, peer, sockname, self.ctx)
+            self.claims[session] = slot
+            self.sessions[session.fd] = session
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            # Counted first, so that worker_connections holds; re-armed whatever happened.
+            self._rearm_listener(lfd)
+        try:
+            # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
+            # waits for it), so try it now instead of a round trip through epoll.
+            keep = session.read_ready()
+        except BaseException:
+            self._close(session)
+            raise
+        if keep:
+            self.claims.pop(session, None)
+            self.ep.register(session.fd, ARMED)
         else:
             self._close(session)
 
@@ -116,36 +128,52 @@ class ThreadedWorker(Worker):
         if not self.accepting:
             return
         if len(self.sessions) >= self.cfg.worker_connections:
-            return  # re-armed by _close once a connection ends
+            self.paused.add(lfd)  # re-armed by _close (or the monitor) below the limit
+            return
         try:
             self.ep.modify(lfd, ARMED)
-        except OSError:
-            pass
+        except (OSError, ValueError):
+            pass  # the epoll is closed: the worker is stopping
+
+    def _resume_listeners(self) -> None:
+        """Re-arm listeners paused at worker_connections once there is room again."""
+        while self.paused and len(self.sessions) < self.cfg.worker_connections:
+            try:
+                lfd = self.paused.pop()
+            except KeyError:
+                return
+            self._rearm_listener(lfd)
 
     def _serve(self, fd: int, slot: ThreadSlot) -> None:
         session = self.sessions.get(fd)
-        if session is None or self.claims.setdefault(fd, slot) is not slot:
+        if session is None or self.claims.setdefault(session, slot) is not slot:
             return
-        if session.read_ready():
+        try:
+            keep = session.read_ready()
+        except BaseException:
+            self._close(session)
+            raise
+        if keep:
             # The claim must go before re-arming: an event that fires in between would find
             # the connection claimed, be dropped, and leave the socket disarmed.
-            self.claims.pop(fd, None)
+            self.claims.pop(session, None)
             try:
                 self.ep.modify(fd, ARMED)
-            except OSError:
-                pass
+            except (OSError, ValueError):
+                pass  # closed meanwhile by a graceful stop, or the epoll is gone
         else:
             self._close(session)
 
     def _close(self, session: Session) -> None:
-        # Forget the fd before closing it: once closed, its number may come back at once.
-        self.sessions.pop(session.fd, None)
-        self.claims.pop(session.fd, None)
-        rearm = self.accepting and len(self.sessions) == self.cfg.worker_connections - 1
+        """Close a connection this thread has claimed."""
+        fd = session.fd
+        # Only this session's entry: the fd number may already belong to a newer connection.
+        if self.sessions.get(fd) is session:
+            del self.sessions[fd]
         session.close()
-        if rearm:
-            for lfd in self.listening:
-                self._rearm_listener(lfd)
+        self.claims.pop(session, None)
+        if self.paused:
+            self._resume_listeners()
 
     # -- the main thread: signals, heartbeat, pool size, idle connections, graceful stop ----------
 
@@ -193,12 +221,13 @@ class ThreadedWorker(Worker):
         """Close connections past their deadline, and every idle one during a graceful stop."""
         expired = []
         claims = self.claims
-        for fd, session in list(self.sessions.items()):
-            if fd in claims:
+        for session in list(self.sessions.values()):
+            if session in claims:
                 continue
             due = now >= session.deadline or (closing and not session.in_head)
-            if due and claims.setdefault(fd, _SWEEPER) is _SWEEPER:
+            if due and claims.setdefault(session, _SWEEPER) is _SWEEPER:
                 expired.append(session)
+        self._resume_listeners()
         for session in expired:
             if now >= session.deadline:
                 session.expire()

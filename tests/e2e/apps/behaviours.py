@@ -93,6 +93,17 @@ def file_wrapper(environ: Environ, start_response: StartResponse) -> Any:
     return environ["wsgi.file_wrapper"](handle, 65536)
 
 
+def file_short_length(environ: Environ, start_response: StartResponse) -> Any:
+    """A file wrapper whose Content-Length (5) is shorter than the file (1 MiB)."""
+    fd, path = tempfile.mkstemp()
+    with os.fdopen(fd, "wb") as f:
+        f.write(FILE_BODY)
+    handle = open(path, "rb")  # noqa: SIM115 - closed by the server through the wrapper
+    os.unlink(path)
+    start_response("200 OK", [("Content-Length", "5")])
+    return environ["wsgi.file_wrapper"](handle, 65536)
+
+
 class Closing:
     """An iterable whose close() leaves a mark the test can read back."""
 
@@ -161,6 +172,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/stream": stream,
     "/write": legacy_write,
     "/file": file_wrapper,
+    "/file-short": file_short_length,
     "/closing": closing,
     "/closed-count": closed_count,
     "/pid": pid,
