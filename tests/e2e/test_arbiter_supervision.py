@@ -64,10 +64,15 @@ def test_worker_ignoring_abort_is_killed(corral_factory: Start) -> None:
 
 
 def test_idle_workers_keep_their_heartbeat(corral_factory: Start) -> None:
-    """Idle for over two timeouts, a healthy worker is not taken for a hung one."""
-    server = corral_factory("-b", "127.0.0.1:0", "-w", "2", "--timeout", "2", "simple:app")
+    """Idle for two timeouts, a healthy worker is not taken for a hung one."""
+    # timeout 4 with a beat every second: a loaded machine may delay a beat by almost 3 s
+    # before the arbiter would take the worker for hung.
+    timeout = 4
+    server = corral_factory("-b", "127.0.0.1:0", "-w", "2", "--timeout", str(timeout), "simple:app")
     before = server.wait_workers(lambda pids: len(pids) == 2)
-    time.sleep(5)  # not a readiness wait: the test is that nothing happens meanwhile
+    # Not a readiness wait: the test is that nothing happens meanwhile. A worker whose heartbeat
+    # stopped would be aborted within one timeout (plus the arbiter's 1 s tick) and replaced.
+    time.sleep(2 * timeout)
     assert server.worker_pids() == before
     assert server.get()[0] == 200
     assert "WORKER TIMEOUT" not in server.log_text()

@@ -14,6 +14,7 @@ from tests.e2e.conftest import CorralProcess, InFlight, wait_until
 
 Factory = Callable[..., CorralProcess]
 BIND = ["-b", "127.0.0.1:0"]
+HEARTBEAT_TIMEOUT = 4
 
 
 def base_url(server: CorralProcess) -> str:
@@ -125,13 +126,16 @@ def test_term_finishes_the_request_in_flight(corral_factory: Factory, tmp_path: 
     assert server.wait_exit() == 0
 
 
-def test_int_stops_fast_without_waiting(corral_factory: Factory) -> None:
+def test_int_stops_fast_without_waiting(corral_factory: Factory, tmp_path: Path) -> None:
+    marker = tmp_path / "slow.txt"
     server = corral_factory(
-        "-k", "asyncio", "-w", "1", "--graceful-timeout", "60", *BIND, "asgi_app:app"
-    )
-    assert httpx.get(base_url(server)).status_code == 200
+        "-k", "asyncio", "-w", "1", "--graceful-timeout", "60", *BIND, "asgi_app:app",
+        env={"ASGI_APP_SLOW_MARKER": str(marker)},
+    )  # fmt: skip
     slow = InFlight(server.addr, "/slow?s=50")
+    wait_until(marker.exists, bool, 20, server.log_text)  # the app is running the request
     server.signal(signal.SIGINT)
+    # A graceful stop would wait out the request (50 s, within the 60 s graceful_timeout).
     assert server.wait_exit(timeout=20) == 0
     outcome = slow.result()
     assert isinstance(outcome, Exception)  # cut off, not answered after 50 s
@@ -169,10 +173,15 @@ def test_client_going_away_is_seen_as_http_disconnect(
 
 
 def test_heartbeat_keeps_an_idle_worker_alive(corral_factory: Factory) -> None:
-    server = corral_factory("-k", "asyncio", "-w", "1", "--timeout", "2", *BIND, "asgi_app:app")
+    # timeout 4 with a beat every second: a loaded machine may delay a beat by almost 3 s
+    # before the arbiter would take the worker for hung.
+    server = corral_factory(
+        "-k", "asyncio", "-w", "1", "--timeout", str(HEARTBEAT_TIMEOUT), *BIND, "asgi_app:app"
+    )
     wait_until(server.booted_pids, lambda pids: len(pids) == 1, 20, server.log_text)
-    # Well past `timeout` with no request: the loop's ticker keeps the heartbeat fresh.
+    # Two timeouts with no request: without the loop's ticker refreshing the heartbeat, the
+    # worker would be aborted and replaced within one timeout (plus the arbiter's 1 s tick).
     with pytest.raises(AssertionError):
-        wait_until(server.booted_pids, lambda pids: len(pids) > 1, 5)
+        wait_until(server.booted_pids, lambda pids: len(pids) > 1, 2 * HEARTBEAT_TIMEOUT)
     assert httpx.get(base_url(server)).status_code == 200
     assert "WORKER TIMEOUT" not in server.log_text()
