@@ -6,7 +6,7 @@ import argparse
 import platform
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,8 @@ DEFAULT_WARMUP_S = 2
 DEFAULT_RUNS = 3
 QUICK_DURATION_S = 1
 QUICK_WARMUP_S = 1
-QUICK_WORKLOADS = "hello"
+# The same 13-byte hello over both interfaces, so CI also starts corral's asyncio worker.
+QUICK_WORKLOADS = "hello,asgi-hello"
 START_ALLOWANCE_S = 3  # rough cost of starting, probing and stopping one server
 
 
@@ -33,6 +34,9 @@ def parse_args(
     parser = argparse.ArgumentParser(
         prog="python benchmarks/run.py",
         description="Benchmark corral against gunicorn, granian, uvicorn, waitress and nginx.",
+        epilog="Exit status: 0 when every corral cell ran cleanly; 1 when a corral cell had no "
+        "runs, socket errors or non-2xx responses, or no cell produced numbers; 2 on a usage "
+        "error or a missing wrk.",
     )
     parser.add_argument(
         "--quick",
@@ -73,8 +77,32 @@ def parse_args(
     return args
 
 
+def corral_failures(cells: Sequence[suite.Cell], ours: Collection[str]) -> list[str]:
+    """Why each cell of our own configurations (`ours`) failed: it produced no runs (the server
+    did not start, or the load generator got nothing), or it had socket errors or non-2xx
+    responses. A cell skipped for a missing optional module (Flask) is not a failure, and peers
+    are not judged: their failures stay notes in the table."""
+    failures: list[str] = []
+    for cell in cells:
+        if cell.server not in ours or cell.skipped:
+            continue
+        where = f"{cell.workload.name} x {cell.server}"
+        if not cell.runs:
+            failures.append(f"{where}: {cell.note or 'no runs'}")
+            continue
+        errors = cell.total(lambda r: r.connect_errors + r.read_errors + r.write_errors)
+        errors += cell.total(lambda r: r.timeouts)
+        if errors:
+            failures.append(f"{where}: {errors} socket errors")
+        non_2xx = cell.total(lambda r: r.non_2xx)
+        if non_2xx:
+            failures.append(f"{where}: {non_2xx} non-2xx responses (or failed handshakes)")
+    return failures
+
+
 def main(argv: Sequence[str]) -> int:
-    """Run the suite and print the Markdown report; 1 when no cell produced numbers."""
+    """Run the suite and print the Markdown report; 1 when a corral cell failed (see
+    corral_failures) or no cell produced numbers."""
     from benchmarks import machine, servers, suite, tables, workloads
 
     args = parse_args(argv, workloads.WORKLOAD_NAMES, servers.SERVER_NAMES)
@@ -113,7 +141,11 @@ def main(argv: Sequence[str]) -> int:
     print(report)
     if args.markdown is not None:
         args.markdown.write_text(report)
-    return 0 if any(cell.runs for cell in results) else 1
+    ours = {s.name for s in servers.SERVERS if s.distribution == "corral"}
+    failures = corral_failures(results, ours)
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 0 if any(cell.runs for cell in results) and not failures else 1
 
 
 def _versions(opts: suite.Options, wrk: str) -> dict[str, str]:
@@ -122,9 +154,19 @@ def _versions(opts: suite.Options, wrk: str) -> dict[str, str]:
 
     found = {"Python": platform.python_version()}
     for server in opts.servers:
-        found.setdefault(server.distribution, servers.server_version(server.distribution))
+        if any(server.serves(w) for w in opts.workloads):
+            found.setdefault(server.distribution, servers.server_version(server.distribution))
     if any(w.needs == "flask" for w in opts.workloads):
         found["Flask"] = machine.package_version("flask") or "not installed"
+    # The ASGI servers' speed depends on these: uvloop (all of them, loop auto), httptools
+    # (uvicorn), and the WebSocket engines (wsproto for corral, websockets for uvicorn).
+    extras: set[str] = set()
+    if any(w.interface == "asgi" for w in opts.workloads):
+        extras |= {"uvloop", "httptools"}
+    if any(w.websocket for w in opts.workloads):
+        extras |= {"wsproto", "websockets"}
+    for name in sorted(extras):
+        found[name] = machine.package_version(name) or "not installed"
     found["wrk"] = machine.wrk_version(wrk)
     return found
 

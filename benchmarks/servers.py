@@ -39,10 +39,14 @@ class Server:
     name: str
     distribution: str  # the installed package (or binary) that provides it
     build: Callable[[str, Workload, Path], Launch]
-    only: frozenset[str] | None = None  # workloads it serves; None means all
+    only: frozenset[str] | None = None  # workloads it serves; None means all of its interface
+    interface: str = "wsgi"  # the workloads' interface it serves: "wsgi" or "asgi"
+    module: str | None = None  # what must import for it to run; None means `distribution`
 
     def serves(self, workload: Workload) -> bool:
         """Whether this configuration takes part in the workload."""
+        if workload.interface != self.interface:
+            return False
         return self.only is None or workload.name in self.only
 
 
@@ -96,6 +100,33 @@ def _waitress(port: str, w: Workload, tmp: Path) -> Launch:
     return Launch(argv, f"1 process x {WAITRESS_THREADS} threads")
 
 
+def _loop_name() -> str:
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def _corral_asyncio(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("corral", "-w", str(WORKERS), "-k", "asyncio", "-b", f"{HOST}:{port}", w.app)
+    # corral's `loop = auto` takes uvloop when it imports, as the other ASGI servers do.
+    return Launch(argv, f"{WORKERS} workers, loop auto ({_loop_name()})")
+
+
+def _uvicorn_asgi(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("uvicorn", "--workers", str(WORKERS), "--http", "httptools", "--loop", "uvloop")
+    argv += ["--host", HOST, "--port", port, "--no-access-log", "--log-level", "warning", w.app]
+    return Launch(argv, f"{WORKERS} workers, httptools + uvloop, --ws auto")
+
+
+def _gunicorn_asgi(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("gunicorn", "-w", str(WORKERS), "-k", "asgi", "-b", f"{HOST}:{port}", w.app)
+    return Launch(argv, f"{WORKERS} workers, --asgi-loop auto ({_loop_name()})")
+
+
+def _granian_asgi(port: str, w: Workload, tmp: Path) -> Launch:
+    argv = _python("granian", "--interface", "asgi", "--workers", str(WORKERS))
+    argv += ["--host", HOST, "--port", port, "--no-access-log", "--log-level", "warning", w.app]
+    return Launch(argv, f"{WORKERS} workers, --loop auto")
+
+
 def nginx_conf(port: str, tmp: Path) -> str:
     """A minimal foreground nginx answering every request with the hello body; all paths in tmp."""
     temp_paths = "".join(
@@ -139,6 +170,17 @@ SERVERS: tuple[Server, ...] = (
     Server("uvicorn", "uvicorn", _uvicorn),
     Server("waitress", "waitress", _waitress),
     Server("nginx", "nginx", _nginx, only=frozenset({"hello"})),
+    Server("corral-asyncio", "corral", _corral_asyncio, interface="asgi"),
+    Server("uvicorn-asgi", "uvicorn", _uvicorn_asgi, interface="asgi"),
+    # gunicorn's own asyncio ASGI worker (`-k asgi`) first shipped after 23.0, hence the module.
+    Server(
+        "gunicorn-asgi",
+        "gunicorn",
+        _gunicorn_asgi,
+        interface="asgi",
+        module="gunicorn.workers.gasgi",
+    ),
+    Server("granian-asgi", "granian", _granian_asgi, interface="asgi"),
 )
 
 SERVER_NAMES: tuple[str, ...] = tuple(s.name for s in SERVERS)
@@ -158,8 +200,13 @@ def missing_reason(server: Server) -> str | None:
     """Why the server cannot run here (not installed), or None when it can be tried."""
     if server.distribution == "nginx":
         return None if shutil.which("nginx") else "nginx not found (apt-get install nginx)"
-    if importlib.util.find_spec(server.distribution) is None:
-        return f"{server.distribution} is not importable (pip install -e .[bench])"
+    module = server.module or server.distribution
+    try:
+        found = importlib.util.find_spec(module)
+    except ImportError:  # the parent package of a dotted name is missing
+        found = None
+    if found is None:
+        return f"{module} is not importable (pip install -e .[bench])"
     return None
 
 

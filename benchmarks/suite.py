@@ -1,4 +1,5 @@
-"""Run every (workload, server) cell: start the server, wait for it, load it with wrk, stop it."""
+"""Run every (workload, server) cell: start the server, wait for it, load it (wrk or wsload),
+stop it."""
 
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from benchmarks.proctree import ProcStat, RssSampler, stop_tree
 from benchmarks.servers import APPS_DIR, HOST, Launch, Server, missing_reason
 from benchmarks.workloads import Workload
 from benchmarks.wrkrun import WrkError, WrkResult, run_wrk, wrk_argv
+from benchmarks.wsrun import WS_PATH, WsLoadError, run_wsload, wsload_argv
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 # Settings read from the environment would silently change a server's configuration.
 _SCRUBBED_ENV = ("GUNICORN_CMD_ARGS", "CORRAL_CMD_ARGS", "WEB_CONCURRENCY")
+_SCRUBBED_PREFIXES = ("GRANIAN_", "UVICORN_")  # both read every option from such variables
 
 
 class ServerStartError(RuntimeError):
@@ -52,6 +55,7 @@ class Cell:
     runs: list[WrkResult] = field(default_factory=list)
     peak_rss_kib: int = 0
     note: str | None = None  # set when the cell did not produce numbers
+    skipped: bool = False  # not tried: the workload needs a module that is not installed
 
     def median(self, metric: Callable[[WrkResult], float]) -> float:
         """The median of one metric over the runs."""
@@ -71,7 +75,11 @@ def free_port() -> int:
 
 
 def _server_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _SCRUBBED_ENV and not k.startswith(_SCRUBBED_PREFIXES)
+    }
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(APPS_DIR), env.get("PYTHONPATH")) if p)
     return env
 
@@ -137,6 +145,16 @@ def _script(workload: Workload, tmp: Path) -> Path | None:
     return path
 
 
+def _one_run(workload: Workload, port: int, duration_s: int, opts: Options, tmp: Path) -> WrkResult:
+    """One load run of the workload's client: wsload for WebSocket workloads, else wrk."""
+    conns = workload.connections
+    if workload.websocket:
+        argv = wsload_argv(f"ws://{HOST}:{port}{WS_PATH}", conns, duration_s)
+        return run_wsload(argv, duration_s)
+    url = f"http://{HOST}:{port}/"
+    return run_wrk(wrk_argv(url, conns, duration_s, _script(workload, tmp), opts.wrk), duration_s)
+
+
 def _load(
     cell: Cell,
     proc: subprocess.Popen[bytes],
@@ -148,18 +166,14 @@ def _load(
 ) -> None:
     """Warm up, then the measured runs with the RSS sampler watching the server's tree; every
     process the sampler saw goes into `seen`, so stop_tree can reach workers left behind."""
-    url = f"http://{HOST}:{port}/"
-    script = _script(cell.workload, tmp)
-    conns = cell.workload.connections
     if opts.warmup_s > 0:
-        run_wrk(wrk_argv(url, conns, opts.warmup_s, script, opts.wrk), opts.warmup_s)
+        _one_run(cell.workload, port, opts.warmup_s, opts, tmp)
         # A server still working off requests from connections wrk has closed (the sync
         # workers on `io`) answers this only after them, so the next run starts clean.
         wait_ready(proc, port, log)
     for _ in range(opts.runs):
-        argv = wrk_argv(url, conns, opts.duration_s, script, opts.wrk)
         with RssSampler(proc.pid) as sampler:
-            cell.runs.append(run_wrk(argv, opts.duration_s))
+            cell.runs.append(_one_run(cell.workload, port, opts.duration_s, opts, tmp))
         cell.peak_rss_kib = max(cell.peak_rss_kib, sampler.peak_kib)
         seen.update(sampler.seen)
         wait_ready(proc, port, log)
@@ -184,6 +198,9 @@ def run_cell(server: Server, workload: Workload, opts: Options, tmp: Path) -> Ce
     except ServerStartError as exc:
         cell.note = f"not available: {exc}"
         cell.runs.clear()
+    except WsLoadError as exc:
+        cell.note = f"wsload failed: {str(exc)[:300]}"
+        cell.runs.clear()
     except WrkError as exc:
         cell.note = f"wrk failed: {str(exc)[:300]}"
         cell.runs.clear()
@@ -201,7 +218,8 @@ def _summary(cell: Cell) -> str:
         return cell.note
     rps = cell.median(lambda r: r.requests_per_s)
     p99 = cell.median(lambda r: r.p99_ms)
-    return f"{rps:,.0f} req/s, p99 {p99:.2f} ms, peak RSS {cell.peak_rss_kib / 1024:.0f} MiB"
+    unit = "msg/s" if cell.workload.websocket else "req/s"
+    return f"{rps:,.0f} {unit}, p99 {p99:.2f} ms, peak RSS {cell.peak_rss_kib / 1024:.0f} MiB"
 
 
 def run_suite(opts: Options) -> list[Cell]:
@@ -212,7 +230,8 @@ def run_suite(opts: Options) -> list[Cell]:
         for index, (workload, server) in enumerate(pairs, 1):
             _progress(f"[{index}/{len(pairs)}] {workload.name} x {server.name} ...")
             if workload.needs is not None and importlib.util.find_spec(workload.needs) is None:
-                cell = Cell(workload, server.name, note=f"skipped: {workload.needs} not importable")
+                note = f"skipped: {workload.needs} not importable"
+                cell = Cell(workload, server.name, note=note, skipped=True)
             else:
                 cell_dir = Path(tmpdir) / f"{workload.name}-{server.name}"
                 cell_dir.mkdir()

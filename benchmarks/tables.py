@@ -1,4 +1,4 @@
-"""Render the suite's results as Markdown: machine, versions, the table with ratios, commands."""
+"""Render the suite's results as Markdown: machine, versions, a table per family, commands."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 import re
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.machine import Machine
@@ -13,22 +14,35 @@ from benchmarks.servers import Server
 from benchmarks.suite import Cell, Options
 from benchmarks.workloads import Workload
 from benchmarks.wrkrun import wrk_argv
+from benchmarks.wsrun import WS_PATH, WSLOAD, wsload_argv
 
-BASELINES = ("gunicorn-sync", "gunicorn-gthread")
-HEADER = (
-    "workload",
-    "server",
-    "config",
-    "req/s",
-    "vs gunicorn sync",
-    "vs gunicorn gthread",
-    "p50 ms",
-    "p99 ms",
-    "MiB/s",
-    "socket errors c/r/w/t",
-    "non-2xx",
-    "peak RSS MiB",
+
+@dataclass(frozen=True)
+class Family:
+    """One results table: the workloads of one kind and the rows their ratios divide by."""
+
+    key: str  # Workload.family
+    title: str
+    baselines: tuple[str, str]
+    rate: str  # the unit of the rate column
+
+
+FAMILIES = (
+    Family("wsgi", "WSGI", ("gunicorn-sync", "gunicorn-gthread"), "req/s"),
+    Family("asgi", "ASGI (HTTP)", ("uvicorn-asgi", "gunicorn-asgi"), "req/s"),
+    Family("websocket", "WebSocket echo (wsload)", ("uvicorn-asgi", "gunicorn-asgi"), "msg/s"),
 )
+_FAMILY = {f.key: f for f in FAMILIES}
+
+
+def header(family: Family) -> list[str]:
+    """The column names of one family's table; WebSocket rows have no MiB/s and count failed
+    handshakes where HTTP rows count non-2xx responses."""
+    ratios = [f"vs {name.replace('-', ' ')}" for name in family.baselines]
+    names = ["workload", "server", "config", family.rate, *ratios, "p50 ms", "p99 ms"]
+    if family.key == "websocket":
+        return [*names, "socket errors c/r/w/t", "failed handshakes", "peak RSS MiB"]
+    return [*names, "MiB/s", "socket errors c/r/w/t", "non-2xx", "peak RSS MiB"]
 
 
 def _cell_text(text: str) -> str:
@@ -47,18 +61,22 @@ def ratio(value: float, baseline: float | None) -> str:
 
 
 def baselines(cells: list[Cell], workload: str) -> dict[str, float]:
-    """Median req/s of each gunicorn configuration that produced numbers for the workload."""
+    """Median rate of each baseline configuration that produced numbers for the workload."""
     return {
         c.server: c.median(lambda r: r.requests_per_s)
         for c in cells
-        if c.workload.name == workload and c.server in BASELINES and c.runs
+        if c.workload.name == workload and c.server in _FAMILY[c.workload.family].baselines
+        if c.runs
     }
 
 
 def result_row(cell: Cell, base: dict[str, float]) -> list[str]:
     """One table row; a cell without runs shows its note in place of the numbers."""
+    family = _FAMILY[cell.workload.family]
     if not cell.runs:
-        return [cell.workload.name, cell.server, cell.note or "no runs", *["-"] * 9]
+        return [cell.workload.name, cell.server, cell.note or "no runs"] + ["-"] * (
+            len(header(family)) - 3
+        )
     rps = cell.median(lambda r: r.requests_per_s)
     errors = "/".join(
         str(cell.total(metric))
@@ -69,27 +87,34 @@ def result_row(cell: Cell, base: dict[str, float]) -> list[str]:
             lambda r: r.timeouts,
         )
     )
-    return [
+    first, second = family.baselines
+    row = [
         cell.workload.name,
         cell.server,
         cell.config,
         f"{rps:,.0f}",
-        ratio(rps, base.get("gunicorn-sync")),
-        ratio(rps, base.get("gunicorn-gthread")),
+        ratio(rps, base.get(first)),
+        ratio(rps, base.get(second)),
         f"{cell.median(lambda r: r.p50_ms):.2f}",
         f"{cell.median(lambda r: r.p99_ms):.2f}",
-        f"{cell.median(lambda r: r.transfer_mib_s):,.1f}",
-        errors,
-        str(cell.total(lambda r: r.non_2xx)),
-        f"{cell.peak_rss_kib / 1024:.1f}",
     ]
+    if family.key != "websocket":
+        row.append(f"{cell.median(lambda r: r.transfer_mib_s):,.1f}")
+    row += [errors, str(cell.total(lambda r: r.non_2xx)), f"{cell.peak_rss_kib / 1024:.1f}"]
+    return row
 
 
 def results_table(cells: list[Cell]) -> list[str]:
-    """The Markdown table, rows in run order."""
-    lines = [_row(list(HEADER)), _row(["---"] * len(HEADER))]
-    for cell in cells:
-        lines.append(_row(result_row(cell, baselines(cells, cell.workload.name))))
+    """One Markdown table per family that has cells (WSGI, ASGI, WebSocket), rows in run order."""
+    lines: list[str] = []
+    for family in FAMILIES:
+        rows = [c for c in cells if c.workload.family == family.key]
+        if not rows:
+            continue
+        names = header(family)
+        lines += [f"### {family.title}", "", _row(names), _row(["---"] * len(names))]
+        lines += [_row(result_row(c, baselines(cells, c.workload.name))) for c in rows]
+        lines.append("")
     return lines
 
 
@@ -120,9 +145,14 @@ def server_commands(servers: list[Server], workloads: list[Workload]) -> list[st
 
 
 def wrk_commands(workloads: list[Workload], duration_s: int) -> list[str]:
-    """Each workload's app, wrk command line and Lua script."""
+    """Each workload's app, load command line (wrk, or wsload for WebSocket) and Lua script."""
     lines: list[str] = []
     for w in workloads:
+        if w.websocket:
+            argv = wsload_argv(f"ws://127.0.0.1:$PORT{WS_PATH}", w.connections, duration_s)
+            argv = ["benchmarks/wsload.py" if a == str(WSLOAD) else a for a in argv]
+            lines.append(f"{w.name} (APP={w.app}): {shown_command(argv)}")
+            continue
         script = Path(f"{w.name}.lua") if w.lua else None
         argv = wrk_argv("http://127.0.0.1:$PORT/", w.connections, duration_s, script)
         lines.append(f"{w.name} (APP={w.app}): {shown_command(argv)}")
@@ -137,7 +167,8 @@ def render(
     """The whole Markdown report."""
     plan = (
         f"{opts.duration_s} s per run, median of {opts.runs} run(s) after a {opts.warmup_s} s "
-        "warm-up, one server start per cell; wrk runs on the same machine as the server"
+        "warm-up, one server start per cell; wrk (or wsload) runs on the same machine as the "
+        "server"
     )
     lines = [
         "# corral benchmark results",
@@ -150,11 +181,14 @@ def render(
         "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
         "",
         *results_table(cells),
-        "",
-        "Ratios are req/s over the same workload's gunicorn row from this run. Socket errors are",
-        "wrk's connect/read/write/timeout counts, summed over the runs; non-2xx counts responses",
-        "wrk saw with a status of 400 or more; peak RSS is the largest sum of VmRSS over the",
-        "server's whole process tree, sampled every 100 ms during the measured runs.",
+        "Ratios divide by the same workload's baseline rows from this run: gunicorn sync and",
+        "gthread for WSGI, uvicorn (httptools + uvloop) and gunicorn's asgi worker for ASGI.",
+        "Socket errors are wrk's connect/read/write/timeout counts, summed over the runs; non-2xx",
+        "counts responses wrk saw with a status of 400 or more. For WebSocket, wsload counts",
+        "failed connects, lost connections or wrong echoes (r), and echoes missing after 2 s (t),",
+        "and upgrades answered without 101; p50/p99 are one echo's round trip. Peak RSS is the",
+        "largest sum of VmRSS over the server's whole process tree, sampled every 100 ms during",
+        "the measured runs.",
         "",
         "## Commands",
         "",

@@ -17,6 +17,13 @@ class Workload:
     description: str
     lua: str | None = None  # wrk script body; None sends plain keep-alive GETs
     needs: str | None = None  # an importable module the app requires (e.g. flask)
+    interface: str = "wsgi"  # "wsgi" or "asgi": which server configurations take part
+    websocket: bool = False  # load from benchmarks/wsload.py (echo messages) instead of wrk
+
+    @property
+    def family(self) -> str:
+        """The results table the workload belongs to: `wsgi`, `asgi` or `websocket`."""
+        return "websocket" if self.websocket else self.interface
 
 
 # Setting wrk.method/body/headers at the top level (and defining no request() function) keeps wrk
@@ -36,6 +43,15 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("big", "wsgi_apps:big", 16, "1 MiB response body"),
     Workload("echo", "wsgi_apps:echo", 16, "64 KiB POST body read, its length returned", _ECHO_LUA),
     Workload("flask", "flask_app:app", 64, "Flask hello route", needs="flask"),
+    Workload("asgi-hello", "asgi_apps:hello", 64, "13-byte body, keep-alive", interface="asgi"),
+    Workload(
+        "ws-echo",
+        "asgi_apps:ws_echo",
+        32,
+        "WebSocket echo of a 16-byte text message, one in flight per connection",
+        interface="asgi",
+        websocket=True,
+    ),
 )
 
 WORKLOAD_NAMES: tuple[str, ...] = tuple(w.name for w in WORKLOADS)

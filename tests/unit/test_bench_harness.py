@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sys
 from collections.abc import Callable, Iterable
@@ -176,8 +177,10 @@ def test_cell_without_runs_shows_its_note_and_escapes_pipes() -> None:
     cell = Cell(workloads.WORKLOADS[0], "corral-sync", note="not available: a | b")
     row = tables.result_row(cell, {})
     assert row[2] == "not available: a | b"
-    line = tables.results_table([cell])[-1]
-    assert "a \\| b" in line
+    lines = tables.results_table([cell])
+    assert lines[0] == "### WSGI"
+    assert "a \\| b" in lines[4]
+    assert len(row) == len(tables.header(tables.FAMILIES[0]))
 
 
 def test_median_and_totals_over_runs() -> None:
@@ -199,7 +202,7 @@ def test_shown_command_names_python_and_keeps_placeholders() -> None:
 def test_quick_changes_defaults_and_explicit_options_win() -> None:
     quick = run.parse_args(["--quick"], ["hello", "io"], ["a", "b"])
     assert (quick.workloads, quick.duration, quick.runs, quick.servers) == (
-        ["hello"],
+        ["hello", "asgi-hello"],
         1,
         1,
         ["a", "b"],
@@ -223,3 +226,42 @@ def test_apps_answer_as_the_workloads_expect() -> None:
     environ = {"wsgi.input": io.BytesIO(payload), "CONTENT_LENGTH": str(len(payload))}
     assert _call(wsgi_apps.echo, environ) == ("200 OK", str(len(payload)).encode())
     assert _call(wsgi_apps.cpu, {})[1] == str(wsgi_apps.cpu_work(wsgi_apps.CPU_ITERATIONS)).encode()
+
+
+def _judged(server: str, *runs: wrkrun.WrkResult, skipped: bool = False) -> Cell:
+    return Cell(workloads.WORKLOADS[0], server, "cfg", list(runs), skipped=skipped)
+
+
+CLEAN = wrkrun.WrkResult(100, 1000.0, 1.0, 2.0, 0.5)
+
+
+def test_clean_corral_cells_and_failing_peers_pass_the_exit_rule() -> None:
+    ours = {"corral-sync", "corral-asyncio"}
+    cells = [
+        _judged("corral-sync", CLEAN, CLEAN),
+        _judged("gunicorn-sync"),  # a peer that did not start is a note, not a failure
+        _judged("granian", dataclasses.replace(CLEAN, timeouts=9, non_2xx=3)),
+        _judged("corral-asyncio", skipped=True),  # the workload's optional module is missing
+    ]
+    assert run.corral_failures(cells, ours) == []
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        (None, "hello x corral-sync: not available: exited"),
+        (dataclasses.replace(CLEAN, read_errors=2, timeouts=1), "hello x corral-sync: 3 socket"),
+        (dataclasses.replace(CLEAN, connect_errors=1), "hello x corral-sync: 1 socket"),
+        (dataclasses.replace(CLEAN, non_2xx=4), "hello x corral-sync: 4 non-2xx"),
+    ],
+)
+def test_corral_cell_without_runs_or_with_errors_fails(
+    bad: wrkrun.WrkResult | None, expected: str
+) -> None:
+    cell = _judged("corral-sync", CLEAN) if bad is None else _judged("corral-sync", CLEAN, bad)
+    if bad is None:
+        cell.runs.clear()
+        cell.note = "not available: exited"
+    failures = run.corral_failures([cell, _judged("corral-threaded", CLEAN)], {"corral-sync"})
+    assert len(failures) == 1
+    assert failures[0].startswith(expected)
