@@ -383,11 +383,22 @@ def test_send_raises_oserror_once_the_client_is_gone(serve: Callable[..., Server
 def test_slow_reader_pauses_the_apps_send(serve: Callable[..., Server]) -> None:
     chunk, total = 65536, 1024  # the app wants to send 64 MiB
     sent = [0]
+    in_send = threading.Event()
+    returned_while_paused = [0]
+    conns: list[Any] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        # The driver's connection behind this send(): its write_paused flag is what the
+        # transport's pause_writing() and resume_writing() set.
+        conn = send.__self__.channel
+        conns.append(conn)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for _ in range(total):
+            in_send.set()
             await send({"type": "http.response.body", "body": b"y" * chunk, "more_body": True})
+            in_send.clear()
+            # Back-pressure means send() only returns once the transport can take more.
+            returned_while_paused[0] += conn.write_paused
             sent[0] += 1
         await send({"type": "http.response.body", "body": b""})
 
@@ -396,15 +407,15 @@ def test_slow_reader_pauses_the_apps_send(serve: Callable[..., Server]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     sock.connect(server.addr)
     sock.sendall(request("GET", "/"))
-    last, stable = -1, 0
-    for _ in range(200):  # until the app stops making progress (at most 10 s)
-        time.sleep(0.05)
-        stable = stable + 1 if sent[0] == last else 0
-        last = sent[0]
-        if stable >= 6:
-            break
-    # Socket buffers hold a few MiB at most; without back-pressure the app would be done.
-    assert stable >= 6 and sent[0] * chunk < 16 * 1024 * 1024
+    # The client reads nothing: the kernel buffers fill, the transport pauses writing and the
+    # app's send() waits inside. Without back-pressure the app would never wait there: it would
+    # hand all 64 MiB to the transport's buffer and finish.
+    wait_for(
+        lambda: bool(conns) and conns[0].write_paused and in_send.is_set(),
+        "the app's send() to wait on a paused transport",
+    )
+    # What the app got through is what the socket buffers and one high-water mark hold.
+    assert sent[0] * chunk < 16 * 1024 * 1024
     received = 0
     sock.settimeout(10)
     while True:
@@ -415,7 +426,10 @@ def test_slow_reader_pauses_the_apps_send(serve: Callable[..., Server]) -> None:
         if data.endswith(b"0\r\n\r\n"):
             break
     sock.close()
+    # Reading resumed the app until it had sent everything, and no send() ever returned
+    # while the transport was paused.
     assert sent[0] == total and received > total * chunk
+    assert returned_while_paused[0] == 0
 
 
 def test_client_that_stops_reading_is_cut_off_after_timeout(
