@@ -15,11 +15,10 @@ from corral.gateway.ws_handshake import is_websocket_upgrade
 from corral.http.connection import Limits, ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, PAUSED, Data, EndOfMessage, Request
+from corral.lifecycle import DRAIN_LIMIT
 
 # Request bytes we take in while the app is not reading them; past this we stop reading.
 READ_HIGH = 256 * 1024
-# Unread request body we read and discard to keep a connection alive (past it we close).
-DRAIN_LIMIT = 256 * 1024
 # After an error response: how long and how much we keep reading before closing, so that
 # unread input does not make the kernel answer with RST and destroy the response.
 LINGER_SECONDS = 2.0

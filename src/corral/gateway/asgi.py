@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
-from corral.gateway.wsgi import TrustedPeers
+from corral.gateway.forwarded import SchemeHeaders, TrustedPeers
 from corral.http.connection import ServerConnection
 from corral.http.errors import LocalProtocolError, ProtocolError, render_error
 from corral.http.events import NEED_DATA, Data, EndOfMessage, Request
@@ -138,10 +138,7 @@ class ASGIGateway:
         server = cfg.server_header
         self.server_header: bytes | None = server.encode("latin-1") if server else None
         self._trusted = TrustedPeers(cfg.forwarded_allow_ips)
-        self._scheme_headers = [
-            (name.lower(), value.lower())
-            for name, value in (cfg.secure_scheme_headers or {}).items()
-        ]
+        self._schemes = SchemeHeaders(cfg.secure_scheme_headers)
         self._names: dict[str, bytes] = {}
         self._drop_underscore = cfg.header_map == "drop"
 
@@ -154,7 +151,9 @@ class ASGIGateway:
     def scope(self, kind: str, req: Request, peer: Peer) -> dict[str, Any]:
         """The ``http`` or ``websocket`` connection scope of one request (ASGI spec 2.4)."""
         path = req.path
-        scheme = self._scheme(req) if peer.trusted and self._scheme_headers else "http"
+        scheme = "http"
+        if peer.trusted and self._schemes:
+            scheme = self._schemes.scheme(req.headers) or "http"
         if kind == "websocket":
             scheme = "wss" if scheme == "https" else "ws"
         scope: dict[str, Any] = {
@@ -176,19 +175,6 @@ class ASGIGateway:
         if kind == "http":
             scope["extensions"] = {"http.response.trailers": {}}
         return scope
-
-    def _scheme(self, req: Request) -> str:
-        """``https`` when a trusted proxy says so with one of ``secure_scheme_headers``."""
-        scheme = None
-        for name, value in req.headers:
-            lname = name.lower()
-            for header, secure in self._scheme_headers:
-                if lname == header:
-                    this = "https" if value.strip().lower() == secure else "http"
-                    if scheme is not None and scheme != this:
-                        raise ProtocolError(400, "contradictory scheme headers")
-                    scheme = this
-        return scheme or "http"
 
     def finish(
         self,

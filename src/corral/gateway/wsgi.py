@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -12,9 +11,10 @@ from urllib.parse import unquote_to_bytes
 
 from corral import __version__
 from corral.gateway.file_wrapper import FileWrapper
+from corral.gateway.forwarded import SchemeHeaders, TrustedPeers
 from corral.gateway.wsgi_input import BodySource, WSGIInput
 from corral.http.connection import ServerConnection
-from corral.http.errors import LocalProtocolError, ProtocolError
+from corral.http.errors import LocalProtocolError
 from corral.http.events import Request
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -38,35 +38,6 @@ class GatewaySettings(Protocol):
     secure_scheme_headers: dict[str, str]
     forwarder_headers: list[str]
     sendfile: bool
-
-
-class TrustedPeers:
-    """``forwarded_allow_ips``: which peers may set the scheme and forwarder headers."""
-
-    def __init__(self, spec: list[str]) -> None:
-        items = [s.strip() for s in spec]
-        self.everyone = "*" in items
-        self.networks = []
-        self.unix = False
-        for item in items:
-            if not item or item == "*":
-                continue
-            if item.startswith("unix:") or item == "unix":
-                self.unix = True
-                continue
-            self.networks.append(ipaddress.ip_network(item, strict=False))
-
-    def trusts(self, addr: str) -> bool:
-        """True when requests from ``addr`` (an IP, or "" for a unix socket peer) are trusted."""
-        if self.everyone:
-            return True
-        if not addr:
-            return self.unix
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.networks)
 
 
 def _names(spec: list[str]) -> list[str]:
@@ -108,10 +79,7 @@ class WSGIGateway:
         self.app = app
         self._header_map = cfg.header_map
         self._trusted = TrustedPeers(cfg.forwarded_allow_ips)
-        self._scheme_headers = [
-            ("HTTP_" + name.upper().replace("-", "_"), value.lower())
-            for name, value in (cfg.secure_scheme_headers or {}).items()
-        ]
+        self._schemes = SchemeHeaders(cfg.secure_scheme_headers)
         self._forwarder = set(_names(cfg.forwarder_headers))
         self._sendfile_ok = cfg.sendfile is not False
         self._key_cache: dict[str, str] = {}
@@ -198,22 +166,11 @@ class WSGIGateway:
         if script and path.startswith(script):
             path = path[len(script) :]
         environ["PATH_INFO"] = path
-        if trusted and self._scheme_headers:
-            self._apply_scheme(environ)
+        if trusted and self._schemes:
+            scheme = self._schemes.scheme(req.headers)
+            if scheme is not None:
+                environ["wsgi.url_scheme"] = scheme
         return environ
-
-    def _apply_scheme(self, environ: dict[str, Any]) -> None:
-        scheme = None
-        for key, secure_value in self._scheme_headers:
-            value = environ.get(key)
-            if value is None:
-                continue
-            this = "https" if value.lower() == secure_value else "http"
-            if scheme is not None and scheme != this:
-                raise ProtocolError(400, "contradictory scheme headers")
-            scheme = this
-        if scheme is not None:
-            environ["wsgi.url_scheme"] = scheme
 
     def run(
         self,

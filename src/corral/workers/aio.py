@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import sys
 from typing import Any
@@ -15,10 +14,9 @@ from corral.gateway.asgi import ASGIGateway
 from corral.gateway.lifespan import Lifespan
 from corral.gateway.loader import LoadedApp
 from corral.gateway.websocket import WSSettings, engine_available
-from corral.gateway.wsgi import TrustedPeers
 from corral.metrics import make_metrics
 from corral.workers.base import Worker
-from corral.workers.context import limits_from
+from corral.workers.context import connection_policy
 
 STOP_POLL = 0.1  # seconds between checks while in-flight work finishes on a graceful stop
 
@@ -110,18 +108,7 @@ class AsyncioWorker(Worker):
                 ping_interval=float(cfg.websocket_ping_interval),
                 ping_timeout=float(cfg.websocket_ping_timeout),
             )
-        limits = limits_from(cfg)
-        proxy = cfg.proxy_protocol not in ("off", "none", "false")
-        return AioContext(
-            gateway=gateway,
-            limits=limits,
-            keepalive=float(cfg.keepalive),
-            header_timeout=float(cfg.header_timeout),
-            io_timeout=float(cfg.timeout) if cfg.timeout > 0 else 30.0,
-            websocket=websocket,
-            proxy_limits=dataclasses.replace(limits, proxy_protocol=True) if proxy else None,
-            proxy_peers=TrustedPeers(cfg.proxy_allow_ips) if proxy else None,
-        )
+        return AioContext(gateway=gateway, websocket=websocket, **connection_policy(cfg))
 
     async def _run_until_stopped(self, ctx: AioContext) -> None:
         loop = asyncio.get_running_loop()

@@ -197,6 +197,18 @@ class Worker:
     def wake(self) -> None:
         """Interrupt a blocking wait after a signal; workers with a wakeup fd override this."""
 
+    def signal_pipe(self) -> int:
+        """A non-blocking pipe that signals write to (signal.set_wakeup_fd); its read end.
+
+        A loop that selects on it wakes at once when a signal arrives, instead of at its next
+        timeout. Drain it with :func:`drain_pipe`.
+        """
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        return wake_r
+
 
 def format_all_stacks(current: FrameType | None) -> str:
     """The stack of every thread in this process, most recent call last, as one block of text."""
@@ -210,3 +222,12 @@ def format_all_stacks(current: FrameType | None) -> str:
         stack = "".join(traceback.format_stack(frame))
         blocks.append(f"Thread {names.get(ident, ident)} (id {ident}):\n{stack}")
     return "\n".join(blocks)
+
+
+def drain_pipe(fd: int) -> None:
+    """Read everything a non-blocking pipe holds (the signal wakeup bytes)."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

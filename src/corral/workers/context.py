@@ -1,13 +1,14 @@
-"""Builds what a WSGI worker's connections share from the settings: gateway, lifecycle, limits."""
+"""What a worker's connections share, built from the settings: limits, timeouts, PROXY, gateway."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from corral.drivers.blocking import DriverContext
+from corral.gateway.forwarded import TrustedPeers
 from corral.gateway.loader import LoadedApp
-from corral.gateway.wsgi import TrustedPeers, WSGIGateway
+from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import Limits
 from corral.lifecycle import RequestLifecycle
 from corral.metrics import make_metrics
@@ -35,16 +36,22 @@ def limits_from(cfg: Config) -> Limits:
     )
 
 
-def driver_context(worker: Worker, loaded: LoadedApp, *, multithread: bool) -> DriverContext:
-    """One worker's shared connection context."""
-    cfg = worker.cfg
-    gateway = WSGIGateway(loaded.app, cfg, multithread=multithread, log_warning=worker.log.warning)
-    lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg))
+class ConnectionPolicy(TypedDict):
+    """The per-connection rules every worker type takes from the settings, in one place."""
+
+    limits: Limits
+    proxy_limits: Limits | None  # for peers allowed to send a PROXY preamble
+    proxy_peers: TrustedPeers | None  # proxy_allow_ips
+    io_timeout: float
+    header_timeout: float
+    keepalive: float
+
+
+def connection_policy(cfg: Config) -> ConnectionPolicy:
+    """Limits, PROXY protocol, and timeouts for a worker's connections (any worker type)."""
     limits = limits_from(cfg)
-    proxy = cfg.proxy_protocol not in (False, None, "off", "none", "false")
-    return DriverContext(
-        lifecycle=lifecycle,
-        gateway=gateway,
+    proxy = cfg.proxy_protocol not in ("off", "none", "false")
+    return ConnectionPolicy(
         limits=limits,
         proxy_limits=dataclasses.replace(limits, proxy_protocol=True) if proxy else None,
         proxy_peers=TrustedPeers(cfg.proxy_allow_ips) if proxy else None,
@@ -52,3 +59,11 @@ def driver_context(worker: Worker, loaded: LoadedApp, *, multithread: bool) -> D
         header_timeout=float(cfg.header_timeout),
         keepalive=float(cfg.keepalive),
     )
+
+
+def driver_context(worker: Worker, loaded: LoadedApp, *, multithread: bool) -> DriverContext:
+    """One WSGI worker's shared connection context."""
+    cfg = worker.cfg
+    gateway = WSGIGateway(loaded.app, cfg, multithread=multithread, log_warning=worker.log.warning)
+    lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg))
+    return DriverContext(lifecycle=lifecycle, gateway=gateway, **connection_policy(cfg))

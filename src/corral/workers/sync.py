@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import selectors
-import signal
 import socket
 from typing import cast
 
 from corral.drivers.blocking import DriverContext, Session
 from corral.drivers.transport import ClientDisconnected
 from corral.gateway.loader import LoadedApp
-from corral.workers.base import Worker
+from corral.workers.base import Worker, drain_pipe
 from corral.workers.context import driver_context
 
 
@@ -27,10 +25,7 @@ class SyncWorker(Worker):
 
     def serve(self, app: LoadedApp) -> None:
         ctx = driver_context(self, app, multithread=False)
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
+        wake_r = self.signal_pipe()
         selector = selectors.DefaultSelector()
         names = {}
         for listener in self.listeners:
@@ -42,7 +37,7 @@ class SyncWorker(Worker):
             self.heartbeat.notify()
             for key, _ in selector.select(timeout=self.heartbeat_interval()):
                 if key.fileobj == wake_r:
-                    _drain(wake_r)
+                    drain_pipe(wake_r)
                     continue
                 listener = cast(socket.socket, key.fileobj)
                 try:
@@ -73,11 +68,3 @@ class SyncWorker(Worker):
                     return
         finally:
             session.close()
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass

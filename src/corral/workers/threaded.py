@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import select
-import signal
 import socket
 import threading
 import time
 
 from corral.drivers.blocking import DriverContext, Session
 from corral.gateway.loader import LoadedApp
-from corral.workers.base import Worker
+from corral.workers.base import Worker, drain_pipe
 from corral.workers.context import driver_context
 from corral.workers.pool import PoolTuner, ThreadSlot
 
@@ -178,16 +176,13 @@ class ThreadedWorker(Worker):
     # -- the main thread: signals, heartbeat, pool size, idle connections, graceful stop ----------
 
     def _monitor(self) -> None:
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_r, False)
-        os.set_blocking(wake_w, False)
-        signal.set_wakeup_fd(wake_w)
+        wake_r = self.signal_pipe()
         next_sweep = 0.0
         stop_by = 0.0
         idle_wait = self.heartbeat_interval()
         while True:
             select.select([wake_r], [], [], MONITOR_INTERVAL)
-            _drain(wake_r)
+            drain_pipe(wake_r)
             now = time.monotonic()
             # Threads mark progress each time they come back from epoll; when all of them are
             # stuck in the app, the heartbeat stops and the arbiter kills us after ``timeout``.
@@ -232,11 +227,3 @@ class ThreadedWorker(Worker):
             if now >= session.deadline:
                 session.expire()
             self._close(session)
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
