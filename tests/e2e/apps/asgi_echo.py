@@ -2,8 +2,8 @@
 
 The runner judges requests in WSGI terms, so the scope is translated the way a WSGI server
 would present it: PATH_INFO is the percent-decoded raw path as latin-1, headers become
-``HTTP_*`` keys (repeats joined with ", ", names with "_" dropped as corral's WSGI gateway
-does by default), and the body is read to its end.
+``HTTP_*`` keys (repeats joined with ", "; names with "_" are already left out of the scope
+by corral under the default header_map), and the body is read to its end.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ def _environ_headers(scope: dict[str, Any]) -> tuple[dict[str, str], str | None,
     for raw_name, raw_value in scope["headers"]:
         name = raw_name.decode("latin-1").upper()
         value = raw_value.decode("latin-1")
-        if "_" in name:
-            continue
         if name == "CONTENT-TYPE":
             ctype = value if ctype is None else ctype + ", " + value
         elif name == "CONTENT-LENGTH":
