@@ -71,6 +71,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.lingering = False
         self.lingered = 0
         self.write_paused = False
+        self.write_blocked = False  # write_paused or lost: drain() would wait or raise
         self.read_paused = False
         self.stalled_at = 0.0  # since when the cycle waits on the client (0: it does not)
         self.closing_at = 0.0
@@ -127,6 +128,7 @@ class HTTPProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self.write_blocked = True
         self.ctx.connections.discard(self)
         _wake(self._drain_waiter)
         _wake(self._data_waiter)
@@ -136,11 +138,12 @@ class HTTPProtocol(asyncio.Protocol):
         self.ctx.on_closed()
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self.write_paused = self.write_blocked = True
         self.stalled_at = self.loop.time()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        self.write_blocked = self.lost
         self.stalled_at = 0.0
         _wake(self._drain_waiter)
 
@@ -196,7 +199,8 @@ class HTTPProtocol(asyncio.Protocol):
 
     def response_complete(self) -> None:
         """The response is written: a ``receive()`` waiting for disconnect may return."""
-        _wake(self._gone_waiter)
+        if self._gone_waiter is not None:
+            _wake(self._gone_waiter)
 
     def pause_reading(self) -> None:
         """Stop reading until resume_reading() (the app is not keeping up)."""
@@ -245,7 +249,7 @@ class HTTPProtocol(asyncio.Protocol):
             return
         cycle = HTTPCycle(ctx.gateway, self, req, self.peer)
         self.cycle = cycle
-        self.task = self.loop.create_task(self._run_cycle(cycle))
+        self.task = self.loop.create_task(cycle.run())
 
     def _apply_proxy(self) -> None:
         self.proxied = False
@@ -271,13 +275,14 @@ class HTTPProtocol(asyncio.Protocol):
         self.ws = session
         self.task = self.loop.create_task(session.run())
 
-    async def _run_cycle(self, cycle: HTTPCycle) -> None:
-        await cycle.run()
+    def cycle_done(self, cycle: HTTPCycle) -> None:
+        """The cycle's task is ending: discard what is left of the body, serve the next request."""
         self.cycle = None
         self.task = None
         if self.lost:
             return
-        self.resume_reading()
+        if self.read_paused:
+            self.resume_reading()
         if not cycle.complete or not self.conn.keep_alive:
             self._linger()
             return

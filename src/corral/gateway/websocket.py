@@ -56,6 +56,7 @@ class WSChannel(Protocol):
     """What a WebSocket session needs from the driver."""
 
     conn: ServerConnection
+    write_blocked: bool  # drain() would wait or raise: checked before awaiting it
 
     @property
     def disconnected(self) -> bool:
@@ -225,7 +226,8 @@ class WebSocketSession:
             raise ClientDisconnect("the WebSocket is closed")
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
-        await self.channel.drain()
+        if self.channel.write_blocked:
+            await self.channel.drain()
 
     def _send_connecting(self, kind: str, message: Message) -> None:
         if self._denial_started:
