@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import struct
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from wsproto.connection import Connection
+    from wsproto.events import CloseConnection
 
     from corral.gateway.asgi import ASGIGateway, Peer
     from corral.http.events import Request
@@ -32,6 +35,8 @@ CLOSE_TIMEOUT = 5.0
 EARLY_LIMIT = 65536
 
 _CONNECTING, _OPEN, _CLOSING, _CLOSED, _REJECTED = range(5)
+# RFC 6455 §5.2: FIN set, no RSV bits (we negotiate no extension), and the opcode.
+_FIN_TEXT, _FIN_BINARY = 0x81, 0x82
 
 
 def engine_available() -> bool:
@@ -41,6 +46,42 @@ def engine_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+class _Engine:
+    """wsproto's names, imported once (wsproto is an optional extra, so not at import time)."""
+
+    __slots__ = ("Connection", "ConnectionType", "close_event", "closing", "messages", "ping")
+
+    def __init__(self) -> None:
+        from wsproto.connection import Connection, ConnectionState, ConnectionType
+        from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+
+        self.Connection = Connection
+        self.ConnectionType = ConnectionType
+        self.closing = (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED)
+        self.close_event = CloseConnection
+        self.messages = (TextMessage, BytesMessage)
+        self.ping = Ping
+
+
+@functools.cache
+def _engine() -> _Engine:
+    return _Engine()
+
+
+def data_frame(opcode_byte: int, payload: bytes) -> bytes:
+    """One whole, unmasked server data frame (RFC 6455 §5.2: a server never masks).
+
+    wsproto's general path (events, fragmentation state, extensions) costs several times more
+    per message; with no extension negotiated the frame is just this header and the payload.
+    """
+    n = len(payload)
+    if n < 126:
+        return bytes((opcode_byte, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", opcode_byte, 126, n) + payload
+    return struct.pack("!BBQ", opcode_byte, 127, n) + payload
 
 
 @dataclass(frozen=True)
@@ -206,17 +247,15 @@ class WebSocketSession:
         if state == _CONNECTING:
             self._send_connecting(kind, message)
         elif state == _OPEN and kind == "websocket.send":
-            ws = self.ws
-            assert ws is not None
-            from wsproto.events import BytesMessage, TextMessage
-
-            data, text = message.get("bytes"), message.get("text")
+            # _OPEN means wsproto's state is OPEN too: every close sets our state first.
+            data = message.get("bytes")
             if data is not None:
-                self.channel.write(ws.send(BytesMessage(data=bytes(data))))
-            elif text is not None:
-                self.channel.write(ws.send(TextMessage(data=str(text))))
+                self.channel.write(data_frame(_FIN_BINARY, bytes(data)))
             else:
-                raise RuntimeError("websocket.send needs 'bytes' or 'text'")
+                text = message.get("text")
+                if text is None:
+                    raise RuntimeError("websocket.send needs 'bytes' or 'text'")
+                self.channel.write(data_frame(_FIN_TEXT, str(text).encode("utf-8")))
         elif state == _OPEN and kind == "websocket.close":
             self._send_close(int(message.get("code") or NORMAL), str(message.get("reason") or ""))
         elif state in (_CLOSING, _CLOSED, _REJECTED) and kind in (
@@ -255,8 +294,7 @@ class WebSocketSession:
             raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
 
     def _accept(self, message: Message) -> None:
-        from wsproto.connection import Connection, ConnectionType
-
+        engine = _engine()
         subprotocol = message.get("subprotocol")
         extra = app_headers(message.get("headers", ()))
         self.headers = accept_headers(self.key, subprotocol, extra)
@@ -267,7 +305,7 @@ class WebSocketSession:
         self.next_ping = self.loop.time() + self.settings.ping_interval
         trailing = conn.trailing_data + bytes(self._early)
         self._early = bytearray()
-        self.ws = Connection(ConnectionType.SERVER)
+        self.ws = engine.Connection(engine.ConnectionType.SERVER)
         if trailing:
             self.feed(trailing)
 
@@ -299,22 +337,19 @@ class WebSocketSession:
             return
         if self.state == _CLOSED:
             return
-        from wsproto.connection import ConnectionState
-        from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-
-        now = self.loop.time()
-        self.next_ping = now + self.settings.ping_interval
+        engine = _engine()
+        self.next_ping = self.loop.time() + self.settings.ping_interval
         self.pong_deadline = 0.0
         ws.receive_data(data)
         for event in ws.events():
-            if isinstance(event, (TextMessage, BytesMessage)):
-                if not self._fragment(event.data, event.message_finished, event):
+            if isinstance(event, engine.messages):
+                if not self._fragment(event.data, event.message_finished):
                     return
-            elif isinstance(event, Ping):
+            elif isinstance(event, engine.ping):
                 if self.state == _OPEN:  # RFC 6455 §5.5.3: no pong after our close frame
                     self._write(ws.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                if ws.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED):
+            elif isinstance(event, engine.close_event):
+                if ws.state in engine.closing:
                     self._peer_closed(event.code, event.reason or "")
                 else:
                     # wsproto reports a frame it could not parse as a close with the code
@@ -322,7 +357,7 @@ class WebSocketSession:
                     self.fail(event.code, event.reason or "")
                 return
 
-    def _fragment(self, data: Any, finished: bool, event: Any) -> bool:
+    def _fragment(self, data: Any, finished: bool) -> bool:
         """Collect one piece of a message; False when the message is too large."""
         self._size += (
             len(data)
@@ -363,12 +398,10 @@ class WebSocketSession:
 
     def _peer_closed(self, code: int, reason: str) -> None:
         """The peer's close frame: answer it (unless we closed first), then close TCP."""
-        from wsproto.events import CloseConnection
-
         ws = self.ws
         assert ws is not None
         if self.state == _OPEN:
-            self._write(ws.send(CloseConnection(code=code, reason=reason)))
+            self._write(ws.send(_engine().close_event(code=code, reason=reason)))
         self._close_code, self._close_reason = code, reason
         self._finish()
 
@@ -380,14 +413,13 @@ class WebSocketSession:
         self._finish()
 
     def _send_close(self, code: int, reason: str) -> None:
-        from wsproto.events import CloseConnection
-
         ws = self.ws
         if ws is None or self.state != _OPEN:
             return
         self.state = _CLOSING
         self.close_deadline = self.loop.time() + CLOSE_TIMEOUT
-        self._write(ws.send(CloseConnection(code=code, reason=reason or None)))
+        close: type[CloseConnection] = _engine().close_event
+        self._write(ws.send(close(code=code, reason=reason or None)))
 
     def _finish(self) -> None:
         self.state = _CLOSED
@@ -421,11 +453,9 @@ class WebSocketSession:
         elif self.pong_deadline and now >= self.pong_deadline:
             self.fail(INTERNAL_ERROR, "keepalive ping timeout")
         elif now >= self.next_ping and not self.pong_deadline:
-            from wsproto.events import Ping
-
             ws = self.ws
             assert ws is not None
-            self._write(ws.send(Ping(payload=b"corral")))
+            self._write(ws.send(_engine().ping(payload=b"corral")))
             self.next_ping = now + self.settings.ping_interval
             if self.settings.ping_timeout > 0:
                 self.pong_deadline = now + self.settings.ping_timeout
