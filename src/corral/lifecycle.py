@@ -40,6 +40,10 @@ class Bookkeeping:
         self.pre_request = _configured(worker.cfg, "pre_request")
         self.post_request = _configured(worker.cfg, "post_request")
         self.record = None if isinstance(metrics, NullMetrics) else metrics.request
+        # Nothing reads a request's outcome: no access log, no post_request hook, no metrics.
+        self.quiet = (
+            not self.log.access_enabled and self.post_request is None and self.record is None
+        )
 
     def begin(self, req: Request) -> None:
         """Before the app: the pre_request hook (its exceptions are the caller's to answer)."""
@@ -137,16 +141,19 @@ class RequestLifecycle:
         except Exception:
             self.log.exception("Error handling request %s", req.target)
             keep = self._fail(500, state, transport)
-        outcome = Outcome(
-            env_base.get("REMOTE_ADDR", ""),
-            env_base.get("REMOTE_PORT"),
-            state.status,
-            state.body_bytes,
-            state.headers,
-            started,
-            time.perf_counter() - t0,
-        )
-        self.books.end(req, environ, state, outcome)
+        if self.books.quiet:
+            self.worker.request_done()
+        else:
+            outcome = Outcome(
+                env_base.get("REMOTE_ADDR", ""),
+                env_base.get("REMOTE_PORT"),
+                state.status,
+                state.body_bytes,
+                state.headers,
+                started,
+                time.perf_counter() - t0,
+            )
+            self.books.end(req, environ, state, outcome)
         if not keep or not conn.keep_alive:
             return False
         try:

@@ -45,12 +45,11 @@ def status_line(status: int, reason: str | None) -> str:
     """``HTTP/1.1 <status> <reason>\\r\\n``; the standard phrase when ``reason`` is None."""
     if type(status) is not int or not 100 <= status <= 999:
         raise LocalProtocolError(f"invalid status code {status!r}")
-    if reason is None:
-        line = _STATUS_LINES.get(status)
-        if line is not None:
-            return line
-        reason = ""
-    return f"HTTP/1.1 {status} {reason}\r\n"
+    line = _STATUS_LINES.get(status)
+    # WSGI apps give the phrase with the status ("200 OK"); the standard one needs no new line.
+    if line is not None and (reason is None or line[13:-2] == reason):
+        return line
+    return f"HTTP/1.1 {status} {reason or ''}\r\n"
 
 
 def _field_name(name: str) -> str:
