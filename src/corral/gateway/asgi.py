@@ -200,6 +200,9 @@ class ASGIGateway:
         duration: float,
     ) -> None:
         """After every request, once: the shared bookkeeping (access log, hooks, metrics)."""
+        if self.books.quiet:
+            self.worker.request_done()
+            return
         client = peer.client
         outcome = Outcome(
             client[0] if client else "",
