@@ -19,7 +19,18 @@ SHRINK_AFTER = 30.0
 class ThreadSlot:
     """One pool thread's bookkeeping: whether it is busy, and its CPU and wall time when busy."""
 
-    __slots__ = ("_c0", "_w0", "busy_since", "cpu", "retire", "thread", "wall")
+    __slots__ = (
+        "_c0",
+        "_w0",
+        "busy_since",
+        "cpu",
+        "retire",
+        "runq_seen",
+        "runq_tick",
+        "thread",
+        "tid",
+        "wall",
+    )
 
     def __init__(self) -> None:
         self.busy_since = 0.0
@@ -27,8 +38,21 @@ class ThreadSlot:
         self.wall = 0.0
         self.retire = False
         self.thread: threading.Thread | None = None
+        self.tid = 0  # the kernel's thread id, set by the thread itself
+        self.runq_seen = 0.0  # run-queue wait read at tick runq_tick
+        self.runq_tick = -1
         self._c0 = 0.0
         self._w0 = 0.0
+
+    def runqueue_wait(self) -> float | None:
+        """Seconds this thread has spent runnable but not running (Linux schedstat), if known."""
+        if not self.tid:
+            return None
+        try:
+            with open(f"/proc/self/task/{self.tid}/schedstat", "rb") as f:
+                return int(f.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
 
     def begin(self) -> None:
         """The thread picked up work."""
@@ -60,6 +84,7 @@ class PoolTuner:
         self.slots: list[ThreadSlot] = []
         self._last = (time.perf_counter(), time.process_time(), 0.0, 0.0)
         self._calm_since = time.monotonic()
+        self._tick = 0
         self.grow(self.minimum)
 
     def grow(self, count: int) -> None:
@@ -84,17 +109,41 @@ class PoolTuner:
         # keeps long computations from growing it.
         running = sum(now - max(s.busy_since, last_now) for s in live if s.busy_since)
         busy_wall = wall - last_wall + running
+        self._tick += 1
         if busy == len(live) and len(live) < self.maximum and busy_wall > 0:
-            waiting = 1.0 - (cpu - last_cpu) / busy_wall
-            process_cpu = (proc - last_proc) / max(now - last_now, 1e-6)
-            if waiting > WAITING_SHARE and process_cpu < PROCESS_CPU_BOUND:
-                self.grow(len(live))
+            runq = self._runqueue_delta(live)
+            if runq is not None:
+                # Off-CPU time that was spent waiting for a core is not waiting on I/O: on a
+                # busy machine a computing thread would otherwise look like a blocked one.
+                waiting = 1.0 - (cpu - last_cpu + runq) / busy_wall
+                process_cpu = (proc - last_proc) / max(now - last_now, 1e-6)
+                if waiting > WAITING_SHARE and process_cpu < PROCESS_CPU_BOUND:
+                    self.grow(len(live))
             self._calm_since = time.monotonic()
         elif busy * 2 > len(live):
             self._calm_since = time.monotonic()
         elif len(live) > self.minimum and time.monotonic() - self._calm_since > SHRINK_AFTER:
             live[-1].retire = True
             self._calm_since = time.monotonic()
+
+    def _runqueue_delta(self, live: list[ThreadSlot]) -> float | None:
+        """Run-queue wait of the live threads since the previous tick; None without a baseline.
+
+        Read only on ticks where growing is considered, so a steady pool reads nothing. A
+        thread whose count is unavailable (not Linux, or not started yet) counts as zero.
+        """
+        total = 0.0
+        complete = True
+        for slot in live:
+            seen = slot.runqueue_wait()
+            if seen is None:
+                continue
+            if slot.runq_tick == self._tick - 1:
+                total += seen - slot.runq_seen
+            else:
+                complete = False
+            slot.runq_seen, slot.runq_tick = seen, self._tick
+        return total if complete else None
 
     def join(self, timeout: float) -> None:
         """Wait (bounded) for the threads to notice the worker is stopping."""

@@ -64,6 +64,7 @@ class ThreadedWorker(Worker):
         return thread
 
     def _thread_main(self, slot: ThreadSlot) -> None:
+        slot.tid = threading.get_native_id()
         poll = self.ep.poll
         listening = self.listening
         idle_wait = self.heartbeat_interval()
