@@ -95,3 +95,29 @@ def test_slot_accounts_busy_time() -> None:
     assert slot.busy_since > 0
     slot.end()
     assert slot.busy_since == 0.0 and slot.wall >= 0.0 and slot.cpu >= 0.0
+
+
+def test_time_spent_waiting_for_a_core_does_not_grow_the_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tuner = make(2, 16)
+    runq = {id(slot): 0.0 for slot in tuner.slots}
+    monkeypatch.setattr(ThreadSlot, "runqueue_wait", lambda self: runq.get(id(self)))
+    all_busy(tuner, time.perf_counter())
+    tuner.tune()  # the first reading is only a baseline
+    assert len(tuner.slots) == 2
+    for slot in tuner.slots:
+        runq[id(slot)] += 1.0  # the whole busy time was spent runnable, waiting for a CPU
+    idle_window()
+    tuner.tune()
+    assert len(tuner.slots) == 2
+
+
+def test_time_blocked_off_the_run_queue_grows_the_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    tuner = make(2, 16)
+    monkeypatch.setattr(ThreadSlot, "runqueue_wait", lambda self: 0.0)
+    all_busy(tuner, time.perf_counter())
+    tuner.tune()  # baseline
+    idle_window()
+    tuner.tune()
+    assert len(tuner.slots) == 4
