@@ -83,25 +83,25 @@ def legacy_write(environ: Environ, start_response: StartResponse) -> list[bytes]
     return [b"returned"]
 
 
-def file_wrapper(environ: Environ, start_response: StartResponse) -> Any:
+def _file_body() -> Any:
+    """An open regular file holding FILE_BODY (unlinked; closed through the file wrapper)."""
     fd, path = tempfile.mkstemp()
     with os.fdopen(fd, "wb") as f:
         f.write(FILE_BODY)
     handle = open(path, "rb")  # noqa: SIM115 - closed by the server through the wrapper
     os.unlink(path)
+    return handle
+
+
+def file_wrapper(environ: Environ, start_response: StartResponse) -> Any:
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
-    return environ["wsgi.file_wrapper"](handle, 65536)
+    return environ["wsgi.file_wrapper"](_file_body(), 65536)
 
 
 def file_short_length(environ: Environ, start_response: StartResponse) -> Any:
     """A file wrapper whose Content-Length (5) is shorter than the file (1 MiB)."""
-    fd, path = tempfile.mkstemp()
-    with os.fdopen(fd, "wb") as f:
-        f.write(FILE_BODY)
-    handle = open(path, "rb")  # noqa: SIM115 - closed by the server through the wrapper
-    os.unlink(path)
     start_response("200 OK", [("Content-Length", "5")])
-    return environ["wsgi.file_wrapper"](handle, 65536)
+    return environ["wsgi.file_wrapper"](_file_body(), 65536)
 
 
 class Closing:
