@@ -89,12 +89,19 @@ def test_shrinks_back_after_a_calm_period(monkeypatch: pytest.MonkeyPatch) -> No
     assert not any(s.retire for s in tuner.slots[:2])  # never below the starting size
 
 
-def test_slot_accounts_busy_time() -> None:
+def test_slot_accounts_busy_time_on_a_sample_of_requests() -> None:
     slot = ThreadSlot()
-    slot.begin()
-    assert slot.busy_since > 0
-    slot.end()
-    assert slot.busy_since == 0.0 and slot.wall >= 0.0 and slot.cpu >= 0.0
+    for n in range(1, pool.SAMPLE_EVERY + 1):
+        slot.begin()
+        assert slot.busy_since > 0
+        time.sleep(0.002)
+        slot.end()
+        assert slot.busy_since == 0.0
+        if n < pool.SAMPLE_EVERY:
+            assert slot.wall == 0.0  # not measured yet
+    # The measured request counts for the whole sample: about SAMPLE_EVERY x 2 ms of wall time.
+    assert slot.wall >= 0.002 * pool.SAMPLE_EVERY
+    assert 0.0 <= slot.cpu < slot.wall  # it slept: little CPU
 
 
 def test_time_spent_waiting_for_a_core_does_not_grow_the_pool(

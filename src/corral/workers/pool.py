@@ -12,6 +12,8 @@ AUTO_MAX_THREADS = 128
 WAITING_SHARE = 0.5
 # ...and the whole process used less than this much of one core (beyond it, the GIL is the wall).
 PROCESS_CPU_BOUND = 0.8
+# Busy time is measured on one request in this many (and scaled), to keep syscalls off the path.
+SAMPLE_EVERY = 8
 # Retire one extra thread after this long with at most half of the pool busy.
 SHRINK_AFTER = 30.0
 
@@ -21,6 +23,7 @@ class ThreadSlot:
 
     __slots__ = (
         "_c0",
+        "_n",
         "_w0",
         "busy_since",
         "cpu",
@@ -41,8 +44,9 @@ class ThreadSlot:
         self.tid = 0  # the kernel's thread id, set by the thread itself
         self.runq_seen = 0.0  # run-queue wait read at tick runq_tick
         self.runq_tick = -1
-        self._c0 = 0.0
+        self._c0 = 0.0  # thread CPU time at the start of a measured request; 0 when not measuring
         self._w0 = 0.0
+        self._n = 0
 
     def runqueue_wait(self) -> float | None:
         """Seconds this thread has spent runnable but not running (Linux schedstat), if known."""
@@ -56,13 +60,20 @@ class ThreadSlot:
 
     def begin(self) -> None:
         """The thread picked up work."""
-        self._w0 = self.busy_since = time.perf_counter()
-        self._c0 = time.thread_time()
+        self.busy_since = time.perf_counter()
+        self._n += 1
+        if not self._n % SAMPLE_EVERY:
+            # thread_time() is a real syscall (~0.6 µs here, against 0.05 µs for perf_counter):
+            # one request in SAMPLE_EVERY is measured, and counted SAMPLE_EVERY times.
+            self._w0 = self.busy_since
+            self._c0 = time.thread_time()
 
     def end(self) -> None:
         """The thread is going back to wait for work."""
-        self.cpu += time.thread_time() - self._c0
-        self.wall += time.perf_counter() - self._w0
+        if self._c0:
+            self.cpu += (time.thread_time() - self._c0) * SAMPLE_EVERY
+            self.wall += (time.perf_counter() - self._w0) * SAMPLE_EVERY
+            self._c0 = 0.0
         self.busy_since = 0.0
 
 
