@@ -154,15 +154,7 @@ class RequestLifecycle:
                 time.perf_counter() - t0,
             )
             self.books.end(req, environ, state, outcome)
-        if not keep or not conn.keep_alive:
-            return False
-        try:
-            if req.content_length is None and not req.chunked:
-                # No body: the next event is this request's end.
-                return type(conn.next_event()) is EndOfMessage
-            return body.drain(DRAIN_LIMIT)
-        except (ProtocolError, ClientDisconnected):
-            return False
+        return keep and conn.keep_alive and _body_finished(req, conn, body)
 
     def _fail(self, status: int, state: ResponseState, transport: Transport) -> bool:
         """Answer with an error page when no response has started; the connection then closes."""
@@ -173,6 +165,17 @@ class RequestLifecycle:
                 transport.sendall(render_error(status, server=self.server_header))
             except ClientDisconnected:
                 pass
+        return False
+
+
+def _body_finished(req: Request, conn: ServerConnection, body: WSGIInput) -> bool:
+    """Read the request to its end so the next one can start; False when it cannot be."""
+    try:
+        if req.content_length is None and not req.chunked:
+            # No body: the next event is this request's end.
+            return type(conn.next_event()) is EndOfMessage
+        return body.drain(DRAIN_LIMIT)
+    except (ProtocolError, ClientDisconnected):
         return False
 
 

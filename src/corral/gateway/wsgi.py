@@ -206,24 +206,34 @@ class WSGIGateway:
 
         result = self.app(environ, start_response)
         try:
-            if type(result) is list and len(result) == 1 and state.status and not state.head_sent:
-                body = result[0]
-                out = conn.send_full(state.status, state.headers, body, state.reason)
-                state.head_sent = True
-                state.body_bytes = len(body)
-                transport.sendall(out)
-                self._note_suppressed(conn, state)
-            elif isinstance(result, FileWrapper) and self._sendfile_ok and result.fileno() >= 0:
-                self._send_file(state, conn, transport, result)
-            else:
-                for chunk in result:
-                    if chunk:
-                        self._send_chunk(state, conn, transport, chunk)
-                self._finish(state, conn, transport)
+            self._write(result, state, conn, transport)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+    def _write(
+        self,
+        result: Iterable[bytes],
+        state: ResponseState,
+        conn: ServerConnection,
+        transport: Transport,
+    ) -> None:
+        """Send what the app returned: one buffer, a file, or the pieces of an iterable."""
+        if type(result) is list and len(result) == 1 and state.status and not state.head_sent:
+            body = result[0]
+            out = conn.send_full(state.status, state.headers, body, state.reason)
+            state.head_sent = True
+            state.body_bytes = len(body)
+            transport.sendall(out)
+            self._note_suppressed(conn, state)
+        elif isinstance(result, FileWrapper) and self._sendfile_ok and result.fileno() >= 0:
+            self._send_file(state, conn, transport, result)
+        else:
+            for chunk in result:
+                if chunk:
+                    self._send_chunk(state, conn, transport, chunk)
+            self._finish(state, conn, transport)
 
     def _send_chunk(
         self, state: ResponseState, conn: ServerConnection, transport: Transport, data: bytes

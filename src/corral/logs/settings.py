@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from corral.metrics import MetricsSettings
 
-class LogSettings(Protocol):
+
+class LogSettings(MetricsSettings, Protocol):
     """The subset of `corral.config.Config` the logger reads (gunicorn's setting names).
 
-    Read-only properties, so both plain attributes and properties satisfy it.
+    Read-only properties, so both plain attributes and properties satisfy it. The statsd
+    settings come from `MetricsSettings`: the logger builds its metrics back end from them.
     """
 
     @property
@@ -40,9 +43,3 @@ class LogSettings(Protocol):
     def disable_redirect_access_to_syslog(self) -> bool: ...
     @property
     def proc_name(self) -> str | None: ...
-    @property
-    def statsd_host(self) -> str | None: ...
-    @property
-    def statsd_prefix(self) -> str: ...
-    @property
-    def dogstatsd_tags(self) -> str: ...

@@ -6,6 +6,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from corral.drivers.blocking import DriverContext, Session
 from corral.gateway.loader import LoadedApp
@@ -110,18 +111,9 @@ class ThreadedWorker(Worker):
         finally:
             # Counted first, so that worker_connections holds; re-armed whatever happened.
             self._rearm_listener(lfd)
-        try:
-            # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
-            # waits for it), so try it now instead of a round trip through epoll.
-            keep = session.read_ready()
-        except BaseException:
-            self._close(session)
-            raise
-        if keep:
-            self.claims.pop(session, None)
-            self.ep.register(session.fd, ARMED)
-        else:
-            self._close(session)
+        # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
+        # waits for it), so read it now instead of after a round trip through epoll.
+        self._read_and_rearm(session, self.ep.register)
 
     def _rearm_listener(self, lfd: int) -> None:
         if not self.accepting:
@@ -147,21 +139,25 @@ class ThreadedWorker(Worker):
         session = self.sessions.get(fd)
         if session is None or self.claims.setdefault(session, slot) is not slot:
             return
+        self._read_and_rearm(session, self.ep.modify)
+
+    def _read_and_rearm(self, session: Session, arm: Callable[[int, int], None]) -> None:
+        """Serve what a claimed connection has sent, then give it back to epoll, or close it."""
         try:
             keep = session.read_ready()
         except BaseException:
             self._close(session)
             raise
-        if keep:
-            # The claim must go before re-arming: an event that fires in between would find
-            # the connection claimed, be dropped, and leave the socket disarmed.
-            self.claims.pop(session, None)
-            try:
-                self.ep.modify(fd, ARMED)
-            except (OSError, ValueError):
-                pass  # closed meanwhile by a graceful stop, or the epoll is gone
-        else:
+        if not keep:
             self._close(session)
+            return
+        # The claim must go before re-arming: an event that fires in between would find the
+        # connection claimed, be dropped, and leave the socket disarmed.
+        self.claims.pop(session, None)
+        try:
+            arm(session.fd, ARMED)
+        except (OSError, ValueError):
+            pass  # closed meanwhile by a graceful stop, or the epoll is gone
 
     def _close(self, session: Session) -> None:
         """Close a connection this thread has claimed."""
