@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import NoReturn
@@ -78,6 +79,8 @@ def start_new_master(
         if pid == 0:
             try:
                 signals.reset_in_child()
+                # exec keeps the signal mask: the new master must start with its signals open.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, signals.signals)
                 before_exec()
             finally:
                 exec_new_master(master_pid, listeners, cwd, log)

@@ -117,10 +117,12 @@ class SignalQueue:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)
 
     def reset_in_child(self) -> None:
-        """In a forked child: default dispositions, no wakeup fd, the pipe closed, unblocked.
+        """In a forked child: default dispositions, no wakeup fd, the pipe closed.
 
-        The worker installs its own handlers; until then a signal must act as it would on any
-        fresh process, not be queued in a copy of the arbiter's queue that nobody reads.
+        The signals stay blocked (as they were across fork) until the worker has installed its
+        own handlers and unblocks them (`Worker._install_signals`): a TERM sent while the worker
+        boots is then a graceful stop once it can act on it, with its exit hooks, rather than the
+        default action killing it mid-boot. None is queued in a copy of the arbiter's queue.
         """
         signal.set_wakeup_fd(-1)
         for signum in self.signals:
@@ -128,7 +130,6 @@ class SignalQueue:
         self._previous.clear()
         self._queue.clear()
         self._close()
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)
 
     def _close(self) -> None:
         for fd in (self._read_fd, self._write_fd):

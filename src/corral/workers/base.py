@@ -169,6 +169,11 @@ class Worker:
         signal.signal(signal.SIGABRT, self._on_abort)
         signal.signal(signal.SIGUSR1, self._on_usr1)
         signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+        # The arbiter forks with these blocked; a signal sent while we booted is delivered now,
+        # to the handlers above.
+        signal.pthread_sigmask(
+            signal.SIG_UNBLOCK, {getattr(signal, "SIG" + name) for name in (*_HANDLED, "CHLD")}
+        )
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         self.alive = False
