@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +16,8 @@ from tests.e2e.rawhttp import RawClient, request
 Factory = Callable[..., CorralProcess]
 
 ONE_THREAD = ["-k", "threaded", "-w", "1", "--threads", "1", "--max-threads", "1"]
+# Two fixed threads: one can follow its connection while the other watches epoll.
+TWO_THREADS = ["-k", "threaded", "-w", "1", "--threads", "2", "--max-threads", "2"]
 
 
 def test_idle_keepalive_connection_holds_no_thread(corral_factory: Factory) -> None:
@@ -101,3 +106,98 @@ def test_pool_grows_while_every_thread_waits(corral_factory: Factory) -> None:
     )  # fmt: skip
     meetings = [InFlight(server.addr, "/barrier") for _ in range(4)]
     assert [m.result() for m in meetings] == [(200, "met")] * 4
+
+
+def test_connections_outnumbering_threads_take_turns(corral_factory: Factory) -> None:
+    # Five busy keep-alive clients, two threads. A thread only stays with its connection while
+    # the other one watches epoll; otherwise the clients that came first would be served again
+    # and again while the rest wait.
+    server = corral_factory(*TWO_THREADS, "-b", "127.0.0.1:0", "behaviours:app")
+    rounds = 10
+    firsts: list[float] = []
+    lasts: list[float] = []
+    failures: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            with RawClient(server.addr, timeout=30) as c:
+                for n in range(rounds):
+                    c.send(request("GET", "/sleep?0.01"))
+                    assert c.read_response().body == b"slept"
+                    if n == 0:
+                        firsts.append(time.monotonic())
+                lasts.append(time.monotonic())
+        except BaseException as exc:
+            failures.append(exc)
+
+    clients = [threading.Thread(target=client) for _ in range(5)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(60)
+    assert not failures and len(lasts) == 5
+    # Every client had its first answer before any client had its tenth.
+    assert max(firsts) < min(lasts)
+
+
+def test_followed_connection_after_a_pause_and_after_a_burst(corral_factory: Factory) -> None:
+    server = corral_factory(*TWO_THREADS, "-b", "127.0.0.1:0", "behaviours:app")
+    with RawClient(server.addr) as c:
+        for n in range(20):  # back to back: the thread that answered waits for the next one
+            c.send(request("GET", f"/burst{n}"))
+            assert c.read_response().body == f"hello /burst{n}".encode()
+        time.sleep(0.3)  # past the follow window: the connection went back to epoll
+        c.send(request("GET", "/after"))
+        assert c.read_response().body == b"hello /after"
+        c.send(request("GET", "/a") + request("GET", "/b"))  # pipelined
+        assert c.read_response().body == b"hello /a"
+        assert c.read_response().body == b"hello /b"
+
+
+def test_head_trickling_on_a_followed_connection_still_times_out(
+    corral_factory: Factory,
+) -> None:
+    server = corral_factory(
+        *TWO_THREADS, "--header-timeout", "1", "-b", "127.0.0.1:0", "behaviours:app"
+    )
+    with RawClient(server.addr) as c:
+        c.send(request("GET", "/"))
+        assert c.read_response().status == 200
+        c.send(b"GET /late HTTP/1.1\r\nHo")  # within the follow window, then nothing more
+        started = time.monotonic()
+        assert c.read_response().status == 408
+        assert time.monotonic() - started < 5
+        assert c.at_eof()
+
+
+def test_default_socket_timeout_set_by_the_app_does_not_close_keepalive(
+    corral_factory: Factory,
+) -> None:
+    server = corral_factory(*TWO_THREADS, "-b", "127.0.0.1:0", "default_timeout:app")
+    with RawClient(server.addr) as c:
+        c.send(request("GET", "/one"))
+        assert c.read_response().body == b"hello /one"
+        time.sleep(0.6)  # twice the app's default timeout
+        c.send(request("GET", "/two"))
+        assert c.read_response().body == b"hello /two"
+
+
+def test_client_that_stops_reading_a_sent_file_is_given_up_after_the_timeout(
+    corral_factory: Factory,
+) -> None:
+    # Sockets are in blocking mode here, and os.sendfile takes no flags: a blocking sendfile
+    # would wait for the client forever, where the transport must give up after --timeout.
+    server = corral_factory(*TWO_THREADS, "--timeout", "2", "-b", "127.0.0.1:0", "behaviours:app")
+    with socket.socket() as c:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        c.connect(server.addr)
+        c.sendall(request("GET", "/file?32"))  # 32 MiB, far more than both socket buffers
+        time.sleep(6)  # not reading: the server's writes stall, and it gives up
+        c.settimeout(10)
+        received = 0
+        while chunk := c.recv(1 << 20):
+            received += len(chunk)
+    assert 0 < received < 32 * (1 << 20)
+    with RawClient(server.addr) as other:  # the thread that gave up serves again
+        other.send(request("GET", "/after"))
+        assert other.read_response().body == b"hello /after"

@@ -8,7 +8,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from corral.drivers.transport import ClientDisconnected, SocketTransport, wait_fd
+from corral.drivers.transport import (
+    NOWAIT,
+    RECV_SIZE,
+    ClientDisconnected,
+    SocketTransport,
+    wait_fd,
+)
 from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import Limits, ServerConnection
 from corral.http.errors import ProtocolError, render_error
@@ -77,15 +83,27 @@ class Session:
     def read_ready(self) -> bool:
         """Read what the socket holds now and serve every complete request; False to close."""
         try:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(RECV_SIZE, NOWAIT)
         except BlockingIOError:
             return True
         except OSError:
             return False
-        if not data:
-            self.conn.receive_data(b"")
-        else:
-            self.conn.receive_data(data)
+        self.conn.receive_data(data)
+        return self.serve_buffered(bool(data))
+
+    def read_next(self) -> bool | None:
+        """Block for the client's next bytes (up to the socket's receive timeout) and serve them.
+
+        None when nothing came in time; otherwise what ``read_ready`` returns. Only for a
+        socket set up by ``wait_in_kernel``: on a non-blocking one it returns None at once.
+        """
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return False
+        self.conn.receive_data(data)
         return self.serve_buffered(bool(data))
 
     def serve_buffered(self, got_bytes: bool = True) -> bool:
@@ -146,7 +164,7 @@ class Session:
         if self.in_head:
             self.errored = True
             try:
-                self.sock.send(render_error(408, server=self.ctx.lifecycle.server_header))
+                self.sock.send(render_error(408, server=self.ctx.lifecycle.server_header), NOWAIT)
             except OSError:
                 pass
 
@@ -166,7 +184,7 @@ class Session:
                 for _ in range(LINGER_READS):
                     if not wait_fd(self.fd, select.POLLIN, deadline - time.monotonic()):
                         break
-                    if not sock.recv(65536):
+                    if not sock.recv(RECV_SIZE, NOWAIT):
                         break
             except OSError:
                 pass

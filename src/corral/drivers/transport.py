@@ -1,13 +1,18 @@
-"""Blocking reads and writes with deadlines over a non-blocking socket (sync and threaded)."""
+"""Blocking reads and writes with deadlines over a client socket (sync and threaded)."""
 
 from __future__ import annotations
 
 import os
 import select
 import socket
+import struct
 import time
 
 RECV_SIZE = 65536
+# Every read and write of the transport is a single non-blocking attempt first, whatever the
+# socket's own mode: the threaded worker keeps its sockets in blocking mode (see
+# wait_in_kernel), the sync worker does not.
+NOWAIT = socket.MSG_DONTWAIT
 
 
 class ClientDisconnected(Exception):
@@ -23,11 +28,29 @@ def wait_fd(fd: int, events: int, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000.0))
 
 
-class SocketTransport:
-    """One client socket (kept non-blocking) seen as blocking calls bounded by ``timeout``.
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
-    The socket stays non-blocking so the fast path is a single syscall; ``poll`` is only used
-    when the kernel has nothing for us yet, or no room.
+
+def wait_in_kernel(sock: socket.socket, recv_wait: float) -> None:
+    """Put ``sock`` in blocking mode, where a plain ``recv`` waits at most ``recv_wait``.
+
+    That plain ``recv`` then waits for the next request in one syscall, and one GIL release,
+    instead of a poll followed by a read. The transport itself never blocks in the kernel: its
+    reads and writes pass MSG_DONTWAIT, and its sendfile makes the socket non-blocking first.
+    """
+    if sock.gettimeout() is not None:
+        # socket.setdefaulttimeout() in the app would make Python poll before every call.
+        sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(recv_wait))
+
+
+class SocketTransport:
+    """One client socket seen as blocking calls bounded by ``timeout``.
+
+    Each call first tries once without waiting, so the fast path is a single syscall; ``poll``
+    is only used when the kernel has nothing for us yet, or no room.
     """
 
     __slots__ = ("fd", "sock", "timeout")
@@ -45,7 +68,7 @@ class SocketTransport:
         """Wait until the monotonic ``deadline`` for bytes; ``b""`` when the peer closed."""
         while True:
             try:
-                return self.sock.recv(RECV_SIZE)
+                return self.sock.recv(RECV_SIZE, NOWAIT)
             except BlockingIOError:
                 pass
             except OSError as exc:
@@ -56,7 +79,7 @@ class SocketTransport:
     def sendall(self, data: bytes) -> None:
         """Write every byte, waiting (bounded by ``timeout`` per stall) while the peer is slow."""
         try:
-            sent = self.sock.send(data)
+            sent = self.sock.send(data, NOWAIT)
         except BlockingIOError:
             sent = 0
         except OSError as exc:
@@ -68,7 +91,7 @@ class SocketTransport:
             if not wait_fd(self.fd, select.POLLOUT, self.timeout):
                 raise ClientDisconnected("timed out waiting for the client to read")
             try:
-                view = view[self.sock.send(view) :]
+                view = view[self.sock.send(view, NOWAIT) :]
             except BlockingIOError:
                 continue
             except OSError as exc:
@@ -76,6 +99,17 @@ class SocketTransport:
 
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send up to ``count`` bytes of ``fd`` from ``offset`` with the kernel's sendfile."""
+        if self.sock.getblocking():
+            # os.sendfile takes no MSG_DONTWAIT, and on a blocking socket it waits for the
+            # whole count, unbounded: SO_SNDTIMEO does not cover it (seen on Linux 6.18).
+            self.sock.setblocking(False)
+            try:
+                return self._sendfile(fd, offset, count)
+            finally:
+                self.sock.setblocking(True)
+        return self._sendfile(fd, offset, count)
+
+    def _sendfile(self, fd: int, offset: int, count: int) -> int:
         while True:
             try:
                 return os.sendfile(self.fd, fd, offset, count)

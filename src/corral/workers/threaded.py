@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from corral.drivers.blocking import DriverContext, Session
+from corral.drivers.transport import wait_in_kernel
 from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
 from corral.workers.context import driver_context
@@ -16,6 +17,11 @@ from corral.workers.pool import PoolTuner, ThreadSlot
 
 ARMED = select.EPOLLIN | select.EPOLLONESHOT
 MONITOR_INTERVAL = 0.1
+# How long a thread with spare threads behind it waits on its own connection for the next
+# request before giving the connection back to epoll. A client on a busy keep-alive connection
+# (a load balancer's pool, a page's subresources) sends again within this; one that does not
+# costs a parked thread for this long, which the spare threads cover meanwhile.
+FOLLOW_SECONDS = 0.05
 _SWEEPER = object()  # the monitor's claim on a connection it closes
 
 
@@ -27,6 +33,12 @@ class ThreadedWorker(Worker):
     and a pool, no queue, no re-registration dance. A connection that is idle or still sending
     its head holds no thread; it only takes one when its bytes are there. The pool grows when
     every thread is busy and the busy time is spent waiting rather than computing (see pool.py).
+
+    After answering, a thread follows its connection for a moment (FOLLOW_SECONDS, a blocking
+    read) while another thread is watching epoll: with threads to spare, each busy connection
+    gets one to itself, and a request costs one wake-up instead of an epoll round trip. When no
+    thread is left watching, it hands the connection back to epoll at once, so that connections
+    outnumbering threads still take their turns in order.
     """
 
     kind = "threaded"
@@ -41,6 +53,7 @@ class ThreadedWorker(Worker):
         # for the next connection, and a stale event or sweep must not touch that one.
         self.claims: dict[Session, object] = {}
         self.paused: set[int] = set()  # listeners left disarmed at worker_connections
+        self.watching: set[ThreadSlot] = set()  # threads waiting in epoll for work
         self.listening: dict[int, tuple[socket.socket, object]] = {}
         self.accepting = True
         self.running = True
@@ -69,11 +82,15 @@ class ThreadedWorker(Worker):
         poll = self.ep.poll
         listening = self.listening
         idle_wait = self.heartbeat_interval()
+        watching = self.watching
         while self.running and not slot.retire:
+            watching.add(slot)
             try:
                 events = poll(idle_wait, 1)
             except OSError:
                 return
+            finally:
+                watching.discard(slot)
             self.progress = time.monotonic()
             for fd, _ in events:
                 slot.begin()
@@ -99,7 +116,7 @@ class ThreadedWorker(Worker):
             self._rearm_listener(lfd)
             return
         try:
-            sock.setblocking(False)
+            wait_in_kernel(sock, FOLLOW_SECONDS)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             session = Session(sock, peer, sockname, self.ctx)
@@ -145,6 +162,8 @@ class ThreadedWorker(Worker):
         """Serve what a claimed connection has sent, then give it back to epoll, or close it."""
         try:
             keep = session.read_ready()
+            if keep:
+                keep = self._follow(session)
         except BaseException:
             self._close(session)
             raise
@@ -158,6 +177,20 @@ class ThreadedWorker(Worker):
             arm(session.fd, ARMED)
         except (OSError, ValueError):
             pass  # closed meanwhile by a graceful stop, or the epoll is gone
+
+    def _follow(self, session: Session) -> bool:
+        """Serve the connection's next requests while other threads watch epoll; False to close.
+
+        A head still arriving goes back to epoll, where the sweep enforces its deadline.
+        """
+        ctx = self.ctx
+        while self.watching and not session.in_head and not ctx.closing:
+            served = session.read_next()
+            if served is None:
+                return True
+            if not served:
+                return False
+        return True
 
     def _close(self, session: Session) -> None:
         """Close a connection this thread has claimed."""

@@ -83,19 +83,22 @@ def legacy_write(environ: Environ, start_response: StartResponse) -> list[bytes]
     return [b"returned"]
 
 
-def _file_body() -> Any:
-    """An open regular file holding FILE_BODY (unlinked; closed through the file wrapper)."""
+def _file_body(copies: int = 1) -> Any:
+    """An open regular file holding FILE_BODY ``copies`` times (unlinked; closed by the server)."""
     fd, path = tempfile.mkstemp()
     with os.fdopen(fd, "wb") as f:
-        f.write(FILE_BODY)
+        for _ in range(copies):
+            f.write(FILE_BODY)
     handle = open(path, "rb")  # noqa: SIM115 - closed by the server through the wrapper
     os.unlink(path)
     return handle
 
 
 def file_wrapper(environ: Environ, start_response: StartResponse) -> Any:
+    """FILE_BODY through wsgi.file_wrapper; ``?N`` sends it N times (N MiB)."""
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
-    return environ["wsgi.file_wrapper"](_file_body(), 65536)
+    copies = int(environ.get("QUERY_STRING") or "1")
+    return environ["wsgi.file_wrapper"](_file_body(copies), 65536)
 
 
 def file_short_length(environ: Environ, start_response: StartResponse) -> Any:
