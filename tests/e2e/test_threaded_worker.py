@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -201,3 +202,74 @@ def test_client_that_stops_reading_a_sent_file_is_given_up_after_the_timeout(
     with RawClient(server.addr) as other:  # the thread that gave up serves again
         other.send(request("GET", "/after"))
         assert other.read_response().body == b"hello /after"
+
+
+def test_clients_thinking_between_requests_do_not_grow_the_pool(corral_factory: Factory) -> None:
+    # Twenty keep-alive clients, each pausing 2 ms between quick requests. The threads following
+    # them wait on the clients, not on the app: the pool must not mistake that for blocked
+    # requests and grow (it grows only for requests that wait, see pool.py). Counting that
+    # wait as busy time grew this pool to 8 threads.
+    server = corral_factory(
+        "-k", "threaded", "-w", "1", "--threads", "2", "--max-threads", "16",
+        "-b", "127.0.0.1:0", "behaviours:app",
+    )  # fmt: skip
+    with RawClient(server.addr) as probe:
+        probe.send(request("GET", "/pid"))
+        worker = int(probe.read_response().body)
+    failures: list[BaseException] = []
+
+    def client() -> None:
+        try:
+            with RawClient(server.addr) as c:
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:
+                    c.send(request("GET", "/quick"))
+                    assert c.read_response().body == b"hello /quick"
+                    time.sleep(0.002)
+        except BaseException as exc:
+            failures.append(exc)
+
+    clients = [threading.Thread(target=client) for _ in range(20)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join(30)
+    assert not failures
+    # The worker's main thread and its two pool threads, nothing more.
+    assert len(os.listdir(f"/proc/{worker}/task")) == 3
+
+
+def test_head_left_behind_by_a_pipelined_request_gets_header_timeout(
+    corral_factory: Factory,
+) -> None:
+    server = corral_factory(
+        *ONE_THREAD, "--header-timeout", "1", "--keep-alive", "60",
+        "-b", "127.0.0.1:0", "behaviours:app",
+    )  # fmt: skip
+    with RawClient(server.addr) as c:
+        # One whole request and the start of the next, in one send; then nothing.
+        c.send(request("GET", "/first") + b"GET /second HTTP/1.1\r\nHo")
+        assert c.read_response().body == b"hello /first"
+        started = time.monotonic()
+        assert c.read_response().status == 408  # header_timeout, not keep-alive's 60 s
+        assert time.monotonic() - started < 5
+
+
+def test_many_heads_expiring_at_once_are_answered_together(corral_factory: Factory) -> None:
+    # The monitor expires them in one sweep; lingering half a second after each 408 there
+    # would spread the answers over seconds and hold up the heartbeat meanwhile.
+    server = corral_factory(
+        *ONE_THREAD, "--header-timeout", "1", "-b", "127.0.0.1:0", "behaviours:app"
+    )
+    clients = [RawClient(server.addr, timeout=10) for _ in range(8)]
+    try:
+        for c in clients:
+            c.send(b"GET /slow HTTP/1.1\r\nHo")
+        answered = []
+        for c in clients:
+            assert c.read_response().status == 408
+            answered.append(time.monotonic())
+        assert max(answered) - min(answered) < 1.0
+    finally:
+        for c in clients:
+            c.close()

@@ -26,6 +26,20 @@ class Pieces:
         raise AssertionError("no interim response was expected")
 
 
+class StallsOnce(Pieces):
+    """Like Pieces, but the third read fails once, as a client stalling past the timeout."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        super().__init__(data, size)
+        self.reads = 0
+
+    def recv(self) -> bytes:
+        self.reads += 1
+        if self.reads == 3:
+            raise TimeoutError("the client stopped sending")
+        return super().recv()
+
+
 def stream(piece: int, body: bytes = BODY, chunked: bool = False) -> WSGIInput:
     if chunked:
         head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -80,3 +94,14 @@ def test_read_zero_returns_nothing_and_loses_nothing() -> None:
     body = stream(10)
     assert body.read(0) == b""
     assert body.read() == BODY
+
+
+def test_bytes_read_before_a_failed_read_are_not_lost() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(BODY)
+    conn = ServerConnection(Limits())
+    conn.receive_data(head)
+    assert type(conn.next_event()) is Request
+    body = WSGIInput(conn, StallsOnce(BODY, 10))
+    with pytest.raises(TimeoutError):
+        body.read(100)  # two pieces arrive, the third read fails
+    assert body.read(100) == BODY[:100]

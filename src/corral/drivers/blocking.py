@@ -88,21 +88,23 @@ class Session:
             return True
         except OSError:
             return False
-        self.conn.receive_data(data)
-        return self.serve_buffered(bool(data))
+        return self.take(data)
 
-    def read_next(self) -> bool | None:
-        """Block for the client's next bytes (up to the socket's receive timeout) and serve them.
+    def wait_next(self) -> bytes | None:
+        """Block for the client's next bytes, up to the socket's receive timeout.
 
-        None when nothing came in time; otherwise what ``read_ready`` returns. Only for a
-        socket set up by ``wait_in_kernel``: on a non-blocking one it returns None at once.
+        None when nothing came in time; ``b""`` when the peer closed or the connection failed.
+        Only for a socket set up by ``wait_in_kernel``: on a non-blocking one it is None at once.
         """
         try:
-            data = self.sock.recv(RECV_SIZE)
+            return self.sock.recv(RECV_SIZE)
         except BlockingIOError:
             return None
         except OSError:
-            return False
+            return b""
+
+    def take(self, data: bytes) -> bool:
+        """Feed bytes read from the socket and serve what they complete; False to close."""
         self.conn.receive_data(data)
         return self.serve_buffered(bool(data))
 
@@ -117,7 +119,9 @@ class Session:
                 self.reject(exc.status)
                 return False
             if event is NEED_DATA:
-                if got_bytes and not self.in_head:
+                # A head has begun when this read brought bytes, or when a pipelined request
+                # left the start of the next one behind: either way header_timeout applies.
+                if not self.in_head and (got_bytes or conn.buffered):
                     self.in_head = True
                     self.deadline = time.monotonic() + ctx.header_timeout
                 return True
@@ -168,24 +172,27 @@ class Session:
             except OSError:
                 pass
 
-    def close(self) -> None:
-        """Close the socket; after an error response, linger briefly first.
+    def close(self, linger: float = LINGER_SECONDS) -> None:
+        """Close the socket; after an error response, linger up to ``linger`` seconds first.
 
         Closing with unread bytes in the receive queue makes the kernel send RST, which can
         destroy the error response before the client reads it. So after an error we stop
         sending, then read and discard what the peer still sends, for a bounded time and
-        amount (the "lingering close" of RFC 9112 §9.6), before closing.
+        amount (the "lingering close" of RFC 9112 §9.6), before closing. With ``linger`` 0,
+        only what has already arrived is discarded.
         """
         sock = self.sock
         if self.errored:
             try:
                 sock.shutdown(socket.SHUT_WR)
-                deadline = time.monotonic() + LINGER_SECONDS
+                deadline = time.monotonic() + linger
                 for _ in range(LINGER_READS):
-                    if not wait_fd(self.fd, select.POLLIN, deadline - time.monotonic()):
-                        break
-                    if not sock.recv(RECV_SIZE, NOWAIT):
-                        break
+                    try:
+                        if not sock.recv(RECV_SIZE, NOWAIT):
+                            break
+                    except BlockingIOError:
+                        if not wait_fd(self.fd, select.POLLIN, deadline - time.monotonic()):
+                            break
             except OSError:
                 pass
         sock.close()

@@ -94,12 +94,17 @@ class WSGIInput:
         total = len(data)
         if total < size and data:
             parts = [data]
-            while total < size:
-                more = self._pull()
-                if not more:
-                    break
-                parts.append(more)
-                total += len(more)
+            try:
+                while total < size:
+                    more = self._pull()
+                    if not more:
+                        break
+                    parts.append(more)
+                    total += len(more)
+            except BaseException:
+                # The core has let go of these bytes: keep them for a read after the error.
+                self._buf += b"".join(parts)
+                raise
             data = b"".join(parts)
         if total > size:
             self._buf += memoryview(data)[size:]

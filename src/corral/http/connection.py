@@ -453,6 +453,11 @@ class ServerConnection:
         return self._switched
 
     @property
+    def buffered(self) -> bool:
+        """Bytes were received and not consumed yet (the start of the next head, say)."""
+        return bool(self._buf)
+
+    @property
     def trailing_data(self) -> bytes:
         """Bytes received and not consumed (after a switch: the new protocol's)."""
         return bytes(self._buf)

@@ -27,6 +27,7 @@ class ThreadSlot:
         "_w0",
         "busy_since",
         "cpu",
+        "following",
         "retire",
         "runq_seen",
         "runq_tick",
@@ -37,6 +38,7 @@ class ThreadSlot:
 
     def __init__(self) -> None:
         self.busy_since = 0.0
+        self.following = False  # waiting on its own connection for the next request
         self.cpu = 0.0
         self.wall = 0.0
         self.retire = False
@@ -115,13 +117,17 @@ class PoolTuner:
         self.slots = [s for s in self.slots if not s.retire or _running(s)]
         live = [s for s in self.slots if not s.retire]
         busy = sum(1 for s in live if s.busy_since)
+        # A thread following its connection takes no new work, so it counts against capacity;
+        # but its wait is the client's think time, not the app's, so it adds no waiting share
+        # (begin/end exclude it) and does not hold off shrinking.
+        engaged = sum(1 for s in live if s.busy_since or s.following)
         # Requests still running count as waiting for this tick's share of their time: a pool
         # whose every thread sits in a long request must grow too. The process CPU bound below
         # keeps long computations from growing it.
         running = sum(now - max(s.busy_since, last_now) for s in live if s.busy_since)
         busy_wall = wall - last_wall + running
         self._tick += 1
-        if busy == len(live) and len(live) < self.maximum and busy_wall > 0:
+        if engaged == len(live) and len(live) < self.maximum and busy_wall > 0:
             runq = self._runqueue_delta(live)
             if runq is not None:
                 # Off-CPU time that was spent waiting for a core is not waiting on I/O: on a

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from corral.drivers.blocking import DriverContext, Session
+from corral.drivers.blocking import LINGER_SECONDS, DriverContext, Session
 from corral.drivers.transport import wait_in_kernel
 from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
@@ -130,7 +130,7 @@ class ThreadedWorker(Worker):
             self._rearm_listener(lfd)
         # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
         # waits for it), so read it now instead of after a round trip through epoll.
-        self._read_and_rearm(session, self.ep.register)
+        self._read_and_rearm(session, slot, self.ep.register)
 
     def _rearm_listener(self, lfd: int) -> None:
         if not self.accepting:
@@ -156,14 +156,16 @@ class ThreadedWorker(Worker):
         session = self.sessions.get(fd)
         if session is None or self.claims.setdefault(session, slot) is not slot:
             return
-        self._read_and_rearm(session, self.ep.modify)
+        self._read_and_rearm(session, slot, self.ep.modify)
 
-    def _read_and_rearm(self, session: Session, arm: Callable[[int, int], None]) -> None:
+    def _read_and_rearm(
+        self, session: Session, slot: ThreadSlot, arm: Callable[[int, int], None]
+    ) -> None:
         """Serve what a claimed connection has sent, then give it back to epoll, or close it."""
         try:
             keep = session.read_ready()
             if keep:
-                keep = self._follow(session)
+                keep = self._follow(session, slot)
         except BaseException:
             self._close(session)
             raise
@@ -178,27 +180,31 @@ class ThreadedWorker(Worker):
         except (OSError, ValueError):
             pass  # closed meanwhile by a graceful stop, or the epoll is gone
 
-    def _follow(self, session: Session) -> bool:
+    def _follow(self, session: Session, slot: ThreadSlot) -> bool:
         """Serve the connection's next requests while other threads watch epoll; False to close.
 
         A head still arriving goes back to epoll, where the sweep enforces its deadline.
         """
         ctx = self.ctx
-        while self.watching and not session.in_head and not ctx.closing:
-            served = session.read_next()
-            if served is None:
+        while self.watching and not session.in_head and not ctx.closing and not slot.retire:
+            slot.end()  # the wait below is the client's time, not a request's (see pool.py)
+            slot.following = True
+            data = session.wait_next()
+            slot.following = False
+            slot.begin()
+            if data is None:
                 return True
-            if not served:
+            if not session.take(data):
                 return False
         return True
 
-    def _close(self, session: Session) -> None:
+    def _close(self, session: Session, linger: float = LINGER_SECONDS) -> None:
         """Close a connection this thread has claimed."""
         fd = session.fd
         # Only this session's entry: the fd number may already belong to a newer connection.
         if self.sessions.get(fd) is session:
             del self.sessions[fd]
-        session.close()
+        session.close(linger)
         self.claims.pop(session, None)
         if self.paused:
             self._resume_listeners()
@@ -256,4 +262,6 @@ class ThreadedWorker(Worker):
         for session in expired:
             if now >= session.deadline:
                 session.expire()
-            self._close(session)
+            # No waiting here: the monitor sweeps every connection and beats the heartbeat,
+            # and half a second per expired head would stall both.
+            self._close(session, linger=0.0)
