@@ -472,3 +472,15 @@ def test_field_name_memos_stay_bounded() -> None:
         conn.send_full(200, [(f"X-Out-{batch}-{i}", "v") for i in range(90)], b"")
     assert len(readers._NAME_CACHE) <= readers._NAME_CACHE_MAX
     assert len(writers._NAME_CACHE) <= writers._NAME_CACHE_MAX
+
+
+def test_host_check_is_remembered_only_for_valid_values() -> None:
+    # Valid hosts are remembered (bounded); a bad one is checked every time, however many
+    # good ones came first, and a port out of range is refused after the same name passed.
+    for n in range(300):
+        assert request_of(connection(b"GET / HTTP/1.1\r\nHost: h%d:80\r\n\r\n" % n)).path == "/"
+    for bad in (b"a b", b"user@host", b"h1:99999", b"[::1"):
+        conn = connection(b"GET / HTTP/1.1\r\nHost: " + bad + b"\r\n\r\n")
+        with pytest.raises(ProtocolError) as err:
+            conn.next_event()
+        assert err.value.status == 400
