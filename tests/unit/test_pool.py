@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -128,3 +129,53 @@ def test_time_blocked_off_the_run_queue_grows_the_pool(monkeypatch: pytest.Monke
     idle_window()
     tuner.tune()
     assert len(tuner.slots) == 4
+
+
+def real_pool(block: Callable[[], object]) -> PoolTuner:
+    """A tuner over real threads that each block in ``block``, so the kernel says where."""
+
+    def start(slot: ThreadSlot) -> threading.Thread:
+        def run() -> None:
+            slot.tid = threading.get_native_id()
+            block()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    tuner = PoolTuner(2, 16, start)
+    deadline = time.monotonic() + 5
+    while not all(s.tid and s.kernel_wait() not in (None, "0") for s in tuner.slots):
+        assert time.monotonic() < deadline, "the threads did not block"
+        time.sleep(0.01)
+    return tuner
+
+
+def two_ticks(tuner: PoolTuner, request_age: float) -> int:
+    """Two growth ticks with every thread inside a request begun ``request_age`` ago."""
+    for _ in range(2):  # the first tick only takes the run-queue baseline
+        idle_window()
+        for slot in tuner.slots:
+            slot.busy_since = time.perf_counter() - request_age
+        tuner.tune()
+    return len(tuner.slots)
+
+
+def test_requests_asleep_on_io_grow_the_pool() -> None:
+    tuner = real_pool(lambda: time.sleep(60))
+    assert two_ticks(tuner, request_age=0.0) == 4
+
+
+def test_short_waits_on_a_futex_are_the_gil_and_do_not_grow_the_pool() -> None:
+    lock = threading.Lock()
+    lock.acquire()
+    tuner = real_pool(lock.acquire)
+    assert two_ticks(tuner, request_age=0.0) == 2
+
+
+def test_requests_waiting_long_on_an_app_lock_grow_the_pool() -> None:
+    # Another request may be the one to release it: with no new thread, none would come.
+    lock = threading.Lock()
+    lock.acquire()
+    tuner = real_pool(lock.acquire)
+    assert two_ticks(tuner, request_age=pool.GIL_WAIT_BOUND * 4) == 4

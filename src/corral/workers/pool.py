@@ -14,6 +14,9 @@ WAITING_SHARE = 0.5
 PROCESS_CPU_BOUND = 0.8
 # Busy time is measured on one request in this many (and scaled), to keep syscalls off the path.
 SAMPLE_EVERY = 8
+# A request asleep on a futex for longer than this waits on the app's own lock or event (another
+# request may be the one to set it), not on the GIL, which changes hands every few ms.
+GIL_WAIT_BOUND = 0.05
 # Retire one extra thread after this long with at most half of the pool busy.
 SHRINK_AFTER = 30.0
 
@@ -58,6 +61,16 @@ class ThreadSlot:
             with open(f"/proc/self/task/{self.tid}/schedstat", "rb") as f:
                 return int(f.read().split()[1]) / 1e9
         except (OSError, ValueError, IndexError):
+            return None
+
+    def kernel_wait(self) -> str | None:
+        """Where this thread sleeps in the kernel (Linux wchan; "0" when running), if known."""
+        if not self.tid:
+            return None
+        try:
+            with open(f"/proc/self/task/{self.tid}/wchan", encoding="ascii") as f:
+                return f.read()
+        except (OSError, ValueError):
             return None
 
     def begin(self) -> None:
@@ -134,7 +147,11 @@ class PoolTuner:
                 # busy machine a computing thread would otherwise look like a blocked one.
                 waiting = 1.0 - (cpu - last_cpu + runq) / busy_wall
                 process_cpu = (proc - last_proc) / max(now - last_now, 1e-6)
-                if waiting > WAITING_SHARE and process_cpu < PROCESS_CPU_BOUND:
+                if (
+                    waiting > WAITING_SHARE
+                    and process_cpu < PROCESS_CPU_BOUND
+                    and _waiting_on_io(live, now)
+                ):
                     self.grow(len(live))
             self._calm_since = time.monotonic()
         elif busy * 2 > len(live):
@@ -168,6 +185,31 @@ class PoolTuner:
         for slot in self.slots:
             if slot.thread is not None:
                 slot.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _waiting_on_io(live: list[ThreadSlot], now: float) -> bool:
+    """Whether the busy threads sleep on I/O rather than on the GIL.
+
+    A thread waiting for the GIL is off the CPU and off the run queue too, so with two or more
+    threads on CPU-bound requests that wait looked like I/O and grew the pool to 32 threads on
+    `hello`, each one only adding switching. So at the tick where growing is considered, each
+    busy thread's kernel wait channel is read. Asleep on a socket, a timer or poll is I/O; on a
+    futex it is the GIL, unless the request has lasted past GIL_WAIT_BOUND, when it waits on the
+    app's own lock or event (another request may be the one to release it: the pool must grow).
+    More threads on I/O than on the GIL, or no way to tell, lets the pool grow.
+    """
+    on_io = on_lock = 0
+    for slot in live:
+        if not slot.busy_since:
+            continue
+        where = slot.kernel_wait()
+        if where is None:
+            return True  # not Linux, or not started yet: the other signals decide
+        if "futex" in where and now - slot.busy_since < GIL_WAIT_BOUND:
+            on_lock += 1
+        elif where.strip() != "0":
+            on_io += 1
+    return on_io > on_lock
 
 
 def _running(slot: ThreadSlot) -> bool:
