@@ -269,7 +269,9 @@ def test_many_heads_expiring_at_once_are_answered_together(corral_factory: Facto
         for c in clients:
             assert c.read_response().status == 408
             answered.append(time.monotonic())
-        assert max(answered) - min(answered) < 1.0
+        # Lingering would spread them over 8 x 0.5 s; a sweep (once a second) falling between
+        # two deadlines may split them over two sweeps, which is still well under that.
+        assert max(answered) - min(answered) < 2.0
     finally:
         for c in clients:
             c.close()
