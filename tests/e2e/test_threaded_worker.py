@@ -21,6 +21,25 @@ ONE_THREAD = ["-k", "threaded", "-w", "1", "--threads", "1", "--max-threads", "1
 TWO_THREADS = ["-k", "threaded", "-w", "1", "--threads", "2", "--max-threads", "2"]
 
 
+def in_parallel(count: int, client: Callable[[], None]) -> list[BaseException]:
+    """Run ``client`` in ``count`` threads at once; what they raised."""
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            client()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a client is still running"
+    return failures
+
+
 def test_idle_keepalive_connection_holds_no_thread(corral_factory: Factory) -> None:
     server = corral_factory(*ONE_THREAD, "-b", "127.0.0.1:0", "behaviours:app")
     with RawClient(server.addr) as idle, RawClient(server.addr, timeout=5) as other:
@@ -117,26 +136,19 @@ def test_connections_outnumbering_threads_take_turns(corral_factory: Factory) ->
     rounds = 10
     firsts: list[float] = []
     lasts: list[float] = []
-    failures: list[BaseException] = []
+    all_connected = threading.Barrier(5, timeout=30)
 
     def client() -> None:
-        try:
-            with RawClient(server.addr, timeout=30) as c:
-                for n in range(rounds):
-                    c.send(request("GET", "/sleep?0.01"))
-                    assert c.read_response().body == b"slept"
-                    if n == 0:
-                        firsts.append(time.monotonic())
-                lasts.append(time.monotonic())
-        except BaseException as exc:
-            failures.append(exc)
+        with RawClient(server.addr, timeout=30) as c:
+            all_connected.wait()  # no client gets a head start while the others connect
+            for n in range(rounds):
+                c.send(request("GET", "/sleep?0.01"))
+                assert c.read_response().body == b"slept"
+                if n == 0:
+                    firsts.append(time.monotonic())
+            lasts.append(time.monotonic())
 
-    clients = [threading.Thread(target=client) for _ in range(5)]
-    for t in clients:
-        t.start()
-    for t in clients:
-        t.join(60)
-    assert not failures and len(lasts) == 5
+    assert in_parallel(5, client) == [] and len(lasts) == 5
     # Every client had its first answer before any client had its tenth.
     assert max(firsts) < min(lasts)
 
@@ -216,25 +228,16 @@ def test_clients_thinking_between_requests_do_not_grow_the_pool(corral_factory: 
     with RawClient(server.addr) as probe:
         probe.send(request("GET", "/pid"))
         worker = int(probe.read_response().body)
-    failures: list[BaseException] = []
 
     def client() -> None:
-        try:
-            with RawClient(server.addr) as c:
-                deadline = time.monotonic() + 2.0
-                while time.monotonic() < deadline:
-                    c.send(request("GET", "/quick"))
-                    assert c.read_response().body == b"hello /quick"
-                    time.sleep(0.002)
-        except BaseException as exc:
-            failures.append(exc)
+        with RawClient(server.addr) as c:
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:
+                c.send(request("GET", "/quick"))
+                assert c.read_response().body == b"hello /quick"
+                time.sleep(0.002)
 
-    clients = [threading.Thread(target=client) for _ in range(20)]
-    for t in clients:
-        t.start()
-    for t in clients:
-        t.join(30)
-    assert not failures
+    assert in_parallel(20, client) == []
     # The worker's main thread and its two pool threads, nothing more.
     assert len(os.listdir(f"/proc/{worker}/task")) == 3
 

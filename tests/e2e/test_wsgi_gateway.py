@@ -230,6 +230,9 @@ def test_file_wrapper_never_sends_past_the_apps_content_length(server: CorralPro
         if kind(server) == "threaded":
             # The next response starts right after those 5 bytes, not inside the file.
             assert c.read_response().body == b"hello /after"
+        else:
+            # The sync worker closes after each response: nothing past the 5 bytes comes first.
+            assert c.at_eof() and c.buf == b""
 
 
 def test_iterable_close_is_always_called(server: CorralProcess) -> None:

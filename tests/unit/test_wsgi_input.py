@@ -40,7 +40,9 @@ class StallsOnce(Pieces):
         return super().recv()
 
 
-def stream(piece: int, body: bytes = BODY, chunked: bool = False) -> WSGIInput:
+def stream(
+    piece: int, body: bytes = BODY, chunked: bool = False, source: type[Pieces] = Pieces
+) -> WSGIInput:
     if chunked:
         head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
         framed = b"".join(b"%x\r\n%s\r\n" % (len(body[i : i + 700]), body[i : i + 700])
@@ -51,7 +53,7 @@ def stream(piece: int, body: bytes = BODY, chunked: bool = False) -> WSGIInput:
     conn = ServerConnection(Limits())
     conn.receive_data(head)
     assert type(conn.next_event()) is Request
-    return WSGIInput(conn, Pieces(framed, piece))
+    return WSGIInput(conn, source(framed, piece))
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -97,11 +99,7 @@ def test_read_zero_returns_nothing_and_loses_nothing() -> None:
 
 
 def test_bytes_read_before_a_failed_read_are_not_lost() -> None:
-    head = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(BODY)
-    conn = ServerConnection(Limits())
-    conn.receive_data(head)
-    assert type(conn.next_event()) is Request
-    body = WSGIInput(conn, StallsOnce(BODY, 10))
+    body = stream(10, source=StallsOnce)
     with pytest.raises(TimeoutError):
         body.read(100)  # two pieces arrive, the third read fails
     assert body.read(100) == BODY[:100]

@@ -268,10 +268,8 @@ def _build_request(
     if host_value is None:
         if version == "1.1" and limits.require_host:
             raise ProtocolError(400, "missing Host header")  # RFC 9112 §3.2
-    elif host_value not in _HOST_CACHE:
+    else:
         _check_host(host_value)
-        if len(_HOST_CACHE) < _HOST_CACHE_MAX:
-            _HOST_CACHE.add(host_value)
     content_length = None if length is None else _content_length(length, limits)
     chunked = te is not None and _is_chunked(te, version, content_length)
     keep_alive, upgrade = request_persistence(version, method, conn, upgrade)
@@ -329,12 +327,16 @@ def _special_fields(
 
 def _check_host(value: str) -> None:
     """RFC 9110 §7.2: Host = uri-host [ ":" port ]; no userinfo, no whitespace."""
+    if value in _HOST_CACHE:
+        return
     m = HOST.fullmatch(value)
     if m is None:
         raise ProtocolError(400, "invalid Host header")
     port = m.group(1)
     if port and int(port) > 65535:
         raise ProtocolError(400, "invalid port in Host header")
+    if len(_HOST_CACHE) < _HOST_CACHE_MAX:
+        _HOST_CACHE.add(value)
 
 
 def _content_length(value: str, limits: Limits) -> int:

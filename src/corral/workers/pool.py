@@ -53,25 +53,28 @@ class ThreadSlot:
         self._w0 = 0.0
         self._n = 0
 
-    def runqueue_wait(self) -> float | None:
-        """Seconds this thread has spent runnable but not running (Linux schedstat), if known."""
+    def _task_file(self, name: str) -> bytes | None:
+        """This thread's /proc/self/task/<tid>/<name>; None off Linux or before it started."""
         if not self.tid:
             return None
         try:
-            with open(f"/proc/self/task/{self.tid}/schedstat", "rb") as f:
-                return int(f.read().split()[1]) / 1e9
-        except (OSError, ValueError, IndexError):
+            with open(f"/proc/self/task/{self.tid}/{name}", "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def runqueue_wait(self) -> float | None:
+        """Seconds this thread has spent runnable but not running (Linux schedstat), if known."""
+        text = self._task_file("schedstat")
+        try:
+            return None if text is None else int(text.split()[1]) / 1e9
+        except (ValueError, IndexError):
             return None
 
     def kernel_wait(self) -> str | None:
         """Where this thread sleeps in the kernel (Linux wchan; "0" when running), if known."""
-        if not self.tid:
-            return None
-        try:
-            with open(f"/proc/self/task/{self.tid}/wchan", encoding="ascii") as f:
-                return f.read()
-        except (OSError, ValueError):
-            return None
+        text = self._task_file("wchan")
+        return None if text is None else text.decode("ascii", "replace")
 
     def begin(self) -> None:
         """The thread picked up work."""
