@@ -119,14 +119,17 @@ class RequestLifecycle:
         trusted: bool,
     ) -> bool:
         """Serve one request; True when the connection may carry another one."""
+        books = self.books
+        quiet = books.quiet
         started = time.time() if self.log.access_enabled else 0.0
-        t0 = time.perf_counter()
+        t0 = 0.0 if quiet else time.perf_counter()
         state = ResponseState()
         body = WSGIInput(conn, transport)
         environ: dict[str, Any] = env_base
         keep = True
         try:
-            self.books.begin(req)
+            if books.pre_request is not None:
+                books.begin(req)
             environ = self.gateway.build_environ(env_base, trusted, req, body)
             self.gateway.run(environ, req, conn, transport, state)
         except ClientDisconnected as exc:
@@ -141,7 +144,7 @@ class RequestLifecycle:
         except Exception:
             self.log.exception("Error handling request %s", req.target)
             keep = self._fail(500, state, transport)
-        if self.books.quiet:
+        if quiet:
             self.worker.request_done()
         else:
             outcome = Outcome(
@@ -153,7 +156,7 @@ class RequestLifecycle:
                 started,
                 time.perf_counter() - t0,
             )
-            self.books.end(req, environ, state, outcome)
+            books.end(req, environ, state, outcome)
         return keep and conn.keep_alive and _body_finished(req, conn, body)
 
     def _fail(self, status: int, state: ResponseState, transport: Transport) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 from corral.http.errors import ProtocolError
 
@@ -42,9 +43,23 @@ class SchemeHeaders:
     def __init__(self, spec: dict[str, str]) -> None:
         self._secure = {name.lower(): value.lower() for name, value in (spec or {}).items()}
         self._lower: dict[str, str] = {}
+        # The environ keys these fields arrive under: a request whose environ has none of them
+        # carries no scheme field, and scanning its headers again can be skipped. None when a
+        # name holds "_", whose field may be dropped from the environ (see header_map).
+        self.environ_keys: frozenset[str] | None = frozenset(
+            "HTTP_" + name.upper().replace("-", "_") for name in self._secure
+        )
+        if any("_" in name for name in self._secure):
+            self.environ_keys = None
 
     def __bool__(self) -> bool:
         return bool(self._secure)
+
+    def may_be_in(self, environ: dict[str, Any]) -> bool:
+        """False only when the request behind ``environ`` carries none of these fields."""
+        keys = self.environ_keys
+        # Asked of the dict's view, isdisjoint() walks the smaller side (these few keys).
+        return keys is None or not environ.keys().isdisjoint(keys)
 
     def scheme(self, headers: list[tuple[str, str]]) -> str | None:
         """``https`` or ``http`` as the request's scheme fields say; None when none is present.

@@ -80,6 +80,7 @@ class WSGIGateway:
         self._header_map = cfg.header_map
         self._trusted = TrustedPeers(cfg.forwarded_allow_ips)
         self._schemes = SchemeHeaders(cfg.secure_scheme_headers)
+        self._scheme_fields = bool(self._schemes)
         self._forwarder = set(_names(cfg.forwarder_headers))
         self._sendfile_ok = cfg.sendfile is not False
         self._key_cache: dict[str, str] = {}
@@ -166,7 +167,7 @@ class WSGIGateway:
         if script and path.startswith(script):
             path = path[len(script) :]
         environ["PATH_INFO"] = path
-        if trusted and self._schemes:
+        if trusted and self._scheme_fields and self._schemes.may_be_in(environ):
             scheme = self._schemes.scheme(req.headers)
             if scheme is not None:
                 environ["wsgi.url_scheme"] = scheme

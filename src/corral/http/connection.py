@@ -15,7 +15,7 @@ from corral.http.events import (
     Request,
     Sentinel,
 )
-from corral.http.grammar import NOT_CTL
+from corral.http.grammar import CTL_MARKS
 from corral.http.limits import Limits
 from corral.http.proxy import ProxyInfo, parse_proxy
 from corral.http.readers import parse_head, request_line_pattern
@@ -84,7 +84,7 @@ class ServerConnection:
         if server_header is None:
             self._server_line = ""
         else:
-            if server_header.translate(None, NOT_CTL):
+            if server_header.translate(CTL_MARKS).count(1):
                 raise ValueError(f"invalid Server header value {server_header!r}")
             self._server_line = f"Server: {server_header.decode('latin-1')}\r\n"
         self._buf: bytes | bytearray = b""

@@ -11,12 +11,12 @@ from corral.http.grammar import (
     AUTHORITY,
     AUTHORITY_FORM,
     CONVENTIONAL_METHOD,
+    CTL_MARKS,
     FAST_REQUEST_LINE,
     FAST_REQUEST_LINE_ANY_METHOD,
     FIELD_VALUE_BAD,
     HOST,
     HTTP_VERSION,
-    NOT_CTL,
     REQUEST_TARGET,
     TOKEN,
 )
@@ -170,7 +170,7 @@ def parse_fields(
     """
     block = raw.decode("latin-1")
     lines = block.split("\r\n")
-    if len(raw.translate(None, NOT_CTL)) != 2 * len(lines) - 2 or (
+    if raw.translate(CTL_MARKS).count(1) != 2 * len(lines) - 2 or (
         limits.refuse_underscore_headers and "_" in block
     ):
         return _parse_fields_slow(lines, limits, special)
