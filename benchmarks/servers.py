@@ -66,6 +66,13 @@ def _corral_threaded(port: str, w: Workload, tmp: Path) -> Launch:
     return Launch(argv, f"{WORKERS} workers, {shown}")
 
 
+def _corral_threaded_pinned(port: str, w: Workload, tmp: Path) -> Launch:
+    # The same worker with each process pinned to a CPU of its own, as docs/settings.md advises
+    # when corral has the machine to itself.
+    launch = _corral_threaded(port, w, tmp)
+    return Launch([*launch.argv, "--cpu-affinity", "auto"], f"{launch.config}, cpu_affinity=auto")
+
+
 def _gunicorn_sync(port: str, w: Workload, tmp: Path) -> Launch:
     argv = _python("gunicorn", "-w", str(WORKERS), "-k", "sync", "-b", f"{HOST}:{port}", w.app)
     return Launch(argv, f"{WORKERS} workers")
@@ -164,6 +171,7 @@ def _nginx(port: str, w: Workload, tmp: Path) -> Launch:
 SERVERS: tuple[Server, ...] = (
     Server("corral-sync", "corral", _corral_sync),
     Server("corral-threaded", "corral", _corral_threaded),
+    Server("corral-threaded-pinned", "corral", _corral_threaded_pinned),
     Server("gunicorn-sync", "gunicorn", _gunicorn_sync),
     Server("gunicorn-gthread", "gunicorn", _gunicorn_gthread),
     Server("granian", "granian", _granian),

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from corral import __version__
 from corral.arbiter import reexec, reload
+from corral.arbiter.affinity import allowed_cpus, pick_cpu
 from corral.arbiter.children import Child, log_exit, run_child
 from corral.arbiter.daemon import daemonize
 from corral.arbiter.heartbeat import Heartbeat
@@ -58,6 +59,7 @@ class Arbiter:
         self._num_workers = cfg.workers
         self._worker_class: type[Worker]
         self._children: dict[int, Child] = {}
+        self._warned_affinity = False
         self._signals = SignalQueue()
         self._backoff = Backoff()
         self._pidfile: Pidfile | None = None
@@ -247,6 +249,7 @@ class Arbiter:
         if self.app is not None:
             worker.preloaded = self.app
         self._hook("pre_fork", self, worker)
+        cpu = self._cpu_for_next_worker()
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -254,15 +257,26 @@ class Arbiter:
                 pid = os.fork()
                 if pid == 0:
                     siblings = [child.heartbeat for child in self._children.values()]
-                    run_child(self, worker, self._signals, siblings, self._ids)
+                    run_child(self, worker, self._signals, siblings, self._ids, cpu)
         except OSError as exc:  # EAGAIN, ENOMEM: out of processes or memory for now
             heartbeat.close()
             delay = self._backoff.record(Exit(False, False, 1, 0.0), time.monotonic())
             self.log.error("Cannot fork a worker: %s; next try in %.1fs", exc, delay)
             return False
         worker.pid = pid
-        self._children[pid] = Child(worker, heartbeat, self._generation, heartbeat.created)
+        self._children[pid] = Child(worker, heartbeat, self._generation, heartbeat.created, cpu=cpu)
         return True
+
+    def _cpu_for_next_worker(self) -> int | None:
+        """With cpu_affinity = auto, the CPU the next worker is pinned to."""
+        if self.cfg.cpu_affinity != "auto":
+            return None
+        allowed = allowed_cpus()
+        if not allowed and not self._warned_affinity:
+            self._warned_affinity = True
+            self.log.warning("cpu_affinity = auto: this OS cannot pin processes; ignored")
+        taken = (child.cpu for child in self._children.values() if child.cpu is not None)
+        return pick_cpu(allowed, taken)
 
     # -- reaping -----------------------------------------------------------------------------------
 

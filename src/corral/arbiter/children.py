@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
+from corral.arbiter.affinity import pin_process
 from corral.arbiter.heartbeat import Heartbeat
 from corral.arbiter.plan import Phase, WorkerView
 from corral.arbiter.privileges import drop_privileges
@@ -32,6 +33,7 @@ class Child:
     spawned_at: float
     phase: Phase = Phase.ACTIVE
     phase_since: float = 0.0
+    cpu: int | None = None  # the CPU it is pinned to (cpu_affinity)
 
     def view(self) -> WorkerView:
         return WorkerView(
@@ -52,6 +54,7 @@ def run_child(
     signals: SignalQueue,
     siblings: Sequence[Heartbeat],
     ids: tuple[int, int] | None,
+    cpu: int | None = None,
 ) -> NoReturn:
     """The child side of fork: never returns into the arbiter's loop, whatever happens.
 
@@ -65,6 +68,8 @@ def run_child(
             heartbeat.close()  # the other workers' files: not ours to touch
         worker.pid = os.getpid()
         set_title("worker", server.proc_name)
+        if cpu is not None:
+            _pin(server.log, cpu)
         if ids is not None:
             drop_privileges(*ids, initgroups=server.cfg.initgroups)
         server.log.info("Booting worker with pid: %s", worker.pid)
@@ -82,6 +87,14 @@ def run_child(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _pin(log: Logger, cpu: int) -> None:
+    """Pin this worker before it starts any thread, so that its threads share the CPU."""
+    try:
+        pin_process(cpu)
+    except OSError as exc:  # the CPU went offline or left our cpuset since the arbiter looked
+        log.warning("cpu_affinity: cannot pin worker %s to CPU %s: %s", os.getpid(), cpu, exc)
 
 
 def log_exit(log: Logger, pid: int, code: int, phase: Phase, requested: bool) -> None:

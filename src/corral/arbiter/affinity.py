@@ -1,0 +1,39 @@
+"""CPU affinity for workers: each one pinned to a CPU of its own, spread over the allowed ones."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable
+
+
+def allowed_cpus() -> list[int]:
+    """The CPUs this process may run on, in order; empty where the OS cannot tell (not Linux).
+
+    A worker is pinned within this set, so `taskset`, a container's cpuset or systemd's
+    CPUAffinity= on the arbiter still bound where the workers run.
+    """
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    if getaffinity is None:
+        return []
+    return sorted(getaffinity(0))
+
+
+def pick_cpu(allowed: list[int], taken: Iterable[int]) -> int | None:
+    """The allowed CPU with the fewest workers on it (the first such one); None if none is.
+
+    Chosen at each fork from the workers alive then, so a replacement takes the place of the
+    worker it replaces, and more workers than CPUs share them evenly.
+    """
+    if not allowed:
+        return None
+    load = Counter(cpu for cpu in taken if cpu in allowed)
+    return min(allowed, key=lambda cpu: load[cpu])
+
+
+def pin_process(cpu: int) -> None:
+    """Bind the calling process (and the threads it starts from now on) to one CPU.
+
+    Raises OSError when the CPU is not available to it.
+    """
+    os.sched_setaffinity(0, {cpu})
