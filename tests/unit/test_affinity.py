@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
+from corral.arbiter import affinity
 from corral.arbiter.affinity import allowed_cpus, pick_cpu
+from corral.arbiter.arbiter import Arbiter
+from corral.arbiter.children import Child
+from corral.arbiter.plan import Phase
+from corral.config import load
 
 
 @pytest.mark.parametrize(
@@ -36,5 +42,49 @@ def test_workers_forked_one_by_one_spread_evenly() -> None:
     assert sorted(placed) == [0, 0, 0, 1, 1, 2, 2]
 
 
-def test_allowed_cpus_are_this_process_s() -> None:
-    assert allowed_cpus() == sorted(os.sched_getaffinity(0))
+def test_without_sched_getaffinity_no_cpu_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert allowed_cpus() == []
+
+
+class Warnings:
+    """Stands in for the arbiter's logger: keeps what was warned."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def warning(self, msg: str, *args: Any) -> None:
+        self.lines.append(msg % args)
+
+
+def arbiter_with(children: list[tuple[int, Phase]], setting: str = "auto") -> Arbiter:
+    arbiter = Arbiter(load(["--cpu-affinity", setting, "app:app"], {}))
+    arbiter.log = Warnings()  # type: ignore[assignment]
+    for pid, (cpu, phase) in enumerate(children, start=100):
+        arbiter._children[pid] = Child(None, None, 1, 0.0, phase, 0.0, cpu)  # type: ignore[arg-type]
+    return arbiter
+
+
+def test_a_replacement_takes_the_cpu_of_the_worker_told_to_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(affinity.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    # The worker on CPU 1 hung and was aborted; it is not reaped yet when its replacement forks.
+    for going in (Phase.ABORTED, Phase.RETIRING, Phase.KILLED):
+        arbiter = arbiter_with([(0, Phase.ACTIVE), (1, going)])
+        assert arbiter._cpu_for_next_worker() == 1
+
+
+def test_off_pins_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(affinity.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert arbiter_with([], setting="off")._cpu_for_next_worker() is None
+
+
+def test_an_os_that_cannot_pin_is_said_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    arbiter = arbiter_with([])
+    assert arbiter._cpu_for_next_worker() is None
+    assert arbiter._cpu_for_next_worker() is None
+    assert arbiter.log.lines == [  # type: ignore[attr-defined]
+        "cpu_affinity = auto: this OS cannot pin processes; ignored"
+    ]

@@ -53,3 +53,11 @@ def test_no_scheme_fields_configured() -> None:
     schemes = SchemeHeaders({})
     assert not schemes
     assert not schemes.may_be_in({"HTTP_X_FORWARDED_PROTO": "https"})
+
+
+def test_fields_without_an_http_prefix_are_looked_for_under_their_own_keys() -> None:
+    # PEP 3333 puts Content-Type and Content-Length in the environ without HTTP_.
+    schemes = SchemeHeaders({"CONTENT-TYPE": "application/x-https"})
+    assert schemes.may_be_in({"CONTENT_TYPE": "application/x-https"})
+    assert not schemes.may_be_in({"HTTP_HOST": "a"})
+    assert schemes.scheme([("Content-Type", "application/x-https")]) == "https"

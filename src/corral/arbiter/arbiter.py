@@ -275,7 +275,13 @@ class Arbiter:
         if not allowed and not self._warned_affinity:
             self._warned_affinity = True
             self.log.warning("cpu_affinity = auto: this OS cannot pin processes; ignored")
-        taken = (child.cpu for child in self._children.values() if child.cpu is not None)
+        # Only workers that stay count: one already told to go (hung, retired, killed) would
+        # otherwise push its own replacement onto another CPU and leave its CPU idle.
+        taken = (
+            child.cpu
+            for child in self._children.values()
+            if child.cpu is not None and child.phase is Phase.ACTIVE
+        )
         return pick_cpu(allowed, taken)
 
     # -- reaping -----------------------------------------------------------------------------------

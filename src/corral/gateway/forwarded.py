@@ -37,6 +37,14 @@ class TrustedPeers:
         return any(ip in net for net in self.networks)
 
 
+def _environ_key(name: str) -> str:
+    """The PEP 3333 environ key of a request field with a dashed (or plain) name."""
+    upper = name.upper()
+    if upper in ("CONTENT-TYPE", "CONTENT-LENGTH"):
+        return upper.replace("-", "_")  # the two fields without an HTTP_ prefix
+    return "HTTP_" + upper.replace("-", "_")
+
+
 class SchemeHeaders:
     """``secure_scheme_headers``: the fields a trusted proxy uses to say the request was HTTPS."""
 
@@ -46,11 +54,11 @@ class SchemeHeaders:
         # The environ keys these fields arrive under: a request whose environ has none of them
         # carries no scheme field, and scanning its headers again can be skipped. None when a
         # name holds "_", whose field may be dropped from the environ (see header_map).
-        self.environ_keys: frozenset[str] | None = frozenset(
-            "HTTP_" + name.upper().replace("-", "_") for name in self._secure
+        self.environ_keys: frozenset[str] | None = (
+            None
+            if any("_" in name for name in self._secure)
+            else frozenset(_environ_key(name) for name in self._secure)
         )
-        if any("_" in name for name in self._secure):
-            self.environ_keys = None
 
     def __bool__(self) -> bool:
         return bool(self._secure)
