@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.apps.wsgi_apps import hello
 from corral.arbiter.heartbeat import Heartbeat
 from corral.config import load
-from corral.drivers.blocking import Session
+from corral.drivers.blocking import DriverContext, Session
 from corral.gateway.loader import LoadedApp
 from corral.gateway.wsgi import ResponseState
 from corral.gateway.wsgi_input import WSGIInput
@@ -71,20 +71,29 @@ def per_call(fn: Callable[[], object], number: int, repeat: int = 5) -> float:
     return statistics.median(runs)
 
 
+def serving_session() -> tuple[Session, socket.socket, socket.socket, DriverContext]:
+    """A threaded worker's Session serving `hello` on one end of a socket pair.
+
+    Returns the session, its server socket, the client socket and the driver context.
+    """
+    cfg = load(["-k", "threaded", "--error-logfile", "/dev/null", "x:y"], {})
+    log = Logger(cfg)
+    worker = ThreadedWorker(1, 0, [], cfg, log, Heartbeat(None))
+    ctx = driver_context(worker, LoadedApp(hello, "wsgi"), multithread=True)
+    server_sock, client = socket.socketpair()
+    server_sock.setblocking(False)
+    session = Session(server_sock, ("127.0.0.1", 5000), ("127.0.0.1", 8080), ctx)
+    return session, server_sock, client, ctx
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--number", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
-    cfg = load(["-k", "threaded", "--error-logfile", "/dev/null", "x:y"], {})
-    log = Logger(cfg)
-    worker = ThreadedWorker(1, 0, [], cfg, log, Heartbeat(None))
-    ctx = driver_context(worker, LoadedApp(hello, "wsgi"), multithread=True)
+    session, server_sock, client, ctx = serving_session()
     gateway = ctx.gateway
-    server_sock, client = socket.socketpair()
-    server_sock.setblocking(False)
-    session = Session(server_sock, ("127.0.0.1", 5000), ("127.0.0.1", 8080), ctx)
     null = NullTransport()
 
     def parse() -> None:

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""CPU instructions per request on corral's WSGI hot path, counted by callgrind: noise-free.
+
+Timings on a shared machine move by 10-20 % from one minute to the next; instruction counts
+do not (the same count twice, whatever else runs). This drives the same in-process loop as
+hotpath.py (client send, Session.read_ready, client recv) under `valgrind --tool=callgrind`
+twice, with two request counts, and divides the difference, so start-up and imports cancel:
+
+    python benchmarks/instructions.py [--requests 2000]
+
+Two requests: wrk's (a request line and Host) and a browser's (ten header fields). Counts are
+user-space instructions of the whole process, the client's few included; the kernel's work is
+not counted. Needs valgrind (`apt-get install valgrind`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+REQUESTS = {
+    "wrk": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+    "browser": (
+        b"GET /index.html?x=1 HTTP/1.1\r\nHost: example.com\r\n"
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
+        b"Accept: text/html,application/xhtml+xml\r\n"
+        b"Accept-Language: en-US,en;q=0.5\r\nAccept-Encoding: gzip, deflate\r\n"
+        b"Connection: keep-alive\r\nCookie: session=abc123; theme=dark\r\n"
+        b"Upgrade-Insecure-Requests: 1\r\nCache-Control: max-age=0\r\n\r\n"
+    ),
+}
+WARMUP = 200  # requests served before the counted ones, in both runs
+
+
+def serve(kind: str, count: int) -> None:
+    """The measured loop: `count` keep-alive requests of `kind` through a real Session."""
+    from benchmarks.hotpath import serving_session
+
+    session, _, client, _ = serving_session()
+    request = REQUESTS[kind]
+    for _ in range(count):
+        client.send(request)
+        if not session.read_ready():
+            raise SystemExit("the session closed the connection")
+        client.recv(65536)
+
+
+def counted(kind: str, count: int) -> int:
+    """Instructions callgrind counts for a whole run of `count` requests."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+        done = subprocess.run(
+            [*argv, __file__, "--serve", kind, str(count)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind failed for {kind}:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000, help="counted requests per run")
+    parser.add_argument("--serve", nargs=2, metavar=("KIND", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    print(f"python {sys.version.split()[0]}, {args.requests} requests counted")
+    print("| request | instructions per request |\n|---|---|")
+    for kind in REQUESTS:
+        base = counted(kind, WARMUP)
+        total = counted(kind, WARMUP + args.requests)
+        print(f"| {kind} | {(total - base) / args.requests:,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
