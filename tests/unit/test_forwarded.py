@@ -1,11 +1,17 @@
-"""secure_scheme_headers: the environ pre-check and the scheme it decides."""
+"""secure_scheme_headers: the scheme the fields decide, and the WSGI gateway's pre-check."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from corral.gateway.forwarded import SchemeHeaders
+from corral.gateway.wsgi import WSGIGateway
+from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError
+from corral.http.events import Request
 
 GUNICORN_DEFAULT = {
     "X-FORWARDED-PROTOCOL": "ssl",
@@ -14,10 +20,46 @@ GUNICORN_DEFAULT = {
 }
 
 
+def gateway(schemes: dict[str, str], header_map: str = "drop") -> WSGIGateway:
+    cfg = SimpleNamespace(
+        header_map=header_map,
+        forwarded_allow_ips=["127.0.0.1"],
+        secure_scheme_headers=schemes,
+        forwarder_headers=[],
+        sendfile=True,
+    )
+    return WSGIGateway(lambda env, start: [], cfg, multithread=False, log_warning=print)
+
+
+def environ_for(gw: WSGIGateway, fields: bytes) -> dict[str, Any]:
+    """The environ a trusted peer's GET with these header lines gets."""
+    conn = ServerConnection()
+    conn.receive_data(b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n")
+    req = conn.next_event()
+    assert isinstance(req, Request)
+    base, trusted = gw.connection_environ(("127.0.0.1", 5000), ("127.0.0.1", 8000))
+    assert trusted
+    return gw.build_environ(base, trusted, req, None)  # type: ignore[arg-type]
+
+
+def scans(gw: WSGIGateway, fields: bytes) -> bool:
+    """Whether building the environ scans the headers for scheme fields."""
+    seen: list[object] = []
+    schemes = gw._schemes
+    original = schemes.scheme
+    schemes.scheme = lambda headers: seen.append(headers) or original(headers)  # type: ignore[method-assign]
+    try:
+        environ_for(gw, fields)
+    finally:
+        del schemes.scheme
+    return bool(seen)
+
+
 def test_environ_without_a_scheme_field_skips_the_scan() -> None:
-    schemes = SchemeHeaders(GUNICORN_DEFAULT)
-    assert not schemes.may_be_in({"HTTP_HOST": "a", "REQUEST_METHOD": "GET"})
-    assert schemes.may_be_in({"HTTP_HOST": "a", "HTTP_X_FORWARDED_SSL": "on"})
+    gw = gateway(GUNICORN_DEFAULT)
+    assert not scans(gw, b"Accept: */*\r\n")
+    assert scans(gw, b"X-Forwarded-Ssl: on\r\n")
+    assert environ_for(gw, b"X-Forwarded-Ssl: on\r\n")["wsgi.url_scheme"] == "https"
 
 
 @pytest.mark.parametrize(
@@ -44,20 +86,24 @@ def test_fields_that_disagree_are_refused() -> None:
 def test_a_name_with_an_underscore_is_always_scanned() -> None:
     # header_map drops such a field from the environ, so the environ cannot tell: the scan
     # of the headers themselves must still find it.
-    schemes = SchemeHeaders({"X_SCHEME": "https"})
-    assert schemes.may_be_in({"HTTP_HOST": "a"})
-    assert schemes.scheme([("Host", "a"), ("X_Scheme", "https")]) == "https"
+    gw = gateway({"X_SCHEME": "https"})
+    assert scans(gw, b"Accept: */*\r\n")
+    env = environ_for(gw, b"X_Scheme: https\r\n")
+    assert "HTTP_X_SCHEME" not in env
+    assert env["wsgi.url_scheme"] == "https"
 
 
 def test_no_scheme_fields_configured() -> None:
-    schemes = SchemeHeaders({})
-    assert not schemes
-    assert not schemes.may_be_in({"HTTP_X_FORWARDED_PROTO": "https"})
+    gw = gateway({})
+    assert not gw._schemes
+    assert not scans(gw, b"X-Forwarded-Proto: https\r\n")
+    assert environ_for(gw, b"X-Forwarded-Proto: https\r\n")["wsgi.url_scheme"] == "http"
 
 
 def test_fields_without_an_http_prefix_are_looked_for_under_their_own_keys() -> None:
     # PEP 3333 puts Content-Type and Content-Length in the environ without HTTP_.
-    schemes = SchemeHeaders({"CONTENT-TYPE": "application/x-https"})
-    assert schemes.may_be_in({"CONTENT_TYPE": "application/x-https"})
-    assert not schemes.may_be_in({"HTTP_HOST": "a"})
-    assert schemes.scheme([("Content-Type", "application/x-https")]) == "https"
+    gw = gateway({"CONTENT-TYPE": "application/x-https"})
+    assert not scans(gw, b"Accept: */*\r\n")
+    env = environ_for(gw, b"Content-Type: application/x-https\r\n")
+    assert env["CONTENT_TYPE"] == "application/x-https"
+    assert env["wsgi.url_scheme"] == "https"

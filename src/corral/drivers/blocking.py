@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import select
 import socket
 import time
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ from corral.drivers.transport import (
     RECV_SIZE,
     ClientDisconnected,
     SocketTransport,
-    wait_fd,
 )
 from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import Limits, ServerConnection
@@ -187,12 +185,8 @@ class Session:
                 sock.shutdown(socket.SHUT_WR)
                 deadline = time.monotonic() + linger
                 for _ in range(LINGER_READS):
-                    try:
-                        if not sock.recv(RECV_SIZE, NOWAIT):
-                            break
-                    except BlockingIOError:
-                        if not wait_fd(self.fd, select.POLLIN, deadline - time.monotonic()):
-                            break
-            except OSError:
-                pass
+                    if not self.transport.recv_by(deadline):
+                        break
+            except (OSError, ClientDisconnected):
+                pass  # reset, or nothing more within the linger time
         sock.close()

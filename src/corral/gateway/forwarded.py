@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from corral.http.errors import ProtocolError
 
@@ -37,37 +36,20 @@ class TrustedPeers:
         return any(ip in net for net in self.networks)
 
 
-def _environ_key(name: str) -> str:
-    """The PEP 3333 environ key of a request field with a dashed (or plain) name."""
-    upper = name.upper()
-    if upper in ("CONTENT-TYPE", "CONTENT-LENGTH"):
-        return upper.replace("-", "_")  # the two fields without an HTTP_ prefix
-    return "HTTP_" + upper.replace("-", "_")
-
-
 class SchemeHeaders:
     """``secure_scheme_headers``: the fields a trusted proxy uses to say the request was HTTPS."""
 
     def __init__(self, spec: dict[str, str]) -> None:
         self._secure = {name.lower(): value.lower() for name, value in (spec or {}).items()}
         self._lower: dict[str, str] = {}
-        # The environ keys these fields arrive under: a request whose environ has none of them
-        # carries no scheme field, and scanning its headers again can be skipped. None when a
-        # name holds "_", whose field may be dropped from the environ (see header_map).
-        self.environ_keys: frozenset[str] | None = (
-            None
-            if any("_" in name for name in self._secure)
-            else frozenset(_environ_key(name) for name in self._secure)
-        )
 
     def __bool__(self) -> bool:
         return bool(self._secure)
 
-    def may_be_in(self, environ: dict[str, Any]) -> bool:
-        """False only when the request behind ``environ`` carries none of these fields."""
-        keys = self.environ_keys
-        # Asked of the dict's view, isdisjoint() walks the smaller side (these few keys).
-        return keys is None or not environ.keys().isdisjoint(keys)
+    @property
+    def names(self) -> frozenset[str]:
+        """The configured field names, lower-cased."""
+        return frozenset(self._secure)
 
     def scheme(self, headers: list[tuple[str, str]]) -> str | None:
         """``https`` or ``http`` as the request's scheme fields say; None when none is present.

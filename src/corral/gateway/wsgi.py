@@ -44,6 +44,14 @@ def _names(spec: list[str]) -> list[str]:
     return [s.strip().upper() for s in spec if s.strip()]
 
 
+def _dashed_key(name: str) -> str:
+    """PEP 3333: the environ key of a request field whose name holds no "_"."""
+    upper = name.upper()
+    if upper == "CONTENT-TYPE" or upper == "CONTENT-LENGTH":
+        return upper.replace("-", "_")  # the two fields without an HTTP_ prefix
+    return "HTTP_" + upper.replace("-", "_")
+
+
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
     """The app's Content-Length, when it set a valid one (the core rejects invalid ones)."""
     for name, value in headers:
@@ -80,7 +88,14 @@ class WSGIGateway:
         self._header_map = cfg.header_map
         self._trusted = TrustedPeers(cfg.forwarded_allow_ips)
         self._schemes = SchemeHeaders(cfg.secure_scheme_headers)
-        self._scheme_fields = bool(self._schemes)
+        # The environ keys the scheme fields arrive under: a request whose environ holds none of
+        # them carries none (nor does any request when none is configured), and its headers
+        # need no second scan. None when a name holds "_": header_map may keep such a field out
+        # of the environ, so it is always scanned for.
+        names = self._schemes.names
+        self._scheme_keys: frozenset[str] | None = (
+            None if any("_" in n for n in names) else frozenset(_dashed_key(n) for n in names)
+        )
         self._forwarder = set(_names(cfg.forwarder_headers))
         self._sendfile_ok = cfg.sendfile is not False
         self._key_cache: dict[str, str] = {}
@@ -128,12 +143,7 @@ class WSGIGateway:
             if self._header_map != "dangerous":
                 return ""
             return "HTTP_" + upper.replace("-", "_")
-        if upper == "CONTENT-TYPE":
-            key = "CONTENT_TYPE"
-        elif upper == "CONTENT-LENGTH":
-            key = "CONTENT_LENGTH"
-        else:
-            key = "HTTP_" + upper.replace("-", "_")
+        key = _dashed_key(name)
         if len(self._key_cache) < 1024:
             self._key_cache[name] = key
         return key
@@ -167,7 +177,9 @@ class WSGIGateway:
         if script and path.startswith(script):
             path = path[len(script) :]
         environ["PATH_INFO"] = path
-        if trusted and self._scheme_fields and self._schemes.may_be_in(environ):
+        keys = self._scheme_keys
+        # Asked of the dict's view, isdisjoint() walks the smaller side (these few keys).
+        if trusted and (keys is None or not environ.keys().isdisjoint(keys)):
             scheme = self._schemes.scheme(req.headers)
             if scheme is not None:
                 environ["wsgi.url_scheme"] = scheme
