@@ -25,8 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import hotpath
+
 REQUESTS = {
-    "wrk": b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+    "wrk": hotpath.REQUEST,
     "browser": (
         b"GET /index.html?x=1 HTTP/1.1\r\nHost: example.com\r\n"
         b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
@@ -41,9 +43,7 @@ WARMUP = 200  # requests served before the counted ones, in both runs
 
 def serve(kind: str, count: int) -> None:
     """The measured loop: `count` keep-alive requests of `kind` through a real Session."""
-    from benchmarks.hotpath import serving_session
-
-    session, _, client, _ = serving_session()
+    session, _, client, _ = hotpath.serving_session()
     request = REQUESTS[kind]
     for _ in range(count):
         client.send(request)

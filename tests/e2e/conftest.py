@@ -222,6 +222,11 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[1])
 
 
+def threads_of(pid: int) -> list[int]:
+    """The thread ids of a live process, from /proc."""
+    return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
+
+
 def children_of(ppid: int, *, zombies: bool = False) -> set[int]:
     """Children of `ppid`; zombies (exited, not yet reaped) only when asked for."""
     found: set[int] = set()

@@ -474,13 +474,25 @@ def test_field_name_memos_stay_bounded() -> None:
     assert len(writers._NAME_CACHE) <= writers._NAME_CACHE_MAX
 
 
-def test_host_check_is_remembered_only_for_valid_values() -> None:
+def test_host_check_is_remembered_only_for_valid_values(monkeypatch: pytest.MonkeyPatch) -> None:
     # Valid hosts are remembered (bounded); a bad one is checked every time, however many
     # good ones came first, and a port out of range is refused after the same name passed.
+    from corral.http import readers
+
+    monkeypatch.setattr(readers, "_HOST_CACHE", set())
+    bad_hosts = (b"a b", b"user@host", b"h1:99999", b"[::1")
+
+    def refuse_each_twice() -> None:
+        for bad in bad_hosts * 2:
+            conn = connection(b"GET / HTTP/1.1\r\nHost: " + bad + b"\r\n\r\n")
+            with pytest.raises(ProtocolError) as err:
+                conn.next_event()
+            assert err.value.status == 400
+            assert bad.decode() not in readers._HOST_CACHE
+
+    refuse_each_twice()  # while the cache has room
     for n in range(300):
         assert request_of(connection(b"GET / HTTP/1.1\r\nHost: h%d:80\r\n\r\n" % n)).path == "/"
-    for bad in (b"a b", b"user@host", b"h1:99999", b"[::1"):
-        conn = connection(b"GET / HTTP/1.1\r\nHost: " + bad + b"\r\n\r\n")
-        with pytest.raises(ProtocolError) as err:
-            conn.next_event()
-        assert err.value.status == 400
+    assert "h0:80" in readers._HOST_CACHE
+    assert len(readers._HOST_CACHE) == readers._HOST_CACHE_MAX
+    refuse_each_twice()  # and once it is full
