@@ -134,7 +134,7 @@ def main(argv: Sequence[str]) -> int:
     print(f"{cells} cells, about {cells * per_cell / 60:.1f} min", file=sys.stderr)
     try:
         results = suite.run_suite(opts)
-    except KeyboardInterrupt:  # run_cell has already stopped the server it had started
+    except KeyboardInterrupt:  # run_workload has already stopped the servers it had started
         print("interrupted", file=sys.stderr)
         return 130
     report = tables.render(host, machine.load_average(), opts, results, versions)

@@ -1,5 +1,5 @@
-"""Run every (workload, server) cell: start the server, wait for it, load it (wrk or wsload),
-stop it."""
+"""Run every (workload, server) cell: a workload's servers start together, take turns under
+load (wrk or wsload), round by round, and stop."""
 
 from __future__ import annotations
 
@@ -155,87 +155,127 @@ def _one_run(workload: Workload, port: int, duration_s: int, opts: Options, tmp:
     return run_wrk(wrk_argv(url, conns, duration_s, _script(workload, tmp), opts.wrk), duration_s)
 
 
-def _load(
-    cell: Cell,
-    proc: subprocess.Popen[bytes],
-    port: int,
-    opts: Options,
-    seen: dict[int, ProcStat],
-    tmp: Path,
-    log: Path,
-) -> None:
-    """Warm up, then the measured runs with the RSS sampler watching the server's tree; every
-    process the sampler saw goes into `seen`, so stop_tree can reach workers left behind."""
-    if opts.warmup_s > 0:
-        _one_run(cell.workload, port, opts.warmup_s, opts, tmp)
-        # A server still working off requests from connections wrk has closed (the sync
-        # workers on `io`) answers this only after them, so the next run starts clean.
-        wait_ready(proc, port, log)
-    for _ in range(opts.runs):
-        with RssSampler(proc.pid) as sampler:
-            cell.runs.append(_one_run(cell.workload, port, opts.duration_s, opts, tmp))
-        cell.peak_rss_kib = max(cell.peak_rss_kib, sampler.peak_kib)
-        seen.update(sampler.seen)
-        wait_ready(proc, port, log)
+@dataclass
+class _Turns:
+    """A started server of one workload, and where its runs go."""
+
+    cell: Cell
+    proc: subprocess.Popen[bytes]
+    port: int
+    tmp: Path
+    log: Path
+    seen: dict[int, ProcStat] = field(default_factory=dict)  # every process the sampler saw
+    stopped: bool = False
+
+    def stop(self, note: str | None = None) -> None:
+        """Stop the server's whole tree (once); with a note, the cell keeps no runs."""
+        if note is not None:
+            self.cell.note = note
+            self.cell.runs.clear()
+        if not self.stopped:
+            self.stopped = True
+            stop_tree(self.proc, self.seen.values(), STOP_TIMEOUT_S)
 
 
-def run_cell(server: Server, workload: Workload, opts: Options, tmp: Path) -> Cell:
-    """One (workload, server) pair from start to stop; failures become the cell's note."""
+def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, _Turns | None]:
+    """Start one server for the workload and wait until it answers; None if it did not."""
     cell = Cell(workload, server.name)
     missing = missing_reason(server)
     if missing is not None:
         cell.note = f"not available: {missing}"
-        return cell
+        return cell, None
     port = free_port()
     launch = server.build(str(port), workload, tmp)
     cell.config = launch.config
     log = tmp / f"{server.name}-{workload.name}.log"
-    proc = start_server(launch, log)
-    seen: dict[int, ProcStat] = {}
+    turns = _Turns(cell, start_server(launch, log), port, tmp, log)
     try:
-        wait_ready(proc, port, log)
-        _load(cell, proc, port, opts, seen, tmp, log)
+        wait_ready(turns.proc, port, log)
     except ServerStartError as exc:
-        cell.note = f"not available: {exc}"
-        cell.runs.clear()
+        turns.stop(f"not available: {exc}")
+    except BaseException:
+        turns.stop()
+        raise
+    return cell, turns
+
+
+def _take_turn(turns: _Turns, opts: Options, first: bool) -> None:
+    """One measured run, after the warm-up on the first turn, with the RSS sampler watching the
+    server's tree. A failure stops the server and leaves its cell a note instead of numbers."""
+    cell = turns.cell
+    try:
+        if first and opts.warmup_s > 0:
+            _one_run(cell.workload, turns.port, opts.warmup_s, opts, turns.tmp)
+            # A server still working off requests from connections wrk has closed (the sync
+            # workers on `io`) answers this only after them, so the measured run starts clean.
+            wait_ready(turns.proc, turns.port, turns.log)
+        with RssSampler(turns.proc.pid) as sampler:
+            cell.runs.append(_one_run(cell.workload, turns.port, opts.duration_s, opts, turns.tmp))
+        cell.peak_rss_kib = max(cell.peak_rss_kib, sampler.peak_kib)
+        turns.seen.update(sampler.seen)
+        wait_ready(turns.proc, turns.port, turns.log)
+    except ServerStartError as exc:
+        turns.stop(f"not available: {exc}")
     except WsLoadError as exc:
-        cell.note = f"wsload failed: {str(exc)[:300]}"
-        cell.runs.clear()
+        turns.stop(f"wsload failed: {str(exc)[:300]}")
     except WrkError as exc:
-        cell.note = f"wrk failed: {str(exc)[:300]}"
-        cell.runs.clear()
+        turns.stop(f"wrk failed: {str(exc)[:300]}")
+
+
+def run_workload(workload: Workload, servers: list[Server], opts: Options, tmp: Path) -> list[Cell]:
+    """Every server of one workload, started together and measured in turns.
+
+    Round by round, each server gets one run, so run k of every server falls in the same few
+    minutes. On a shared machine, whose speed drifts by a third within an hour, run k of corral
+    and run k of gunicorn then see the same machine, and their ratio is fair even when the
+    rates are not. The servers not under load sit idle meanwhile.
+    """
+    if workload.needs is not None and importlib.util.find_spec(workload.needs) is None:
+        note = f"skipped: {workload.needs} not importable"
+        return [Cell(workload, s.name, note=note, skipped=True) for s in servers]
+    cells: list[Cell] = []
+    started: list[_Turns] = []
+    try:
+        for server in servers:
+            cell_dir = tmp / f"{workload.name}-{server.name}"
+            cell_dir.mkdir()
+            cell, turns = _start(server, workload, cell_dir)
+            cells.append(cell)
+            if turns is not None and not turns.stopped:
+                started.append(turns)
+            elif cell.note is not None:
+                _progress(f"{workload.name} x {server.name}: {cell.note}")
+        for round_no in range(1, opts.runs + 1):
+            for turns in started:
+                if turns.stopped:
+                    continue
+                _progress(f"{workload.name} x {turns.cell.server}, run {round_no}/{opts.runs}")
+                _take_turn(turns, opts, first=round_no == 1)
+                last = turns.cell.runs[-1] if turns.cell.runs else None
+                _progress(f"    {_summary(turns.cell, last)}")
     finally:
-        stop_tree(proc, seen.values(), STOP_TIMEOUT_S)
-    return cell
+        for turns in started:
+            turns.stop()
+    return cells
 
 
 def _progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _summary(cell: Cell) -> str:
-    if cell.note is not None:
-        return cell.note
-    rps = cell.median(lambda r: r.requests_per_s)
-    p99 = cell.median(lambda r: r.p99_ms)
+def _summary(cell: Cell, run: WrkResult | None) -> str:
+    if cell.note is not None or run is None:
+        return cell.note or "no runs"
     unit = "msg/s" if cell.workload.websocket else "req/s"
-    return f"{rps:,.0f} {unit}, p99 {p99:.2f} ms, peak RSS {cell.peak_rss_kib / 1024:.0f} MiB"
+    return f"{run.requests_per_s:,.0f} {unit}, p99 {run.p99_ms:.2f} ms"
 
 
 def run_suite(opts: Options) -> list[Cell]:
-    """Every cell, workload by workload, printing progress to stderr."""
-    pairs = [(w, s) for w in opts.workloads for s in opts.servers if s.serves(w)]
+    """Every cell, workload by workload (see run_workload), printing progress to stderr."""
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="corral-bench-") as tmpdir:
-        for index, (workload, server) in enumerate(pairs, 1):
-            _progress(f"[{index}/{len(pairs)}] {workload.name} x {server.name} ...")
-            if workload.needs is not None and importlib.util.find_spec(workload.needs) is None:
-                note = f"skipped: {workload.needs} not importable"
-                cell = Cell(workload, server.name, note=note, skipped=True)
-            else:
-                cell_dir = Path(tmpdir) / f"{workload.name}-{server.name}"
-                cell_dir.mkdir()
-                cell = run_cell(server, workload, opts, cell_dir)
-            _progress(f"    {_summary(cell)}")
-            cells.append(cell)
+        for workload in opts.workloads:
+            servers = [s for s in opts.servers if s.serves(workload)]
+            if servers:
+                cells += run_workload(workload, servers, opts, Path(tmpdir))
     return cells

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from benchmarks.machine import Machine
 from benchmarks.servers import Server
 from benchmarks.suite import Cell, Options
 from benchmarks.workloads import Workload
-from benchmarks.wrkrun import wrk_argv
+from benchmarks.wrkrun import WrkResult, wrk_argv
 from benchmarks.wsrun import WS_PATH, WSLOAD, wsload_argv
 
 
@@ -53,24 +54,39 @@ def _row(values: list[str]) -> str:
     return "| " + " | ".join(_cell_text(v) for v in values) + " |"
 
 
-def ratio(value: float, baseline: float | None) -> str:
-    """`value / baseline` as `1.23x`, or a dash when there is no baseline to divide by."""
-    if baseline is None or baseline <= 0:
+def _rate(run: WrkResult) -> float:
+    return run.requests_per_s
+
+
+def ratio(cell: Cell, base: Cell | None) -> str:
+    """The cell's rate over the baseline's, as `1.23x`; a dash without a baseline.
+
+    The median of the per-round ratios: run k of both was taken in the same minutes (see
+    suite.run_workload), so a machine that slowed down between rounds slowed both. When the
+    rounds do not pair up, the ratio of the medians.
+    """
+    if base is None or not base.runs or base.median(_rate) <= 0:
         return "-"
-    return f"{value / baseline:.2f}x"
+    if len(base.runs) == len(cell.runs) and all(_rate(r) > 0 for r in base.runs):
+        value = statistics.median(
+            _rate(a) / _rate(b) for a, b in zip(cell.runs, base.runs, strict=True)
+        )
+    else:
+        value = cell.median(_rate) / base.median(_rate)
+    return f"{value:.2f}x"
 
 
-def baselines(cells: list[Cell], workload: str) -> dict[str, float]:
-    """Median rate of each baseline configuration that produced numbers for the workload."""
+def baselines(cells: list[Cell], workload: str) -> dict[str, Cell]:
+    """The baseline configurations' cells that produced numbers for the workload."""
     return {
-        c.server: c.median(lambda r: r.requests_per_s)
+        c.server: c
         for c in cells
         if c.workload.name == workload and c.server in _FAMILY[c.workload.family].baselines
         if c.runs
     }
 
 
-def result_row(cell: Cell, base: dict[str, float]) -> list[str]:
+def result_row(cell: Cell, base: dict[str, Cell]) -> list[str]:
     """One table row; a cell without runs shows its note in place of the numbers."""
     family = _FAMILY[cell.workload.family]
     if not cell.runs:
@@ -93,8 +109,8 @@ def result_row(cell: Cell, base: dict[str, float]) -> list[str]:
         cell.server,
         cell.config,
         f"{rps:,.0f}",
-        ratio(rps, base.get(first)),
-        ratio(rps, base.get(second)),
+        ratio(cell, base.get(first)),
+        ratio(cell, base.get(second)),
         f"{cell.median(lambda r: r.p50_ms):.2f}",
         f"{cell.median(lambda r: r.p99_ms):.2f}",
     ]
@@ -167,8 +183,8 @@ def render(
     """The whole Markdown report."""
     plan = (
         f"{opts.duration_s} s per run, median of {opts.runs} run(s) after a {opts.warmup_s} s "
-        "warm-up, one server start per cell; wrk (or wsload) runs on the same machine as the "
-        "server"
+        "warm-up; a workload's servers start together and take turns, one run each per round; "
+        "wrk (or wsload) runs on the same machine as the servers"
     )
     lines = [
         "# corral benchmark results",
@@ -183,6 +199,8 @@ def render(
         *results_table(cells),
         "Ratios divide by the same workload's baseline rows from this run: gunicorn sync and",
         "gthread for WSGI, uvicorn (httptools + uvloop) and gunicorn's asgi worker for ASGI.",
+        "Each is the median of the per-round ratios, run k of one server over run k of the",
+        "baseline, taken minutes apart at most.",
         "Socket errors are wrk's connect/read/write/timeout counts, summed over the runs; non-2xx",
         "counts responses wrk saw with a status of 400 or more. For WebSocket, wsload counts",
         "failed connects, lost connections or wrong echoes (r), and echoes missing after 2 s (t),",

@@ -170,7 +170,22 @@ def test_ratios_are_against_the_same_runs_gunicorn_rows() -> None:
     cells = [_cell("gunicorn-sync", 1000.0), _cell("gunicorn-gthread", 2000.0), _cell("x", 4000.0)]
     row = tables.result_row(cells[2], tables.baselines(cells, "hello"))
     assert row[3:6] == ["4,000", "4.00x", "2.00x"]
-    assert tables.ratio(5.0, None) == "-"
+    assert tables.ratio(cells[2], None) == "-"
+
+
+def _runs(server: str, rates: list[float]) -> Cell:
+    runs = [wrkrun.WrkResult(100, rps, 1.0, 2.0, 0.5) for rps in rates]
+    return Cell(workloads.WORKLOADS[0], server, "cfg", runs)
+
+
+def test_ratio_is_the_median_of_the_rounds_ratios() -> None:
+    # The machine slowed down in round 3 for both: the paired ratios are 2, 2 and 1 (median 2),
+    # where the ratio of the medians would be 30 / 20.
+    cell, base = _runs("x", [10.0, 40.0, 30.0]), _runs("gunicorn-sync", [5.0, 20.0, 30.0])
+    assert tables.ratio(cell, base) == "2.00x"
+    # Rounds that do not pair up (a run missing) fall back to the ratio of the medians.
+    assert tables.ratio(_runs("x", [10.0, 40.0]), base) == "1.25x"
+    assert tables.ratio(cell, _runs("gunicorn-sync", [])) == "-"
 
 
 def test_cell_without_runs_shows_its_note_and_escapes_pipes() -> None:
