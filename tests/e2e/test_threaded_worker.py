@@ -127,6 +127,35 @@ def test_pool_grows_while_every_thread_waits(corral_factory: Factory) -> None:
     assert [m.result() for m in meetings] == [(200, "met")] * 4
 
 
+def test_requests_ready_together_do_not_wait_behind_a_blocked_thread(
+    corral_factory: Factory, tmp_path: Path
+) -> None:
+    # The lone thread takes every ready event from epoll at once (HARVEST). If the first of them
+    # blocks in the app, the others must still reach the threads the pool adds: here the four
+    # requests can only answer once all four are inside the app together.
+    server = corral_factory(
+        "-k", "threaded", "-w", "1", "--threads", "1", "--max-threads", "8",
+        "-b", "127.0.0.1:0", "behaviours:app",
+    )  # fmt: skip
+    gate = tmp_path / "open"
+    clients = [RawClient(server.addr, timeout=30) for _ in range(5)]
+    try:
+        for c in clients:  # accepted and registered: later requests arrive as epoll events
+            c.send(request("GET", "/warm"))
+            assert c.read_response().body == b"hello /warm"
+        busy, *meeting = clients
+        busy.send(request("GET", f"/busy-gate?{gate}"))  # holds the lone thread, computing
+        server.wait_for(rf"busy-gate: entered {re.escape(str(gate))}")
+        for c in meeting:
+            c.send(request("GET", "/barrier"))
+        gate.touch()  # the thread comes back to epoll and finds all four ready
+        assert busy.read_response().body == b"passed"
+        assert [c.read_response().body for c in meeting] == [b"met"] * 4
+    finally:
+        for c in clients:
+            c.close()
+
+
 def test_connections_outnumbering_threads_take_turns(corral_factory: Factory) -> None:
     # Five busy keep-alive clients, two threads. A thread only stays with its connection while
     # the other one watches epoll; otherwise the clients that came first would be served again

@@ -14,7 +14,9 @@ from corral.workers.pool import PoolTuner, ThreadSlot
 
 def make(threads: int, max_threads: int) -> PoolTuner:
     # Threads are created but never started: the tuner only reads the slots.
-    return PoolTuner(threads, max_threads, lambda slot: threading.Thread(target=lambda: None))
+    tuner = PoolTuner(threads, max_threads, lambda slot: threading.Thread(target=lambda: None))
+    tuner.start()
+    return tuner
 
 
 def all_busy(tuner: PoolTuner, since: float) -> None:
@@ -144,6 +146,7 @@ def real_pool(block: Callable[[], object]) -> PoolTuner:
         return thread
 
     tuner = PoolTuner(2, 16, start)
+    tuner.start()
     deadline = time.monotonic() + 5
     while not all(s.tid and s.kernel_wait() not in (None, "0") for s in tuner.slots):
         assert time.monotonic() < deadline, "the threads did not block"

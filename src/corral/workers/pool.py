@@ -96,7 +96,7 @@ class ThreadSlot:
 
 
 class PoolTuner:
-    """Starts the first ``threads`` threads, then grows or shrinks the pool between bounds.
+    """Starts the first ``threads`` threads (``start``), then grows or shrinks the pool.
 
     More threads only help when the busy ones are waiting (on a database, a remote API, sleep),
     not when they compute: then the GIL serialises them and extra threads only add switching.
@@ -114,7 +114,14 @@ class PoolTuner:
         self._last = (time.perf_counter(), time.process_time(), 0.0, 0.0)
         self._calm_since = time.monotonic()
         self._tick = 0
+
+    def start(self) -> None:
+        """Start the first ``threads`` threads."""
         self.grow(self.minimum)
+
+    def alone(self) -> bool:
+        """Whether the pool is down to one thread (a retiring one still counts until it exits)."""
+        return len(self.slots) == 1
 
     def grow(self, count: int) -> None:
         """Start ``count`` more threads (within the maximum)."""

@@ -160,6 +160,19 @@ def gate(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, b"passed")
 
 
+def busy_gate(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Like /gate, but computing while it waits (no sleep), so the threaded pool sees a busy
+    CPU-bound thread and does not grow for it."""
+    path = urllib.parse.unquote(environ.get("QUERY_STRING", ""))
+    sys.stderr.write(f"busy-gate: entered {path}\n")
+    sys.stderr.flush()
+    deadline = time.monotonic() + GATE_WAIT
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            return _text(start_response, b"gate never opened", "504 Gateway Timeout")
+    return _text(start_response, b"passed")
+
+
 def pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, str(os.getpid()).encode())
 
@@ -181,6 +194,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/pid": pid,
     "/barrier": barrier,
     "/gate": gate,
+    "/busy-gate": busy_gate,
 }
 
 
