@@ -1,5 +1,4 @@
-"""Run every (workload, server) cell: a workload's servers start together, take turns under
-load (wrk or wsload), round by round, and stop."""
+"""Runs every (workload, server) cell: a workload's servers take turns under load, by rounds."""
 
 from __future__ import annotations
 
@@ -173,8 +172,8 @@ class _Turns:
             self.cell.note = note
             self.cell.runs.clear()
         if not self.stopped:
-            self.stopped = True
             stop_tree(self.proc, self.seen.values(), STOP_TIMEOUT_S)
+            self.stopped = True
 
 
 def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, _Turns | None]:
@@ -200,8 +199,10 @@ def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, _Turns 
 
 
 def _take_turn(turns: _Turns, opts: Options, first: bool) -> None:
-    """One measured run, after the warm-up on the first turn, with the RSS sampler watching the
-    server's tree. A failure stops the server and leaves its cell a note instead of numbers."""
+    """One measured run (after the warm-up on the first turn), the RSS sampler watching.
+
+    A failure stops the server and leaves its cell a note instead of numbers.
+    """
     cell = turns.cell
     try:
         if first and opts.warmup_s > 0:
@@ -246,7 +247,10 @@ def run_workload(workload: Workload, servers: list[Server], opts: Options, tmp: 
             elif cell.note is not None:
                 _progress(f"{workload.name} x {server.name}: {cell.note}")
         for round_no in range(1, opts.runs + 1):
-            for turns in started:
+            # Each round starts one server further on, so no server always follows the same
+            # neighbour (and whatever it leaves behind: TIME_WAIT sockets, a busy tail).
+            shift = (round_no - 1) % max(len(started), 1)
+            for turns in started[shift:] + started[:shift]:
                 if turns.stopped:
                     continue
                 _progress(f"{workload.name} x {turns.cell.server}, run {round_no}/{opts.runs}")
@@ -254,9 +258,21 @@ def run_workload(workload: Workload, servers: list[Server], opts: Options, tmp: 
                 last = turns.cell.runs[-1] if turns.cell.runs else None
                 _progress(f"    {_summary(turns.cell, last)}")
     finally:
-        for turns in started:
-            turns.stop()
+        _stop_all(started)
     return cells
+
+
+def _stop_all(started: list[_Turns]) -> None:
+    """Stop every server, even when stopping one fails, then raise the first failure: each
+    runs in its own session, so a Ctrl-C at the terminal never reaches it."""
+    failure: BaseException | None = None
+    for turns in started:
+        try:
+            turns.stop()
+        except BaseException as exc:  # a second Ctrl-C, or a tree that would not die
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def _progress(text: str) -> None:

@@ -62,18 +62,13 @@ def ratio(cell: Cell, base: Cell | None) -> str:
     """The cell's rate over the baseline's, as `1.23x`; a dash without a baseline.
 
     The median of the per-round ratios: run k of both was taken in the same minutes (see
-    suite.run_workload), so a machine that slowed down between rounds slowed both. When the
-    rounds do not pair up, the ratio of the medians.
+    suite.run_workload), so a machine that slowed down between rounds slowed both. A cell keeps
+    all its rounds or none, so the rounds pair up.
     """
-    if base is None or not base.runs or base.median(_rate) <= 0:
+    if base is None or not base.runs or not all(_rate(r) > 0 for r in base.runs):
         return "-"
-    if len(base.runs) == len(cell.runs) and all(_rate(r) > 0 for r in base.runs):
-        value = statistics.median(
-            _rate(a) / _rate(b) for a, b in zip(cell.runs, base.runs, strict=True)
-        )
-    else:
-        value = cell.median(_rate) / base.median(_rate)
-    return f"{value:.2f}x"
+    pairs = zip(cell.runs, base.runs, strict=True)
+    return f"{statistics.median(_rate(a) / _rate(b) for a, b in pairs):.2f}x"
 
 
 def baselines(cells: list[Cell], workload: str) -> dict[str, Cell]:

@@ -116,7 +116,11 @@ class PoolTuner:
         self._tick = 0
 
     def start(self) -> None:
-        """Start the first ``threads`` threads."""
+        """Start the first ``threads`` threads.
+
+        Not in ``__init__``: the threads ask their tuner ``alone()`` from the start, so the
+        worker must hold the tuner before any of them runs.
+        """
         self.grow(self.minimum)
 
     def alone(self) -> bool:
