@@ -177,7 +177,8 @@ class _Turns:
 
 
 def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, _Turns | None]:
-    """Start one server for the workload and wait until it answers; None if it did not."""
+    """Start one server for the workload and wait until it answers; None (and a note in the
+    cell) if it is missing or did not answer."""
     cell = Cell(workload, server.name)
     missing = missing_reason(server)
     if missing is not None:
@@ -192,6 +193,7 @@ def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, _Turns 
         wait_ready(turns.proc, port, log)
     except ServerStartError as exc:
         turns.stop(f"not available: {exc}")
+        return cell, None
     except BaseException:
         turns.stop()
         raise
@@ -242,9 +244,9 @@ def run_workload(workload: Workload, servers: list[Server], opts: Options, tmp: 
             cell_dir.mkdir()
             cell, turns = _start(server, workload, cell_dir)
             cells.append(cell)
-            if turns is not None and not turns.stopped:
+            if turns is not None:
                 started.append(turns)
-            elif cell.note is not None:
+            else:
                 _progress(f"{workload.name} x {server.name}: {cell.note}")
         for round_no in range(1, opts.runs + 1):
             # Each round starts one server further on, so no server always follows the same

@@ -143,34 +143,33 @@ def barrier(environ: Environ, start_response: StartResponse) -> list[bytes]:
 GATE_WAIT = 30.0
 
 
-def gate(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    """Say "gate: entered PATH" on stderr, then hold the request until the file PATH exists.
+def _held(environ: Environ, start_response: StartResponse, name: str, nap: float) -> list[bytes]:
+    """Say "NAME: entered PATH" on stderr, then hold the request until the file PATH exists.
 
     The test reads the line to know the request is inside the app, and creates the file when it
-    wants the response; never held past GATE_WAIT seconds (then 504).
+    wants the response; never held past GATE_WAIT seconds (then 504). Between looks it sleeps
+    `nap` seconds, or with 0 keeps computing.
     """
     path = urllib.parse.unquote(environ.get("QUERY_STRING", ""))
-    sys.stderr.write(f"gate: entered {path}\n")
+    sys.stderr.write(f"{name}: entered {path}\n")
     sys.stderr.flush()
     deadline = time.monotonic() + GATE_WAIT
     while not os.path.exists(path):
         if time.monotonic() > deadline:
             return _text(start_response, b"gate never opened", "504 Gateway Timeout")
-        time.sleep(0.02)
+        if nap:
+            time.sleep(nap)
     return _text(start_response, b"passed")
+
+
+def gate(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """Hold the request, asleep, until the file named by the query exists (see _held)."""
+    return _held(environ, start_response, "gate", 0.02)
 
 
 def busy_gate(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    """Like /gate, but computing while it waits (no sleep), so the threaded pool sees a busy
-    CPU-bound thread and does not grow for it."""
-    path = urllib.parse.unquote(environ.get("QUERY_STRING", ""))
-    sys.stderr.write(f"busy-gate: entered {path}\n")
-    sys.stderr.flush()
-    deadline = time.monotonic() + GATE_WAIT
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            return _text(start_response, b"gate never opened", "504 Gateway Timeout")
-    return _text(start_response, b"passed")
+    """Like /gate, but computing while it waits, so a threaded pool does not grow for it."""
+    return _held(environ, start_response, "busy-gate", 0.0)
 
 
 def pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
