@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from corral.http import httpdate, writers
 from corral.http.connection import ServerConnection
 from corral.http.errors import LocalProtocolError
 from corral.http.events import EndOfMessage, Request
@@ -283,6 +284,92 @@ def test_date_format_and_cache_per_second() -> None:
     assert cache.get(784111778) == "Date: Sun, 06 Nov 1994 08:49:38 GMT\r\n"
     now = time.time()
     assert date_line() in (f"Date: {format_date(now)}\r\n", f"Date: {format_date(now + 1)}\r\n")
+
+
+# ------------------------------------------------------------ the head cache
+
+
+class _Clock:
+    """Stands in for the time module inside httpdate, so a test picks the second."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def gmtime(self, seconds: float) -> time.struct_time:
+        return time.gmtime(seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    fake = _Clock(1_700_000_000.0)
+    monkeypatch.setattr(httpdate, "time", fake)
+    return fake
+
+
+def test_a_repeated_head_comes_from_the_cache_with_this_seconds_date(clock: _Clock) -> None:
+    fields = [("Content-Type", "text/plain"), ("X-Trace", "abc")]
+    first = ready().send_full(200, fields, b"hi")
+    clock.now += 61
+    again = ready().send_full(200, fields, b"hi")
+    assert f"Date: {format_date(clock.now - 61)}\r\n".encode() in first
+    assert f"Date: {format_date(clock.now)}\r\n".encode() in again
+    assert _DATE.sub(b"\r\nDATE\r\n", first) == _DATE.sub(b"\r\nDATE\r\n", again)
+    assert any(key[0] == 200 and ("X-Trace", "abc") in key for key in writers._HEAD_CACHE)
+
+
+def test_a_field_that_quotes_the_date_line_does_not_move_the_cut(clock: _Clock) -> None:
+    # The value ends with what the Date line says, so searching the head for the Date line
+    # would cut inside this field and keep the real Date line, stale, in the cached part.
+    quoted = date_line()[:-2]
+    fields = [("X-Quote", quoted)]
+    ready().send_full(200, fields, b"")
+    clock.now += 5
+    _, got, _ = split_head(ready().send_full(200, fields, b""))
+    assert got["x-quote"] == [quoted]
+    assert got["date"] == [format_date(clock.now)]
+
+
+def test_the_apps_own_date_is_kept_by_the_cache(clock: _Clock) -> None:
+    fields = [("Date", "Sun, 06 Nov 1994 08:49:37 GMT")]
+    ready().send_full(200, fields, b"")
+    clock.now += 5
+    _, got, _ = split_head(ready().send_full(200, fields, b""))
+    assert got["date"] == ["Sun, 06 Nov 1994 08:49:37 GMT"]
+
+
+def test_what_the_cache_holds_does_not_let_an_equal_bad_value_through() -> None:
+    ready().send_full(200, [], b"")
+    with pytest.raises(LocalProtocolError):
+        ready().send_full(200.0, [], b"")  # type: ignore[arg-type]  # 200.0 == 200
+
+
+def test_the_head_depends_on_the_request_as_well_as_the_response() -> None:
+    fields = [("Content-Type", "text/plain")]
+    _, got11, _ = split_head(ready().send_response(200, fields))
+    _, got10, _ = split_head(ready(version="1.0").send_response(200, fields))
+    head_out = ready(method="HEAD").send_full(200, fields, b"abc")
+    assert got11["transfer-encoding"] == ["chunked"]
+    assert "transfer-encoding" not in got10 and got10["connection"] == ["close"]
+    assert head_out.endswith(b"\r\n\r\n") and split_head(head_out)[1]["content-length"] == ["3"]
+
+
+def test_fields_given_other_than_as_a_list_of_tuples_are_still_served() -> None:
+    pairs = [("Content-Type", "text/plain"), ("X-One", "1")]
+    expected = _DATE.sub(b"\r\n", ready().send_full(200, pairs, b"x"))
+    for fields in (iter(pairs), tuple(pairs), [list(p) for p in pairs]):
+        writers._HEAD_CACHE.clear()  # built from these fields alone, not from a cached twin
+        out = ready().send_full(200, fields, b"x")  # type: ignore[arg-type]
+        assert _DATE.sub(b"\r\n", out) == expected
+
+
+def test_a_full_cache_is_emptied_and_keeps_serving() -> None:
+    for n in range(writers._HEAD_CACHE_MAX * 2 + 3):
+        _, got, _ = split_head(ready().send_full(200, [("X-N", str(n))], b""))
+        assert got["x-n"] == [str(n)]
+        assert len(writers._HEAD_CACHE) <= writers._HEAD_CACHE_MAX
 
 
 # ------------------------------------------------------------ header validation

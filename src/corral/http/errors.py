@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from corral.http.httpdate import date_line
+from corral.http.httpdate import date_bytes
 
 __all__ = ["REASONS", "LocalProtocolError", "ProtocolError", "render_error"]
 
@@ -95,7 +95,7 @@ def render_error(status: int, *, server: bytes | None = b"corral") -> bytes:
     body = b"%d %s\n" % (status, phrase)
     parts = [
         b"HTTP/1.1 %d %s\r\n" % (status, phrase),
-        date_line().encode("ascii"),
+        date_bytes(),
     ]
     if server is not None:
         parts.append(b"Server: %s\r\n" % server)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["DateCache", "date_line", "format_date"]
+__all__ = ["DateCache", "date_bytes", "date_line", "format_date"]
 
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -22,11 +22,12 @@ def format_date(seconds: float) -> str:
 class DateCache:
     """Holds the formatted ``Date`` line of one second, recomputed when the second changes."""
 
-    __slots__ = ("line", "second")
+    __slots__ = ("line", "line_bytes", "second")
 
     def __init__(self) -> None:
         self.second = -1
         self.line = ""
+        self.line_bytes = b""
 
     def get(self, second: int) -> str:
         """``Date: <IMF-fixdate>\\r\\n`` for ``second`` (a POSIX time in whole seconds)."""
@@ -35,6 +36,7 @@ class DateCache:
             # complete, identical value, so no lock is needed.
             line = f"Date: {format_date(second)}\r\n"
             self.line = line
+            self.line_bytes = line.encode("ascii")
             self.second = second
             return line
         return self.line
@@ -51,3 +53,12 @@ def date_line() -> str:
     if second == cache.second:
         return cache.line
     return cache.get(second)
+
+
+def date_bytes() -> bytes:
+    """``date_line()`` as bytes, encoded once per second too."""
+    second = int(time.time())
+    cache = _CACHE
+    if second != cache.second:
+        cache.get(second)
+    return cache.line_bytes
