@@ -347,13 +347,31 @@ def test_what_the_cache_holds_does_not_let_an_equal_bad_value_through() -> None:
 
 
 def test_the_head_depends_on_the_request_as_well_as_the_response() -> None:
+    # Each pair differs in one request fact only, the first response of the pair cached.
     fields = [("Content-Type", "text/plain")]
-    _, got11, _ = split_head(ready().send_response(200, fields))
-    _, got10, _ = split_head(ready(version="1.0").send_response(200, fields))
-    head_out = ready(method="HEAD").send_full(200, fields, b"abc")
+    keep = "Connection: keep-alive\r\n"
+    _, got11, _ = split_head(ready(extra=keep).send_response(200, fields))
+    _, got10, _ = split_head(ready(version="1.0", extra=keep).send_response(200, fields))
     assert got11["transfer-encoding"] == ["chunked"]
     assert "transfer-encoding" not in got10 and got10["connection"] == ["close"]
-    assert head_out.endswith(b"\r\n\r\n") and split_head(head_out)[1]["content-length"] == ["3"]
+
+    get = ready()
+    assert get.send_full(200, fields, b"abc").endswith(b"\r\n\r\nabc")
+    head = ready(method="HEAD")
+    assert head.send_full(200, fields, b"abc").endswith(b"\r\n\r\n")  # RFC 9110 §9.3.2
+
+    upgrade = "Connection: upgrade\r\nUpgrade: websocket\r\n"
+    assert ready(extra=upgrade).send_response(101, fields).startswith(b"HTTP/1.1 101 ")
+    with pytest.raises(LocalProtocolError):
+        ready().send_response(101, fields)
+
+
+def test_a_long_head_is_built_every_time_and_not_kept() -> None:
+    fields = [("X-Big", "v" * writers._HEAD_CACHE_ITEM)]
+    for _ in range(2):
+        _, got, _ = split_head(ready().send_full(200, fields, b""))
+        assert got["x-big"] == ["v" * writers._HEAD_CACHE_ITEM]
+    assert not any(("X-Big", "v" * writers._HEAD_CACHE_ITEM) in key for key in writers._HEAD_CACHE)
 
 
 def test_fields_given_other_than_as_a_list_of_tuples_are_still_served() -> None:
