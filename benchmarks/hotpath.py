@@ -86,8 +86,8 @@ def serving_session() -> tuple[Session, socket.socket, socket.socket, DriverCont
     return session, server_sock, client, ctx
 
 
-def stage_calls() -> dict[str, Callable[[], None]]:
-    """One call of each measured step over wrk's request, in the order of the table.
+def stage_calls(request: bytes = REQUEST) -> dict[str, Callable[[], None]]:
+    """One call of each measured step over ``request`` (wrk's by default), in table order.
 
     ``connection`` (a new ServerConnection) is there to be subtracted from ``parse``, and
     ``parse`` from ``app+resp``, which start from a fresh connection too.
@@ -101,11 +101,11 @@ def stage_calls() -> dict[str, Callable[[], None]]:
 
     def parse() -> None:
         conn = ServerConnection(ctx.limits)
-        conn.receive_data(REQUEST)
+        conn.receive_data(request)
         conn.next_event()
 
     conn = ServerConnection(ctx.limits)
-    conn.receive_data(REQUEST)
+    conn.receive_data(request)
     req = conn.next_event()
     assert isinstance(req, Request)
     body = WSGIInput(conn, null)
@@ -117,7 +117,7 @@ def stage_calls() -> dict[str, Callable[[], None]]:
 
     def app_and_response() -> None:
         c = ServerConnection(ctx.limits)
-        c.receive_data(REQUEST)
+        c.receive_data(request)
         r = c.next_event()
         assert isinstance(r, Request)
         gateway.run(env, r, c, null, ResponseState())
@@ -125,13 +125,13 @@ def stage_calls() -> dict[str, Callable[[], None]]:
     response = b"x" * 150
 
     def syscalls() -> None:
-        client.send(REQUEST)
+        client.send(request)
         server_sock.recv(65536)
         server_sock.send(response)
         client.recv(65536)
 
     def whole() -> None:
-        client.send(REQUEST)
+        client.send(request)
         if not session.read_ready():
             raise SystemExit("the session closed the connection")
         client.recv(65536)

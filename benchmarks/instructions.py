@@ -43,20 +43,9 @@ REQUESTS = {
 WARMUP = 200  # requests served before the counted ones, in both runs
 
 
-def serve(kind: str, count: int) -> None:
-    """The measured loop: `count` keep-alive requests of `kind` through a real Session."""
-    session, _, client, _ = hotpath.serving_session()
-    request = REQUESTS[kind]
-    for _ in range(count):
-        client.send(request)
-        if not session.read_ready():
-            raise SystemExit("the session closed the connection")
-        client.recv(65536)
-
-
-def serve_step(step: str, count: int) -> None:
-    """`count` calls of one of hotpath.py's steps (wrk's request)."""
-    call = hotpath.stage_calls()[step]
+def serve(step: str, count: int, request: bytes) -> None:
+    """`count` calls of one of hotpath.py's steps over `request` ("whole": a real Session)."""
+    call = hotpath.stage_calls(request)[step]
     for _ in range(count):
         call()
 
@@ -93,10 +82,10 @@ def main() -> int:
     parser.add_argument("--step", nargs=2, metavar=("STEP", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve[0], int(args.serve[1]))
+        serve("whole", int(args.serve[1]), REQUESTS[args.serve[0]])
         return 0
     if args.step:
-        serve_step(args.step[0], int(args.step[1]))
+        serve(args.step[0], int(args.step[1]), REQUESTS["wrk"])
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind not found (apt-get install valgrind)", file=sys.stderr)
