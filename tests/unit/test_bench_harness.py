@@ -187,6 +187,28 @@ def test_ratio_is_the_median_of_the_rounds_ratios() -> None:
     assert tables.ratio(cell, _runs("gunicorn-sync", [5.0, 0.0, 30.0])) == "-"
 
 
+def test_rounds_table_shows_every_round_behind_the_medians() -> None:
+    cells = [
+        _runs("gunicorn-sync", [5.0, 20.0, 30.0]),
+        _runs("gunicorn-gthread", [10.0, 10.0, 10.0]),
+        _runs("x", [10.0, 40.0, 30.0]),
+        Cell(workloads.WORKLOADS[0], "corral-sync", note="not available"),
+    ]
+    lines = tables.rounds_table(cells)
+    assert lines[:3] == ["## Round by round", "", "### WSGI"]
+    assert (
+        lines[4]
+        == "| workload | server | req/s per round | vs gunicorn sync | vs gunicorn gthread |"
+    )
+    assert "| hello | x | 10, 40, 30 | 2.00x, 2.00x, 1.00x | 1.00x, 4.00x, 3.00x |" in lines
+    assert not any("corral-sync" in line for line in lines)  # no runs, no row
+    assert tables.round_ratios(cells[2], None) is None
+
+
+def test_rounds_table_is_left_out_when_every_cell_ran_once() -> None:
+    assert tables.rounds_table([_runs("gunicorn-sync", [5.0]), _runs("x", [10.0])]) == []
+
+
 def test_cell_without_runs_shows_its_note_and_escapes_pipes() -> None:
     cell = Cell(workloads.WORKLOADS[0], "corral-sync", note="not available: a | b")
     row = tables.result_row(cell, {})
