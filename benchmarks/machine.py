@@ -1,13 +1,19 @@
-"""What the numbers were measured on: CPUs, CPU model, kernel, Python, load, tool versions."""
+"""What the numbers were measured on: CPUs, CPU model, kernel, Python, load, wake-up cost,
+tool versions."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
 import platform
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass
+
+# Round trips timed per placement by wakeup_round_trip_us, after a few untimed ones.
+WAKEUP_TRIPS = 2000
+WAKEUP_WARMUP = 200
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,7 @@ class Machine:
     kernel: str
     python: str
     load_at_start: str
+    wakeup: str = "not measured"
 
 
 def cpu_model(cpuinfo: str) -> str:
@@ -36,6 +43,62 @@ def load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
+def wakeup_round_trip_us(cpus: tuple[int, int] | None, trips: int = WAKEUP_TRIPS) -> float:
+    """Median µs for a byte to go to a child process through a pipe and come back.
+
+    Each side sleeps in read() until the other writes, so a round trip is two wake-ups: what
+    a thread pays when it hands the GIL on or is woken by the network. That cost moves with the
+    host (on this project's shared VMs, `io` and gunicorn gthread move with it), so reports
+    state it. ``cpus`` pins the parent and the child to those CPUs; None leaves them unpinned.
+    """
+    from_parent, to_child = os.pipe()
+    from_child, to_parent = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: echo each byte until the parent closes its end
+        try:
+            os.close(to_child)
+            os.close(from_child)
+            if cpus is not None:
+                os.sched_setaffinity(0, {cpus[1]})
+            while os.read(from_parent, 1):
+                os.write(to_parent, b"x")
+        finally:
+            os._exit(0)
+    os.close(from_parent)
+    os.close(to_parent)
+    saved = os.sched_getaffinity(0)
+    times: list[int] = []
+    try:
+        if cpus is not None:
+            os.sched_setaffinity(0, {cpus[0]})
+        clock = time.perf_counter_ns
+        for i in range(WAKEUP_WARMUP + trips):
+            start = clock()
+            os.write(to_child, b"x")
+            os.read(from_child, 1)
+            if i >= WAKEUP_WARMUP:
+                times.append(clock() - start)
+    finally:
+        os.sched_setaffinity(0, saved)
+        os.close(to_child)
+        os.close(from_child)
+        os.waitpid(pid, 0)
+    return statistics.median(times) / 1000
+
+
+def wakeup_cost() -> str:
+    """The wake-up round trip across two CPUs and on one, as the report's machine line says it."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or not hasattr(os, "fork"):
+        return "not measured (needs two CPUs and fork)"
+    across = wakeup_round_trip_us((cpus[0], cpus[1]))
+    same = wakeup_round_trip_us((cpus[0], cpus[0]))
+    return (
+        f"{across:.1f} µs across two CPUs, {same:.1f} µs on one "
+        "(median pipe round trip between two processes: two wake-ups)"
+    )
+
+
 def describe_machine() -> Machine:
     """Read the host's description now."""
     try:
@@ -50,6 +113,7 @@ def describe_machine() -> Machine:
         kernel=f"{platform.system()} {platform.release()}",
         python=f"{platform.python_implementation()} {platform.python_version()}",
         load_at_start=load_average(),
+        wakeup=wakeup_cost(),
     )
 
 

@@ -156,11 +156,11 @@ def rounds_table(cells: list[Cell]) -> list[str]:
             row = [
                 cell.workload.name,
                 cell.server,
-                ", ".join(f"{_rate(r):,.0f}" for r in cell.runs),
+                " / ".join(f"{_rate(r):,.0f}" for r in cell.runs),
             ]
             for name in family.baselines:
                 each = round_ratios(cell, base.get(name))
-                row.append("-" if each is None else ", ".join(f"{x:.2f}x" for x in each))
+                row.append("-" if each is None else " / ".join(f"{x:.2f}x" for x in each))
             lines.append(_row(row))
         lines.append("")
     return lines
@@ -225,6 +225,7 @@ def render(
         f"- Machine: {machine.nproc} CPUs (nproc), {machine.cpu_model}, {machine.kernel}",
         f"- Python: {machine.python}",
         f"- Load average (1/5/15 min) at start: {machine.load_at_start}; at end: {load_at_end}",
+        f"- Wake-up cost at start: {machine.wakeup}",
         f"- Plan: {plan}",
         "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
         "",

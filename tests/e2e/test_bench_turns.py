@@ -63,9 +63,13 @@ def test_servers_of_a_workload_run_in_turns_and_are_all_stopped() -> None:
         ("corral-threaded", "2"),
         ("corral-sync", "2"),
     ]
-    rows = [line for line in done.stdout.splitlines() if line.startswith("| hello |")]
+    table, _, rounds = done.stdout.partition("## Round by round")
+    rows = [line for line in table.splitlines() if line.startswith("| hello |")]
     assert [row.split("|")[2].strip() for row in rows] == ["corral-sync", "corral-threaded"]
     assert "take turns" in done.stdout
+    # Behind each median, its two rounds.
+    each = [line.split("|")[3] for line in rounds.splitlines() if line.startswith("| hello |")]
+    assert len(each) == 2 and all(len(cell.split(" / ")) == 2 for cell in each)
 
 
 def _hello_run(tmp_path: Path) -> list[suite.Cell]:

@@ -200,7 +200,7 @@ def test_rounds_table_shows_every_round_behind_the_medians() -> None:
         lines[4]
         == "| workload | server | req/s per round | vs gunicorn sync | vs gunicorn gthread |"
     )
-    assert "| hello | x | 10, 40, 30 | 2.00x, 2.00x, 1.00x | 1.00x, 4.00x, 3.00x |" in lines
+    assert "| hello | x | 10 / 40 / 30 | 2.00x / 2.00x / 1.00x | 1.00x / 4.00x / 3.00x |" in lines
     assert not any("corral-sync" in line for line in lines)  # no runs, no row
     assert tables.round_ratios(cells[2], None) is None
 
