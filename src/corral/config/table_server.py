@@ -201,8 +201,10 @@ class ServerTable:
         arbiter may run on, fewest workers per CPU first; `off` leaves placement to the kernel.
 
         With every thread of a worker on one CPU, handing the GIL from thread to thread is a
-        wake-up on the same CPU rather than across CPUs, which costs less: on the `io` benchmark
-        (a threaded worker with 128 threads waiting on I/O) a request took about 20 % less CPU.
+        wake-up on the same CPU rather than across CPUs, which costs less (on the reference VM,
+        ~3 µs against 17-22 µs when the other CPU is idle: the benchmark report's wake-up line).
+        On the `io` benchmark (a threaded worker with 128 threads waiting on I/O) a request took
+        about 20 % less CPU, and the rate rose by 10-22 % in the runs in turns.
         Use it when corral has the machine, or its cpuset, to itself and `workers` is about the
         number of CPUs; restrict the set with `taskset` or a cpuset on the arbiter. Leave it
         off on a shared host, or under a CPU quota without a cpuset (a Kubernetes pod with
