@@ -30,10 +30,21 @@ def idle_window() -> None:
     time.sleep(0.05)
 
 
-def test_starts_at_threads_and_auto_bound_is_128() -> None:
+def test_starts_at_threads_and_auto_bound_is_256() -> None:
     tuner = make(3, 0)
     assert len(tuner.slots) == 3
-    assert (tuner.minimum, tuner.maximum) == (3, pool.AUTO_MAX_THREADS)
+    assert (tuner.minimum, tuner.maximum) == (3, 256)
+
+
+def test_doubles_up_to_128_threads_then_grows_by_an_eighth() -> None:
+    tuner = make(64, 0)
+    sizes = []
+    for _ in range(4):
+        all_busy(tuner, time.perf_counter() - 0.05)
+        tuner.tune()
+        sizes.append(len(tuner.slots))
+    assert sizes == [128, 144, 162, 182]
+    assert [pool.growth_step(n) for n in (1, 127, 128, 255)] == [1, 127, 16, 31]
 
 
 def test_grows_when_every_thread_waits_inside_a_request() -> None:

@@ -175,8 +175,9 @@ class ServerTable:
         Upper bound on the threaded worker's pool when it grows with demand.
 
         The pool starts at `threads` and grows while every thread is busy waiting (not
-        computing). 0 means the automatic bound, 128 threads; set it equal to `threads` for a
-        fixed-size pool. Otherwise it must be at least `threads`.
+        computing): it doubles up to 128 threads, then grows by an eighth at a time. 0 means
+        the automatic bound, 256 threads; set it equal to `threads` for a fixed-size pool.
+        Otherwise it must be at least `threads`.
         """,
     )
     worker_connections: int = setting(

