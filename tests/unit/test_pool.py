@@ -30,14 +30,14 @@ def idle_window() -> None:
     time.sleep(0.05)
 
 
-def test_starts_at_threads_and_auto_bound_is_256() -> None:
+def test_starts_at_threads_and_auto_bound_is_160() -> None:
     tuner = make(3, 0)
     assert len(tuner.slots) == 3
-    assert (tuner.minimum, tuner.maximum) == (3, 256)
+    assert (tuner.minimum, tuner.maximum) == (3, 160)
 
 
 def test_doubles_up_to_128_threads_then_grows_by_an_eighth() -> None:
-    tuner = make(64, 0)
+    tuner = make(64, 200)
     sizes = []
     for _ in range(4):
         all_busy(tuner, time.perf_counter() - 0.05)
@@ -55,6 +55,16 @@ def test_grows_when_every_thread_waits_inside_a_request() -> None:
     all_busy(tuner, time.perf_counter() - 0.05)
     tuner.tune()
     assert len(tuner.slots) == 8
+
+
+def test_automatic_bound_stops_the_eighths_at_160() -> None:
+    tuner = make(128, 0)
+    sizes = []
+    for _ in range(3):
+        all_busy(tuner, time.perf_counter() - 0.05)
+        tuner.tune()
+        sizes.append(len(tuner.slots))
+    assert sizes == [144, 160, 160]
 
 
 def test_does_not_grow_past_max_threads() -> None:

@@ -176,7 +176,7 @@ class ServerTable:
 
         The pool starts at `threads` and grows while every thread is busy waiting (not
         computing): it doubles up to 128 threads, then grows by an eighth at a time. 0 means
-        the automatic bound, 256 threads; set it equal to `threads` for a fixed-size pool.
+        the automatic bound, 160 threads; set it equal to `threads` for a fixed-size pool.
         Otherwise it must be at least `threads`.
         """,
     )
