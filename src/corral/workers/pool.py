@@ -212,9 +212,9 @@ def growth_step(size: int) -> int:
 
     On `io` (2 workers, 256 connections, 10 ms sleep) one worker often holds 130-140 of the
     connections; capped at 128 threads, its extra connections waited for a thread to free up.
-    Growing past it by eighths (to 144, sometimes 162 threads) beat a bound of 128 in 14 of 18
-    alternating pairs of runs (median +8 %; 2 level, 2 behind by 6-7 %). Doubling 128 to 256
-    instead would leave a hundred threads idle.
+    Growing past it by eighths (to 144, sometimes 160 threads) beat a bound of 128 in 17 of 24
+    alternating pairs of runs (median +6.5 %; 2 level, 5 behind by 4-8 %, most of those on a
+    busy host). Doubling 128 to 256 instead would leave a hundred threads idle.
     """
     return size if size < DOUBLE_UNTIL else max(1, size // 8)
 
