@@ -36,14 +36,18 @@ def test_starts_at_threads_and_auto_bound_is_160() -> None:
     assert (tuner.minimum, tuner.maximum) == (3, 160)
 
 
-def test_doubles_up_to_128_threads_then_grows_by_an_eighth() -> None:
-    tuner = make(64, 200)
+def sizes_over_busy_ticks(tuner: PoolTuner, ticks: int) -> list[int]:
+    """The pool's size after each of ``ticks`` tunings with every thread waiting in a request."""
     sizes = []
-    for _ in range(4):
+    for _ in range(ticks):
         all_busy(tuner, time.perf_counter() - 0.05)
         tuner.tune()
         sizes.append(len(tuner.slots))
-    assert sizes == [128, 144, 162, 182]
+    return sizes
+
+
+def test_doubles_up_to_128_threads_then_grows_by_an_eighth() -> None:
+    assert sizes_over_busy_ticks(make(64, 200), 4) == [128, 144, 162, 182]
     assert [pool.growth_step(n) for n in (1, 127, 128, 255)] == [1, 127, 16, 31]
 
 
@@ -58,13 +62,7 @@ def test_grows_when_every_thread_waits_inside_a_request() -> None:
 
 
 def test_automatic_bound_stops_the_eighths_at_160() -> None:
-    tuner = make(128, 0)
-    sizes = []
-    for _ in range(3):
-        all_busy(tuner, time.perf_counter() - 0.05)
-        tuner.tune()
-        sizes.append(len(tuner.slots))
-    assert sizes == [144, 160, 160]
+    assert sizes_over_busy_ticks(make(128, 0), 3) == [144, 160, 160]
 
 
 def test_does_not_grow_past_max_threads() -> None:

@@ -216,7 +216,7 @@ def growth_step(size: int) -> int:
     alternating pairs of runs (median +6.5 %; 2 level, 5 behind by 4-8 %, most of those on a
     busy host). Doubling 128 to 256 instead would leave a hundred threads idle.
     """
-    return size if size < DOUBLE_UNTIL else max(1, size // 8)
+    return size if size < DOUBLE_UNTIL else size // 8
 
 
 def _waiting_on_io(live: list[ThreadSlot], now: float) -> bool:
