@@ -18,7 +18,7 @@ from corral.http.events import (
 from corral.http.grammar import CTL_MARKS
 from corral.http.limits import Limits
 from corral.http.proxy import ProxyInfo, parse_proxy
-from corral.http.readers import parse_head, request_line_pattern
+from corral.http.readers import parse_head_cached, request_line_pattern
 from corral.http.writers import (
     build_head,
     chunk,
@@ -191,7 +191,7 @@ class ServerConnection:
                 if buf.find(b"\r\n", 0, limits.max_request_line + 2) < 0:
                     raise ProtocolError(414, "request line too long")
                 raise ProtocolError(431, "request head too large")
-            request = parse_head(buf[:end], limits, self._line_re)
+            request = parse_head_cached(buf[:end], limits, self._line_re)
         except ProtocolError:
             # Name a bare LF as such, as when the head arrives in pieces (RFC 9112 §2.2).
             if buf.count(b"\n", 0, end) != buf.count(b"\r\n", 0, end):

@@ -17,7 +17,11 @@ __all__ = [
 
 
 class Request:
-    """A parsed request head; every string is latin-1 decoded, nothing percent-decoded."""
+    """A parsed request head; every string is latin-1 decoded, nothing percent-decoded.
+
+    Read-only once built: the parser hands the same object to every repeat of a head it has
+    seen before (readers.parse_head_cached), on any connection and in any thread.
+    """
 
     __slots__ = (
         "chunked",
