@@ -8,7 +8,10 @@ twice, with two request counts, and divides the difference, so start-up and impo
 
     python benchmarks/instructions.py [--requests 2000] [--stages]
 
-Two requests: wrk's (a request line and Host) and a browser's (ten header fields). Counts are
+Two requests: wrk's (a request line and Host) and a browser's (ten header fields), each sent
+again and again, so the parser's memo answers for them as it does under a load generator; and
+the browser's once more as a head never seen before (``browser-new``: the memo is emptied
+before every request), which is what varied traffic costs. Counts are
 user-space instructions of the whole process, the client's few included; the kernel's work is
 not counted. ``--stages`` also counts hotpath.py's stages for wrk's request, each step alone
 (so a row is the same split as hotpath.py's table, in instructions instead of µs). Needs
@@ -28,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import hotpath
+from corral.http import readers
 
 REQUESTS = {
     "wrk": hotpath.REQUEST,
@@ -40,13 +44,20 @@ REQUESTS = {
         b"Upgrade-Insecure-Requests: 1\r\nCache-Control: max-age=0\r\n\r\n"
     ),
 }
+REQUESTS["browser-new"] = REQUESTS["browser"]
 WARMUP = 200  # requests served before the counted ones, in both runs
 
 
-def serve(step: str, count: int, request: bytes) -> None:
-    """`count` calls of one of hotpath.py's steps over `request` ("whole": a real Session)."""
+def serve(step: str, count: int, request: bytes, *, new_heads: bool = False) -> None:
+    """`count` calls of one of hotpath.py's steps over `request` ("whole": a real Session).
+
+    With ``new_heads``, the parser's memo is emptied before each call, so every head is parsed.
+    """
     call = hotpath.stage_calls(request)[step]
+    forget = readers._PARSED.clear
     for _ in range(count):
+        if new_heads:
+            forget()
         call()
 
 
@@ -82,7 +93,8 @@ def main() -> int:
     parser.add_argument("--step", nargs=2, metavar=("STEP", "COUNT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve("whole", int(args.serve[1]), REQUESTS[args.serve[0]])
+        kind = args.serve[0]
+        serve("whole", int(args.serve[1]), REQUESTS[kind], new_heads=kind.endswith("-new"))
         return 0
     if args.step:
         serve(args.step[0], int(args.step[1]), REQUESTS["wrk"])

@@ -14,8 +14,16 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import hotpath  # noqa: E402
 
-STEPS = ("connection", "parse", "environ", "app+resp", "syscalls", "whole")
-ROWS = ("parse", "environ", "app+resp", "syscalls", "whole", "lifecycle, driver, end of cycle")
+STEPS = ("connection", "parse", "parse-new", "environ", "app+resp", "syscalls", "whole")
+ROWS = (
+    "parse",
+    "environ",
+    "app+resp",
+    "syscalls",
+    "whole",
+    "lifecycle, driver, end of cycle",
+    "parse, a head not seen before",
+)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -26,11 +34,14 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_by_stage_takes_the_overlapping_steps_out() -> None:
     cost = {"connection": 2, "parse": 10, "environ": 1, "app+resp": 15, "syscalls": 3, "whole": 30}
+    cost["parse-new"] = 40
     rows = dict(hotpath.by_stage(lambda step: cost[step]))
     assert rows["parse"] == 8  # a new connection is not parsing
     assert rows["app+resp"] == 5  # it parses first, from a new connection
     assert rows["whole"] == 30
     assert rows["lifecycle, driver, end of cycle (whole - the rest)"] == 30 - (8 + 1 + 5 + 3)
+    # The parser's full cost is shown beside the table, not taken out of whole.
+    assert rows["parse, a head not seen before (not in whole)"] == 38
 
 
 def test_every_step_serves_wrks_request() -> None:
@@ -53,6 +64,7 @@ def test_hotpath_prints_every_stage() -> None:
     [
         ("--serve", "wrk", "50"),
         ("--serve", "browser", "50"),
+        ("--serve", "browser-new", "50"),
         *(("--step", step, "50") for step in STEPS),
     ],
 )
