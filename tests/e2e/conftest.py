@@ -203,6 +203,10 @@ class InFlight:
         except BaseException as exc:
             self.outcome = exc
 
+    def running(self) -> bool:
+        """The request has not ended yet."""
+        return self._thread.is_alive()
+
     def result(self, timeout: float = START_TIMEOUT) -> tuple[int, str] | BaseException:
         """(status, body), or the exception the request ended with."""
         self._thread.join(timeout)

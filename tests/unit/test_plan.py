@@ -31,6 +31,7 @@ def w(
     phase: Phase = Phase.ACTIVE,
     since: float = 0.0,
     spawned: float = NOW - 100,
+    rss: int = 0,
 ) -> WorkerView:
     return WorkerView(
         pid=pid,
@@ -41,6 +42,7 @@ def w(
         booted=booted,
         phase=phase,
         phase_since=since,
+        rss=rss,
     )
 
 
@@ -118,6 +120,53 @@ class TestRetire:
         old = [w(1, gen=0)]
         new = [w(2, gen=1), w(3, gen=1)]
         assert decide(1, 1, old + new, NOW, T).retire == (1, 2)
+
+
+MIB = 1024 * 1024
+LIMIT = 100 * MIB
+
+
+class TestMemory:
+    def test_a_worker_over_the_limit_is_replaced_before_it_is_retired(self) -> None:
+        bloated = w(1, rss=LIMIT + MIB)
+        plan = decide(2, 0, [bloated, w(2, rss=LIMIT)], NOW, T, max_rss=LIMIT)
+        assert (plan.spawn, plan.retire, plan.over_memory) == (1, (), ())
+        booting = w(3, booted=False)
+        plan = decide(2, 0, [bloated, w(2), booting], NOW, T, max_rss=LIMIT)
+        assert (plan.spawn, plan.retire) == (0, ())
+        plan = decide(2, 0, [bloated, w(2), w(3)], NOW, T, max_rss=LIMIT)
+        assert (plan.spawn, plan.retire, plan.over_memory) == (0, (1,), (1,))
+
+    def test_at_or_under_the_limit_nothing_happens(self) -> None:
+        plan = decide(1, 0, [w(1, rss=LIMIT)], NOW, T, max_rss=LIMIT)
+        assert (plan.spawn, plan.retire) == (0, ())
+
+    def test_no_limit_means_no_replacement_whatever_the_size(self) -> None:
+        plan = decide(1, 0, [w(1, rss=64 * 1024 * MIB)], NOW, T)
+        assert (plan.spawn, plan.retire) == (0, ())
+
+    def test_one_at_a_time_the_largest_first(self) -> None:
+        workers = [w(1, rss=LIMIT + MIB), w(2, rss=LIMIT + 9 * MIB), w(3)]
+        plan = decide(3, 0, workers, NOW, T, max_rss=LIMIT)
+        assert plan.spawn == 1
+        plan = decide(3, 0, [*workers, w(4)], NOW, T, max_rss=LIMIT)
+        assert (plan.retire, plan.over_memory) == ((2,), (2,))
+
+    def test_none_while_another_worker_is_retiring(self) -> None:
+        leaving = w(4, phase=Phase.RETIRING, since=NOW - 1)
+        plan = decide(1, 0, [w(1, rss=LIMIT + MIB), leaving], NOW, T, max_rss=LIMIT)
+        assert (plan.spawn, plan.retire) == (0, ())
+
+    def test_a_worker_still_booting_is_not_judged(self) -> None:
+        plan = decide(1, 0, [w(1, rss=LIMIT + MIB, booted=False)], NOW, T, max_rss=LIMIT)
+        assert (plan.spawn, plan.retire) == (0, ())
+
+    def test_a_reload_retires_the_old_generation_first(self) -> None:
+        """A bloated new-generation worker waits behind the old one a reload retires."""
+        workers = [w(1, gen=0), w(2, gen=1, rss=LIMIT + MIB), w(3, gen=1)]
+        plan = decide(2, 1, workers, NOW, T, max_rss=LIMIT)
+        assert plan.retire[0] == 1
+        assert plan.over_memory == ()
 
 
 class TestTimeouts:

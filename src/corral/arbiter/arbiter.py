@@ -35,6 +35,7 @@ MAX_SLEEP = 1.0  # the loop wakes at least this often, even with nothing due
 KILL_GRACE = 3.0  # a hung worker's time, after SIGABRT, to log its stacks before SIGKILL
 FAST_STOP_WAIT = 2.0  # INT/QUIT: workers exit at once; stragglers are killed after this
 KILL_WAIT = 5.0  # after SIGKILL, how long shutdown waits to reap before giving up
+MIB = 1024 * 1024  # max_worker_memory is in MiB
 
 
 class Arbiter:
@@ -203,13 +204,20 @@ class Arbiter:
     def _supervise(self) -> float:
         """Apply the plan for now; return how long the loop may sleep."""
         now = time.monotonic()
-        views = [child.view() for child in self._children.values()]
+        max_rss = self.cfg.max_worker_memory * MIB
+        views = [child.view(measure_memory=max_rss > 0) for child in self._children.values()]
         for view in views:
             if self._backoff.healthy(view, now):
                 self.log.info("Workers boot again: crash backoff reset")
         timing = Timing(self.cfg.timeout, self.cfg.graceful_timeout, KILL_GRACE)
         plan = decide(
-            self.num_workers, self._generation, views, now, timing, self._backoff.spawn_after
+            self.num_workers,
+            self._generation,
+            views,
+            now,
+            timing,
+            self._backoff.spawn_after,
+            max_rss,
         )
         for pid in plan.kill:
             self.log.error("Worker (pid:%s) did not exit in time; sending SIGKILL", pid)
@@ -217,6 +225,15 @@ class Arbiter:
         for pid in plan.abort:
             self.log.critical("WORKER TIMEOUT (pid:%s): no heartbeat for %ss", pid, timing.timeout)
             self._signal(pid, signal.SIGABRT, Phase.ABORTED)
+        for view in views:
+            if view.pid in plan.over_memory:
+                self.log.warning(
+                    "Worker (pid:%s) uses %d MiB, over max_worker_memory (%d MiB): "
+                    "its replacement has booted, so it finishes its requests and exits",
+                    view.pid,
+                    view.rss // MIB,
+                    self.cfg.max_worker_memory,
+                )
         for pid in plan.retire:
             self._signal(pid, signal.SIGTERM, Phase.RETIRING)
         for _ in range(plan.spawn):

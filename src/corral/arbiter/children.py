@@ -35,7 +35,8 @@ class Child:
     phase_since: float = 0.0
     cpu: int | None = None  # the CPU it is pinned to (cpu_affinity)
 
-    def view(self) -> WorkerView:
+    def view(self, *, measure_memory: bool = False) -> WorkerView:
+        """The plan's view of this worker; its resident memory read only when asked for."""
         return WorkerView(
             pid=self.worker.pid,
             age=self.worker.age,
@@ -45,7 +46,21 @@ class Child:
             booted=self.heartbeat.notified(),
             phase=self.phase,
             phase_since=self.phase_since,
+            rss=resident_bytes(self.worker.pid) if measure_memory else 0,
         )
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident memory (its RSS) from /proc; 0 when it cannot be read.
+
+    Shared pages count in full, as in `ps` and `top`: with preload_app, the pages a worker
+    still shares with the arbiter after fork are part of its number.
+    """
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0  # gone (reaped next turn), or no /proc on this system
 
 
 def run_child(

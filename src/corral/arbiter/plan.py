@@ -29,6 +29,7 @@ class WorkerView:
     booted: bool  # it has notified its heartbeat at least once
     phase: Phase = Phase.ACTIVE
     phase_since: float = 0.0  # when the signal of the current phase was sent
+    rss: int = 0  # resident memory in bytes; 0 when not measured (max_worker_memory off)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Plan:
     retire: tuple[int, ...] = ()  # SIGTERM, oldest first: surplus or previous-generation workers
     spawn: int = 0
     wake_at: float = math.inf  # the earliest time at which this plan can change by itself
+    over_memory: tuple[int, ...] = ()  # of `retire`: those replaced for their resident memory
 
 
 def decide(
@@ -58,12 +60,15 @@ def decide(
     now: float,
     timing: Timing,
     spawn_after: float = -math.inf,
+    max_rss: int = 0,
 ) -> Plan:
     """Compare the desired state with the workers and say what to do now.
 
     `spawn_after` is the crash-loop backoff's earliest spawn time. Workers of an older
     generation are retired only as new ones boot, so a reload never leaves fewer than `desired`
     workers serving, and a new generation that cannot boot leaves the old one in place.
+    A worker whose resident memory is over `max_rss` bytes (0: no limit) is replaced the same
+    way: its replacement boots first, then it is retired (see `_over_memory`).
     """
     kill: list[int] = []
     abort: list[int] = []
@@ -85,6 +90,10 @@ def decide(
                 deadlines.append(w.phase_since + limit)
     current = sorted((w for w in active if w.generation >= generation), key=lambda w: w.age)
     older = sorted((w for w in active if w.generation < generation), key=lambda w: w.age)
+    bloated = _over_memory(current, workers, max_rss)
+    if bloated is not None:
+        current.remove(bloated)
+        older.append(bloated)  # the youngest of them: a previous generation's go first
     retire = _retire(desired, current, older)
     spawn = max(0, desired - len(current))
     if spawn and now < spawn_after:
@@ -96,7 +105,23 @@ def decide(
         retire=tuple(retire),
         spawn=spawn,
         wake_at=min(deadlines, default=math.inf),
+        over_memory=(bloated.pid,) if bloated is not None and bloated.pid in retire else (),
     )
+
+
+def _over_memory(
+    current: list[WorkerView], workers: Sequence[WorkerView], max_rss: int
+) -> WorkerView | None:
+    """The one worker to replace for its memory now: the largest booted one over `max_rss`.
+
+    One at a time, and not while any worker is still retiring, so that what replacing costs
+    at most is one fresh worker beside the one it replaces, on a host that is short of memory
+    already.
+    """
+    if max_rss <= 0 or any(w.phase is Phase.RETIRING for w in workers):
+        return None
+    over = [w for w in current if w.booted and w.rss > max_rss]
+    return max(over, key=lambda w: w.rss, default=None)
 
 
 def _retire(desired: int, current: list[WorkerView], older: list[WorkerView]) -> list[int]:

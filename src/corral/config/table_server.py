@@ -237,6 +237,24 @@ class ServerTable:
         Spreads the restarts so that the workers do not all restart at the same moment.
         """,
     )
+    max_worker_memory: int = setting(
+        0,
+        section="Worker Processes",
+        parse=p.INT,
+        cli=("--max-worker-memory",),
+        metavar="MiB",
+        help="""
+        Replace a worker whose resident memory (RSS) is over this many MiB; 0 disables.
+
+        The arbiter reads each worker's RSS from `/proc` about once a second. A worker over the
+        limit is replaced the way a reload replaces workers: a new worker boots first, then the
+        old one stops taking connections, finishes the requests it has, and exits, so no
+        request is dropped and the number of serving workers never dips. One worker is
+        replaced at a time. Unlike `max_requests`, this restarts only the workers that grew,
+        and only when they have. Shared pages count in full, as in `ps`, so with
+        `preload_app` set the limit above a fresh worker's RSS. Linux only (it needs `/proc`).
+        """,
+    )
     timeout: int = setting(
         30,
         section="Worker Processes",

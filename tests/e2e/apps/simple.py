@@ -6,6 +6,8 @@
 - `/hang-hard`   the same, ignoring SIGABRT, so only SIGKILL ends it
 - `/orphan`      double-forks a grandchild that outlives its parent by 0.5 s; answers its pid
 - `/print?m=X`   writes X to stdout and stderr (capture_output, log reopening)
+- `/grow?mb=N&s=S` keeps N more MiB alive in this worker, then sleeps as `/sleep?s=S` does
+                 (memory-based recycling; without `s`, answers at once)
 """
 
 from __future__ import annotations
@@ -82,6 +84,17 @@ def print_both(query: dict[str, list[str]]) -> bytes:
     return message.encode()
 
 
+_KEPT: list[bytes] = []
+
+
+def grow(query: dict[str, list[str]]) -> bytes:
+    """Hold N MiB more for the life of the worker, written so that the pages are resident."""
+    mib = int(query.get("mb", ["1"])[0])
+    _KEPT.append(b"\x01" * (mib * 1024 * 1024))
+    slept = sleep(query) + b", " if "s" in query else b""
+    return slept + f"grew {os.getpid()} by {mib} MiB".encode()
+
+
 ROUTES: dict[str, Callable[[dict[str, list[str]]], bytes]] = {
     "/": hello,
     "/sleep": sleep,
@@ -89,4 +102,5 @@ ROUTES: dict[str, Callable[[dict[str, list[str]]], bytes]] = {
     "/hang-hard": hang_ignoring_abort,
     "/orphan": orphan,
     "/print": print_both,
+    "/grow": grow,
 }
