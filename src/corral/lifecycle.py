@@ -45,6 +45,17 @@ class Bookkeeping:
             not self.log.access_enabled and self.post_request is None and self.record is None
         )
 
+    def own(self, req: Request) -> Request:
+        """The Request this request's hooks and app see: a copy when a hook is configured.
+
+        A hook may change the request, as gunicorn's may (pre_request runs before the environ
+        or scope is built, so the app sees the change), while the parser hands one Request to
+        every repeat of a head (readers.parse_head_cached): the change must stay with this one.
+        """
+        if self.pre_request is None and self.post_request is None:
+            return req
+        return req.copy()
+
     def begin(self, req: Request) -> None:
         """Before the app: the pre_request hook (its exceptions are the caller's to answer)."""
         if self.pre_request is not None:
@@ -128,7 +139,8 @@ class RequestLifecycle:
         environ: dict[str, Any] = env_base
         keep = True
         try:
-            if books.pre_request is not None:
+            if books.pre_request is not None or books.post_request is not None:
+                req = books.own(req)
                 books.begin(req)
             environ = self.gateway.build_environ(env_base, trusted, req, body)
             self.gateway.run(environ, req, conn, transport, state)

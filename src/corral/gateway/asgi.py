@@ -272,6 +272,7 @@ class HTTPCycle:
         t0 = time.perf_counter()
         scope: Scope | None = None
         try:
+            req = gateway.books.own(req)
             gateway.books.begin(req)
             scope = gateway.scope("http", req, self.peer)
             await gateway.app(scope, self.receive, self.send)

@@ -174,6 +174,7 @@ class WebSocketSession:
         scope = None
         try:
             self.key, subprotocols = check_handshake(req)
+            req = gateway.books.own(req)
             gateway.books.begin(req)
             scope = gateway.scope("websocket", req, self.peer)
             scope["subprotocols"] = subprotocols

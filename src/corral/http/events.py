@@ -20,7 +20,8 @@ class Request:
     """A parsed request head; every string is latin-1 decoded, nothing percent-decoded.
 
     Read-only once built: the parser hands the same object to every repeat of a head it has
-    seen before (readers.parse_head_cached), on any connection and in any thread.
+    seen before (readers.parse_head_cached), on any connection and in any thread. Code that
+    may change one, the user's hooks, gets a ``copy()`` (lifecycle.Bookkeeping.own).
     """
 
     __slots__ = (
@@ -68,6 +69,24 @@ class Request:
         self.chunked = chunked
         self.scheme = scheme
         self.host = host
+
+    def copy(self) -> Request:
+        """A copy with a headers list of its own, for code that may change it."""
+        return Request(
+            self.method,
+            self.target,
+            self.path,
+            self.query,
+            self.http_version,
+            list(self.headers),
+            self.keep_alive,
+            self.expect_continue,
+            self.upgrade,
+            self.content_length,
+            self.chunked,
+            self.scheme,
+            self.host,
+        )
 
     def __repr__(self) -> str:
         return (
