@@ -40,6 +40,7 @@ class Bookkeeping:
         self.pre_request = _configured(worker.cfg, "pre_request")
         self.post_request = _configured(worker.cfg, "post_request")
         self.record = None if isinstance(metrics, NullMetrics) else metrics.request
+        self.hooked = self.pre_request is not None or self.post_request is not None
         # Nothing reads a request's outcome: no access log, no post_request hook, no metrics.
         self.quiet = (
             not self.log.access_enabled and self.post_request is None and self.record is None
@@ -52,9 +53,7 @@ class Bookkeeping:
         or scope is built, so the app sees the change), while the parser hands one Request to
         every repeat of a head (readers.parse_head_cached): the change must stay with this one.
         """
-        if self.pre_request is None and self.post_request is None:
-            return req
-        return req.copy()
+        return req.copy() if self.hooked else req
 
     def begin(self, req: Request) -> None:
         """Before the app: the pre_request hook (its exceptions are the caller's to answer)."""
@@ -139,7 +138,7 @@ class RequestLifecycle:
         environ: dict[str, Any] = env_base
         keep = True
         try:
-            if books.pre_request is not None or books.post_request is not None:
+            if books.hooked:
                 req = books.own(req)
                 books.begin(req)
             environ = self.gateway.build_environ(env_base, trusted, req, body)
