@@ -11,7 +11,9 @@ from tests.e2e.conftest import CorralProcess, InFlight
 Start = Callable[..., CorralProcess]
 LIMIT_MIB = 150  # well above a fresh worker of the test app (~20-30 MiB)
 GROWTH_MIB = 200
-SLEEP = 5  # the request in flight: long enough to be running when its worker is retired
+# The request in flight: long enough to be running when its worker is retired, which is at
+# least MEMORY_MIN_AGE after it booted, then a replacement's boot and a turn of the arbiter.
+SLEEP = 8
 
 
 @pytest.mark.parametrize("worker", ["sync", "threaded"])
@@ -27,7 +29,8 @@ def test_a_worker_over_the_limit_is_replaced_and_finishes_its_request(
     growing = InFlight(server.addr, f"/grow?mb={GROWTH_MIB}&s={SLEEP}")
     server.wait_for(rf"simple: sleeping {old}")
     found = server.wait_for(
-        rf"Worker \(pid:{old}\) uses (\d+) MiB, over max_worker_memory \({LIMIT_MIB} MiB\)"
+        rf"Worker \(pid:{old}\) uses (\d+) MiB after \d+ s, over max_worker_memory "
+        rf"\({LIMIT_MIB} MiB\)"
     )
     assert int(found[0].group(1)) > LIMIT_MIB
     # The replacement booted before the old worker was retired, while its request still ran.

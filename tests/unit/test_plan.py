@@ -7,6 +7,7 @@ import math
 import pytest
 
 from corral.arbiter.plan import (
+    MEMORY_MIN_AGE,
     MIN_UPTIME,
     Backoff,
     Exit,
@@ -156,6 +157,14 @@ class TestMemory:
         leaving = w(4, phase=Phase.RETIRING, since=NOW - 1)
         plan = decide(1, 0, [w(1, rss=LIMIT + MIB), leaving], NOW, T, max_rss=LIMIT)
         assert (plan.spawn, plan.retire) == (0, ())
+
+    def test_a_worker_just_booted_is_not_judged_yet(self) -> None:
+        """A limit below a fresh worker's size replaces one every few seconds, not in a loop."""
+        young = w(1, rss=LIMIT + MIB, spawned=NOW - MEMORY_MIN_AGE + 0.5)
+        plan = decide(1, 0, [young], NOW, T, max_rss=LIMIT)
+        assert (plan.spawn, plan.retire) == (0, ())
+        plan = decide(1, 0, [young], NOW + 0.5, T, max_rss=LIMIT)
+        assert plan.spawn == 1
 
     def test_a_worker_still_booting_is_not_judged(self) -> None:
         plan = decide(1, 0, [w(1, rss=LIMIT + MIB, booted=False)], NOW, T, max_rss=LIMIT)

@@ -228,10 +228,11 @@ class Arbiter:
         for view in views:
             if view.pid in plan.over_memory:
                 self.log.warning(
-                    "Worker (pid:%s) uses %d MiB, over max_worker_memory (%d MiB): "
+                    "Worker (pid:%s) uses %d MiB after %.0f s, over max_worker_memory (%d MiB): "
                     "its replacement has booted, so it finishes its requests and exits",
                     view.pid,
                     view.rss // MIB,
+                    now - view.spawned_at,
                     self.cfg.max_worker_memory,
                 )
         for pid in plan.retire:

@@ -53,6 +53,10 @@ class Plan:
     over_memory: tuple[int, ...] = ()  # of `retire`: those replaced for their resident memory
 
 
+# How long a worker serves before its memory is judged (max_worker_memory).
+MEMORY_MIN_AGE = 3.0
+
+
 def decide(
     desired: int,
     generation: int,
@@ -90,7 +94,7 @@ def decide(
                 deadlines.append(w.phase_since + limit)
     current = sorted((w for w in active if w.generation >= generation), key=lambda w: w.age)
     older = sorted((w for w in active if w.generation < generation), key=lambda w: w.age)
-    bloated = _over_memory(current, workers, max_rss)
+    bloated = _over_memory(current, workers, max_rss, now)
     if bloated is not None:
         current.remove(bloated)
         older.append(bloated)  # the youngest of them: a previous generation's go first
@@ -110,17 +114,21 @@ def decide(
 
 
 def _over_memory(
-    current: list[WorkerView], workers: Sequence[WorkerView], max_rss: int
+    current: list[WorkerView], workers: Sequence[WorkerView], max_rss: int, now: float
 ) -> WorkerView | None:
     """The one worker to replace for its memory now: the largest booted one over `max_rss`.
 
     One at a time, and not while any worker is still retiring, so that what replacing costs
     at most is one fresh worker beside the one it replaces, on a host that is short of memory
-    already.
+    already. Only workers up for MEMORY_MIN_AGE: a limit below what a fresh worker needs then
+    replaces a worker every few seconds (each time with a warning that says so), not in a
+    tight loop.
     """
     if max_rss <= 0 or any(w.phase is Phase.RETIRING for w in workers):
         return None
-    over = [w for w in current if w.booted and w.rss > max_rss]
+    over = [
+        w for w in current if w.booted and w.rss > max_rss and now - w.spawned_at >= MEMORY_MIN_AGE
+    ]
     return max(over, key=lambda w: w.rss, default=None)
 
 
