@@ -47,6 +47,7 @@ def test_it_reads_what_the_kernel_reports_and_follows_growth() -> None:
         child.stdin.write("exit\n")
         child.stdin.flush()
     finally:
+        child.kill()  # by its pid; after "exit" it is already gone
         child.wait(timeout=10)
 
 

@@ -33,6 +33,7 @@ def w(
     since: float = 0.0,
     spawned: float = NOW - 100,
     rss: int = 0,
+    booted_at: float = NOW - 99,
 ) -> WorkerView:
     return WorkerView(
         pid=pid,
@@ -44,6 +45,7 @@ def w(
         phase=phase,
         phase_since=since,
         rss=rss,
+        booted_at=booted_at if booted else 0.0,
     )
 
 
@@ -153,6 +155,13 @@ class TestMemory:
         plan = decide(3, 0, [*workers, w(4)], NOW, T, max_rss=LIMIT)
         assert (plan.retire, plan.over_memory) == ((2,), (2,))
 
+    def test_a_surplus_goes_first_and_never_with_a_serving_worker(self) -> None:
+        """TTOU during a replacement: the surplus is retired, not the worker still needed."""
+        workers = [w(1), w(2), w(3, rss=LIMIT + MIB), w(4, booted=False)]
+        plan = decide(2, 0, workers, NOW, T, max_rss=LIMIT)
+        assert plan.retire == (1, 2)
+        assert plan.over_memory == ()
+
     def test_none_while_another_worker_is_retiring(self) -> None:
         leaving = w(4, phase=Phase.RETIRING, since=NOW - 1)
         plan = decide(1, 0, [w(1, rss=LIMIT + MIB), leaving], NOW, T, max_rss=LIMIT)
@@ -160,7 +169,7 @@ class TestMemory:
 
     def test_a_worker_just_booted_is_not_judged_yet(self) -> None:
         """A limit below a fresh worker's size replaces one every few seconds, not in a loop."""
-        young = w(1, rss=LIMIT + MIB, spawned=NOW - MEMORY_MIN_AGE + 0.5)
+        young = w(1, rss=LIMIT + MIB, spawned=NOW - 60, booted_at=NOW - MEMORY_MIN_AGE + 0.5)
         plan = decide(1, 0, [young], NOW, T, max_rss=LIMIT)
         assert (plan.spawn, plan.retire) == (0, ())
         plan = decide(1, 0, [young], NOW + 0.5, T, max_rss=LIMIT)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from corral import __version__
 from corral.arbiter import reexec, reload
 from corral.arbiter.affinity import allowed_cpus, pick_cpu
-from corral.arbiter.children import Child, log_exit, run_child
+from corral.arbiter.children import Child, log_exit, resident_bytes, run_child
 from corral.arbiter.daemon import daemonize
 from corral.arbiter.heartbeat import Heartbeat
 from corral.arbiter.pidfile import Pidfile, PidfileError
@@ -160,6 +160,8 @@ class Arbiter:
             self.log.info(
                 "worker_class %r is served by corral's %s worker", given, self._worker_class.kind
             )
+        if self.cfg.max_worker_memory and not resident_bytes(self.pid):
+            self.log.warning("max_worker_memory is set, but /proc cannot tell RSS here: it is off")
         self._hook("when_ready", self, fatal=True)
         sd_notify(f"READY=1\nMAINPID={self.pid}\nSTATUS=corral master booted", os.environ)
 
@@ -228,11 +230,11 @@ class Arbiter:
         for view in views:
             if view.pid in plan.over_memory:
                 self.log.warning(
-                    "Worker (pid:%s) uses %d MiB after %.0f s, over max_worker_memory (%d MiB): "
-                    "its replacement has booted, so it finishes its requests and exits",
+                    "Worker (pid:%s) uses %d MiB %.0f s after booting, over max_worker_memory "
+                    "(%d MiB): its replacement has booted, so it finishes its requests and exits",
                     view.pid,
                     view.rss // MIB,
-                    now - view.spawned_at,
+                    now - view.booted_at,
                     self.cfg.max_worker_memory,
                 )
         for pid in plan.retire:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
@@ -34,19 +35,24 @@ class Child:
     phase: Phase = Phase.ACTIVE
     phase_since: float = 0.0
     cpu: int | None = None  # the CPU it is pinned to (cpu_affinity)
+    booted_at: float = 0.0  # when a view first found it booted (its first heartbeat notify)
 
     def view(self, *, measure_memory: bool = False) -> WorkerView:
         """The plan's view of this worker; its resident memory read only when asked for."""
+        booted = self.heartbeat.notified()
+        if booted and not self.booted_at:
+            self.booted_at = time.monotonic()
         return WorkerView(
             pid=self.worker.pid,
             age=self.worker.age,
             generation=self.generation,
             spawned_at=self.spawned_at,
             last_beat=self.heartbeat.last_update(),
-            booted=self.heartbeat.notified(),
+            booted=booted,
             phase=self.phase,
             phase_since=self.phase_since,
             rss=resident_bytes(self.worker.pid) if measure_memory else 0,
+            booted_at=self.booted_at,
         )
 
 

@@ -30,6 +30,7 @@ class WorkerView:
     phase: Phase = Phase.ACTIVE
     phase_since: float = 0.0  # when the signal of the current phase was sent
     rss: int = 0  # resident memory in bytes; 0 when not measured (max_worker_memory off)
+    booted_at: float = 0.0  # when the arbiter first saw it booted; 0.0 until then
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Plan:
     over_memory: tuple[int, ...] = ()  # of `retire`: those replaced for their resident memory
 
 
-# How long a worker serves before its memory is judged (max_worker_memory).
+# How long a worker serves, from its boot, before its memory is judged (max_worker_memory).
 MEMORY_MIN_AGE = 3.0
 
 
@@ -77,24 +78,12 @@ def decide(
     kill: list[int] = []
     abort: list[int] = []
     deadlines: list[float] = []
-    active: list[WorkerView] = []
-    for w in workers:
-        if w.phase is Phase.ACTIVE:
-            if timing.timeout > 0 and now - w.last_beat >= timing.timeout:
-                abort.append(w.pid)
-                continue
-            active.append(w)
-            if timing.timeout > 0:
-                deadlines.append(w.last_beat + timing.timeout)
-        elif w.phase is not Phase.KILLED:
-            limit = timing.kill_grace if w.phase is Phase.ABORTED else timing.graceful_timeout
-            if now - w.phase_since >= limit:
-                kill.append(w.pid)
-            else:
-                deadlines.append(w.phase_since + limit)
+    active = _check_deadlines(workers, now, timing, kill, abort, deadlines)
     current = sorted((w for w in active if w.generation >= generation), key=lambda w: w.age)
     older = sorted((w for w in active if w.generation < generation), key=lambda w: w.age)
     bloated = _over_memory(current, workers, max_rss, now)
+    if bloated is not None and len(current) - 1 > desired:
+        bloated = None  # a surplus beside its replacement (TTOU): that goes first, as usual
     if bloated is not None:
         current.remove(bloated)
         older.append(bloated)  # the youngest of them: a previous generation's go first
@@ -113,6 +102,36 @@ def decide(
     )
 
 
+def _check_deadlines(
+    workers: Sequence[WorkerView],
+    now: float,
+    timing: Timing,
+    kill: list[int],
+    abort: list[int],
+    deadlines: list[float],
+) -> list[WorkerView]:
+    """Sort hung and overdue workers into `abort` and `kill`; return the active rest.
+
+    `deadlines` gets the time at which each worker left in place would be overdue.
+    """
+    active: list[WorkerView] = []
+    for w in workers:
+        if w.phase is Phase.ACTIVE:
+            if timing.timeout > 0 and now - w.last_beat >= timing.timeout:
+                abort.append(w.pid)
+                continue
+            active.append(w)
+            if timing.timeout > 0:
+                deadlines.append(w.last_beat + timing.timeout)
+        elif w.phase is not Phase.KILLED:
+            limit = timing.kill_grace if w.phase is Phase.ABORTED else timing.graceful_timeout
+            if now - w.phase_since >= limit:
+                kill.append(w.pid)
+            else:
+                deadlines.append(w.phase_since + limit)
+    return active
+
+
 def _over_memory(
     current: list[WorkerView], workers: Sequence[WorkerView], max_rss: int, now: float
 ) -> WorkerView | None:
@@ -120,14 +139,14 @@ def _over_memory(
 
     One at a time, and not while any worker is still retiring, so that what replacing costs
     at most is one fresh worker beside the one it replaces, on a host that is short of memory
-    already. Only workers up for MEMORY_MIN_AGE: a limit below what a fresh worker needs then
-    replaces a worker every few seconds (each time with a warning that says so), not in a
-    tight loop.
+    already. Only workers that have served for MEMORY_MIN_AGE since they booted: a limit
+    below what a fresh worker needs then replaces a worker every few seconds, each time with
+    a warning that gives its age, rather than as fast as workers boot.
     """
     if max_rss <= 0 or any(w.phase is Phase.RETIRING for w in workers):
         return None
     over = [
-        w for w in current if w.booted and w.rss > max_rss and now - w.spawned_at >= MEMORY_MIN_AGE
+        w for w in current if w.booted and w.rss > max_rss and now - w.booted_at >= MEMORY_MIN_AGE
     ]
     return max(over, key=lambda w: w.rss, default=None)
 

@@ -250,9 +250,9 @@ class ServerTable:
         limit is replaced the way a reload replaces workers: a new worker boots first, then the
         old one stops taking connections, finishes the requests it has, and exits, so no
         request is dropped and the number of serving workers never dips. One worker is
-        replaced at a time, and only after it has run 3 s, so a limit below what a fresh worker
-        needs shows as a warning every few seconds, not as a restart loop. Unlike
-        `max_requests`, this restarts only the workers that grew,
+        replaced at a time, and only once it has served 3 s since booting. A limit below what a
+        fresh worker needs replaces a worker every few seconds, each time with a warning that
+        gives its size and age. Unlike `max_requests`, this restarts only the workers that grew,
         and only when they have. Shared pages count in full, as in `ps`, so with
         `preload_app` set the limit above a fresh worker's RSS. Linux only (it needs `/proc`).
         """,
