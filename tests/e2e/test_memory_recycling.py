@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.conftest import CorralProcess, InFlight
+from tests.e2e.conftest import CorralProcess, InFlight, wait_until
 
 Start = Callable[..., CorralProcess]
 LIMIT_MIB = 150  # well above a fresh worker of the test app (~20-30 MiB)
@@ -34,10 +34,12 @@ def test_a_worker_over_the_limit_is_replaced_and_finishes_its_request(
     )
     assert int(found[0].group(1)) > LIMIT_MIB
     # Retired while its request still ran, and only once the replacement had booted: it is
-    # answering (a worker answers only after its app is loaded).
+    # answering (a worker answers only after its app is loaded). Until the old threaded worker
+    # has taken in its TERM it may still answer a new connection itself, so poll past it.
     assert growing.running()
     new = (server.worker_pids() - {old}).pop()
-    assert server.get() == (200, f"hello from {new}")
+    answer = wait_until(server.get, lambda got: got != (200, f"hello from {old}"), 10.0)
+    assert answer == (200, f"hello from {new}")
     assert growing.result() == (200, f"slept {float(SLEEP)} in {old}, grew {old} by 200 MiB")
     server.wait_for(rf"Worker exiting \(pid: {old}\)")
     assert server.wait_workers(lambda pids: pids == {new}) == {new}

@@ -82,11 +82,11 @@ def decide(
     current = sorted((w for w in active if w.generation >= generation), key=lambda w: w.age)
     older = sorted((w for w in active if w.generation < generation), key=lambda w: w.age)
     bloated = _over_memory(current, workers, max_rss, now)
-    if bloated is not None and len(current) - 1 > desired:
-        bloated = None  # a surplus beside its replacement (TTOU): that goes first, as usual
-    if bloated is not None:
+    if bloated is not None and len(current) - 1 <= desired:
         current.remove(bloated)
         older.append(bloated)  # the youngest of them: a previous generation's go first
+    else:
+        bloated = None  # or a surplus beside its replacement (TTOU) goes first, as usual
     retire = _retire(desired, current, older)
     spawn = max(0, desired - len(current))
     if spawn and now < spawn_after:
