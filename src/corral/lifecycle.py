@@ -15,6 +15,7 @@ from corral.http.errors import LocalProtocolError, ProtocolError, render_error
 from corral.http.events import EndOfMessage, Request
 from corral.logging import AccessRecord
 from corral.metrics import NullMetrics
+from corral.workers.deadline import Deadlines, RequestTimeout
 
 if TYPE_CHECKING:
     from corral.config import Config
@@ -117,6 +118,7 @@ class RequestLifecycle:
         self.gateway = gateway
         self.log = worker.log
         self.books = Bookkeeping(worker, metrics)
+        self.deadlines: Deadlines | None = worker.deadlines
         server = worker.cfg.server_header
         self.server_header: bytes | None = server.encode("latin-1") if server else None
 
@@ -137,38 +139,59 @@ class RequestLifecycle:
         body = WSGIInput(conn, transport)
         environ: dict[str, Any] = env_base
         keep = True
+        deadlines = self.deadlines
+        watch = None if deadlines is None else deadlines.begin(req, env_base.get("REMOTE_ADDR", ""))
+        # Every stop the watchdog sends (RequestTimeout) lands inside the outer try: end()
+        # revokes one that has not landed yet, and no other is sent for this request.
         try:
-            if books.hooked:
-                req = books.own(req)
-                books.begin(req)
-            environ = self.gateway.build_environ(env_base, trusted, req, body)
-            self.gateway.run(environ, req, conn, transport, state)
-        except ClientDisconnected as exc:
-            self.log.debug("client went away during %s %s: %s", req.method, req.path, exc)
-            keep = False
-        except ProtocolError as exc:
-            self.log.debug("rejected %s %s: %s %s", req.method, req.path, exc.status, exc.reason)
-            keep = self._fail(exc.status, state, transport)
-        except LocalProtocolError as exc:
-            self.log.error("Invalid response from the app for %s %s: %s", req.method, req.path, exc)
-            keep = self._fail(500, state, transport)
-        except Exception:
-            self.log.exception("Error handling request %s", req.target)
-            keep = self._fail(500, state, transport)
+            try:
+                if books.hooked:
+                    req = books.own(req)
+                    books.begin(req)
+                environ = self.gateway.build_environ(env_base, trusted, req, body)
+                self.gateway.run(environ, req, conn, transport, state)
+            except ClientDisconnected as exc:
+                self.log.debug("client went away during %s %s: %s", req.method, req.path, exc)
+                keep = False
+            except ProtocolError as exc:
+                self.log.debug(
+                    "rejected %s %s: %s %s", req.method, req.path, exc.status, exc.reason
+                )
+                keep = self._fail(exc.status, state, transport)
+            except LocalProtocolError as exc:
+                self.log.error(
+                    "Invalid response from the app for %s %s: %s", req.method, req.path, exc
+                )
+                keep = self._fail(500, state, transport)
+            except Exception:
+                self.log.exception("Error handling request %s", req.target)
+                keep = self._fail(500, state, transport)
+            if watch is not None:
+                watch.end()
+        except RequestTimeout:
+            if watch is not None:
+                watch.end()
+            keep = self._fail(504, state, transport)
         if quiet:
             self.worker.request_done()
         else:
-            outcome = Outcome(
-                env_base.get("REMOTE_ADDR", ""),
-                env_base.get("REMOTE_PORT"),
-                state.status,
-                state.body_bytes,
-                state.headers,
-                started,
-                time.perf_counter() - t0,
-            )
-            books.end(req, environ, state, outcome)
+            books.end(req, environ, state, self._outcome(env_base, state, started, t0))
         return keep and conn.keep_alive and _body_finished(req, conn, body)
+
+    @staticmethod
+    def _outcome(
+        env_base: dict[str, Any], state: ResponseState, started: float, t0: float
+    ) -> Outcome:
+        """What the access log and metrics record of one request."""
+        return Outcome(
+            env_base.get("REMOTE_ADDR", ""),
+            env_base.get("REMOTE_PORT"),
+            state.status,
+            state.body_bytes,
+            state.headers,
+            started,
+            time.perf_counter() - t0,
+        )
 
     def _fail(self, status: int, state: ResponseState, transport: Transport) -> bool:
         """Answer with an error page when no response has started; the connection then closes."""

@@ -34,6 +34,7 @@ def w(
     spawned: float = NOW - 100,
     rss: int = 0,
     booted_at: float = NOW - 99,
+    asks: bool = False,
 ) -> WorkerView:
     return WorkerView(
         pid=pid,
@@ -46,6 +47,7 @@ def w(
         phase_since=since,
         rss=rss,
         booted_at=booted_at if booted else 0.0,
+        asks_replacement=asks,
     )
 
 
@@ -185,6 +187,30 @@ class TestMemory:
         plan = decide(2, 1, workers, NOW, T, max_rss=LIMIT)
         assert plan.retire[0] == 1
         assert plan.over_memory == ()
+
+
+class TestAskedReplacement:
+    """A worker whose request would not stop (request_timeout) asks to be replaced."""
+
+    def test_it_is_replaced_before_it_is_retired(self) -> None:
+        asking = w(1, asks=True)
+        plan = decide(2, 0, [asking, w(2)], NOW, T)
+        assert (plan.spawn, plan.retire, plan.asked) == (1, (), ())
+        plan = decide(2, 0, [asking, w(2), w(3, booted=False)], NOW, T)
+        assert (plan.spawn, plan.retire) == (0, ())
+        plan = decide(2, 0, [asking, w(2), w(3)], NOW, T)
+        assert (plan.spawn, plan.retire, plan.asked, plan.over_memory) == (0, (1,), (1,), ())
+
+    def test_right_after_booting_and_before_a_bloated_worker(self) -> None:
+        young = w(1, asks=True, booted_at=NOW - 0.1)
+        bloated = w(2, rss=LIMIT + 9 * MIB)
+        plan = decide(2, 0, [young, bloated, w(3)], NOW, T, max_rss=LIMIT)
+        assert (plan.retire, plan.asked) == ((1,), (1,))
+
+    def test_one_at_a_time(self) -> None:
+        leaving = w(3, phase=Phase.RETIRING, since=NOW - 1)
+        plan = decide(1, 0, [w(1, asks=True), leaving], NOW, T)
+        assert (plan.spawn, plan.retire) == (0, ())
 
 
 class TestTimeouts:

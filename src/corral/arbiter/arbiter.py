@@ -237,6 +237,12 @@ class Arbiter:
                     now - view.booted_at,
                     self.cfg.max_worker_memory,
                 )
+        for pid in plan.asked:
+            self.log.warning(
+                "Worker (pid:%s) asked to be replaced (a request on it would not stop): its "
+                "replacement has booted, so it finishes its requests and exits",
+                pid,
+            )
         for pid in plan.retire:
             self._signal(pid, signal.SIGTERM, Phase.RETIRING)
         for _ in range(plan.spawn):

@@ -53,6 +53,7 @@ class Child:
             phase_since=self.phase_since,
             rss=resident_bytes(self.worker.pid) if measure_memory else 0,
             booted_at=self.booted_at,
+            asks_replacement=self.heartbeat.asks_replacement(),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tempfile
 import time
 
@@ -62,6 +63,19 @@ class Heartbeat:
             return
         self._last = now
         os.utime(self._fd, (now, now))
+
+    def ask_replacement(self) -> None:
+        """Worker side: ask the arbiter to boot a replacement, then retire this worker.
+
+        The owner's execute bit, on a file nobody executes, carries the request on the file
+        both processes already share, with no signal or pipe to add (the arbiter reads it with
+        the heartbeat, see `asks_replacement`).
+        """
+        os.fchmod(self._fd, stat.S_IRUSR | stat.S_IWUSR | stat.S_IXUSR)
+
+    def asks_replacement(self) -> bool:
+        """Arbiter side: whether the worker called `ask_replacement`."""
+        return bool(os.fstat(self._fd).st_mode & stat.S_IXUSR)
 
     def notified(self) -> bool:
         """Whether the worker has called notify() at least once (it has booted)."""

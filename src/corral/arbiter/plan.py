@@ -31,6 +31,7 @@ class WorkerView:
     phase_since: float = 0.0  # when the signal of the current phase was sent
     rss: int = 0  # resident memory in bytes; 0 when not measured (max_worker_memory off)
     booted_at: float = 0.0  # when the arbiter first saw it booted; 0.0 until then
+    asks_replacement: bool = False  # a request on it would not stop (request_timeout)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Plan:
     spawn: int = 0
     wake_at: float = math.inf  # the earliest time at which this plan can change by itself
     over_memory: tuple[int, ...] = ()  # of `retire`: those replaced for their resident memory
+    asked: tuple[int, ...] = ()  # of `retire`: those replaced because they asked to be
 
 
 # How long a worker serves, from its boot, before its memory is judged (max_worker_memory).
@@ -72,8 +74,9 @@ def decide(
     `spawn_after` is the crash-loop backoff's earliest spawn time. Workers of an older
     generation are retired only as new ones boot, so a reload never leaves fewer than `desired`
     workers serving, and a new generation that cannot boot leaves the old one in place.
-    A worker whose resident memory is over `max_rss` bytes (0: no limit) is replaced the same
-    way: its replacement boots first, then it is retired (see `_over_memory`).
+    A worker that asks to be replaced, or whose resident memory is over `max_rss` bytes (0: no
+    limit), is replaced the same way: its replacement boots first, then it is retired (see
+    `_to_replace`).
     """
     kill: list[int] = []
     abort: list[int] = []
@@ -81,13 +84,15 @@ def decide(
     active = _check_deadlines(workers, now, timing, kill, abort, deadlines)
     current = sorted((w for w in active if w.generation >= generation), key=lambda w: w.age)
     older = sorted((w for w in active if w.generation < generation), key=lambda w: w.age)
-    bloated = _over_memory(current, workers, max_rss, now)
-    if bloated is not None and len(current) - 1 <= desired:
-        current.remove(bloated)
-        older.append(bloated)  # the youngest of them: a previous generation's go first
+    replaced = _to_replace(current, workers, max_rss, now)
+    if replaced is not None and len(current) - 1 <= desired:
+        current.remove(replaced)
+        older.append(replaced)  # the youngest of them: a previous generation's go first
     else:
-        bloated = None  # or a surplus beside its replacement (TTOU) goes first, as usual
+        replaced = None  # or a surplus beside its replacement (TTOU) goes first, as usual
     retire = _retire(desired, current, older)
+    now_retired = () if replaced is None or replaced.pid not in retire else (replaced.pid,)
+    asked = replaced is not None and replaced.asks_replacement
     spawn = max(0, desired - len(current))
     if spawn and now < spawn_after:
         deadlines.append(spawn_after)
@@ -98,7 +103,8 @@ def decide(
         retire=tuple(retire),
         spawn=spawn,
         wake_at=min(deadlines, default=math.inf),
-        over_memory=(bloated.pid,) if bloated is not None and bloated.pid in retire else (),
+        over_memory=() if asked else now_retired,
+        asked=now_retired if asked else (),
     )
 
 
@@ -132,18 +138,23 @@ def _check_deadlines(
     return active
 
 
-def _over_memory(
+def _to_replace(
     current: list[WorkerView], workers: Sequence[WorkerView], max_rss: int, now: float
 ) -> WorkerView | None:
-    """The one worker to replace for its memory now: the largest booted one over `max_rss`.
+    """The one worker to replace now: the oldest that asked, else the largest over `max_rss`.
 
     One at a time, and not while any worker is still retiring, so that what replacing costs
     at most is one fresh worker beside the one it replaces, on a host that is short of memory
-    already. Only workers that have served for MEMORY_MIN_AGE since they booted: a limit
-    below what a fresh worker needs then replaces a worker every few seconds, each time with
-    a warning that gives its age, rather than as fast as workers boot.
+    already. For memory, only workers that have served for MEMORY_MIN_AGE since they booted:
+    a limit below what a fresh worker needs then replaces a worker every few seconds, each
+    time with a warning that gives its age, rather than as fast as workers boot.
     """
-    if max_rss <= 0 or any(w.phase is Phase.RETIRING for w in workers):
+    if any(w.phase is Phase.RETIRING for w in workers):
+        return None
+    asking = [w for w in current if w.booted and w.asks_replacement]
+    if asking:
+        return asking[0]
+    if max_rss <= 0:
         return None
     over = [
         w for w in current if w.booted and w.rss > max_rss and now - w.booted_at >= MEMORY_MIN_AGE

@@ -243,6 +243,7 @@ class ServerTable:
         parse=p.INT,
         cli=("--max-worker-memory",),
         metavar="MiB",
+        corral_only=True,
         help="""
         Replace a worker whose resident memory (RSS) is over this many MiB; 0 disables.
 
@@ -269,6 +270,33 @@ class ServerTable:
         Each worker updates a heartbeat while it is responsive; a worker silent for longer
         is taken as hung. The arbiter sends it SIGABRT first (the worker logs every
         thread's stack), then SIGKILL, and starts a replacement.
+        """,
+    )
+    request_timeout: float = setting(
+        0.0,
+        section="Worker Processes",
+        parse=p.seconds(allow_zero=True),
+        cli=("--request-timeout",),
+        metavar="SECONDS",
+        corral_only=True,
+        help="""
+        Stop a request that runs longer than this many seconds; 0 (the default) disables.
+
+        The worker logs the request and the stack of the code serving it, so the log shows
+        where it was stuck. A WSGI request then gets `RequestTimeout`, a `BaseException` (an
+        app's `except Exception` does not swallow it; `finally` blocks and context managers
+        run), raised where it is; the client gets 504 if no response had started, and the
+        connection closes. On the sync worker the exception interrupts blocking calls too
+        (`time.sleep`, socket reads). On the threaded worker it lands when the thread next runs
+        Python code, so a thread blocked in a call that never returns keeps running: when a
+        request has not stopped `request_timeout` seconds after it was told to, the worker
+        logs its stack again and is replaced: a new worker boots first, then this one finishes
+        its other requests and exits (the stuck thread ends with it, after `graceful_timeout`
+        at most). An ASGI request's task is
+        cancelled (the app sees `asyncio.CancelledError`); WebSocket connections are not
+        timed. Unlike `timeout`, which takes the whole worker and every request on it, this
+        stops only the late request. Keep it below `timeout` for the sync worker, whose
+        heartbeat stops while it serves a request.
         """,
     )
     graceful_timeout: int = setting(

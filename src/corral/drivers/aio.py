@@ -16,6 +16,7 @@ from corral.http.connection import Limits, ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, PAUSED, Data, EndOfMessage, Request
 from corral.lifecycle import DRAIN_LIMIT
+from corral.workers.deadline import await_stack
 
 # Request bytes we take in while the app is not reading them; past this we stop reading.
 READ_HIGH = 256 * 1024
@@ -37,6 +38,7 @@ class AioContext:
     header_timeout: float
     io_timeout: float  # a request in progress whose client stops reading or sending
     websocket: WSSettings | None  # None when wsproto is not installed
+    request_timeout: float = 0.0  # an HTTP request's task is cancelled past this; 0: never
     proxy_limits: Limits | None = None  # for peers allowed to send a PROXY preamble
     proxy_peers: Any = None  # TrustedPeers of proxy_allow_ips, or None
     closing: bool = False  # graceful stop: every response says Connection: close
@@ -74,6 +76,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.write_blocked = False  # write_paused or lost: drain() would wait or raise
         self.read_paused = False
         self.stalled_at = 0.0  # since when the cycle waits on the client (0: it does not)
+        self.cycle_began = 0.0  # loop time the current cycle started, with request_timeout
         self.closing_at = 0.0
         self.unread = 0
         self.deadline = self.loop.time() + ctx.header_timeout
@@ -250,6 +253,8 @@ class HTTPProtocol(asyncio.Protocol):
         cycle = HTTPCycle(ctx.gateway, self, req, self.peer)
         self.cycle = cycle
         self.task = self.loop.create_task(cycle.run())
+        if ctx.request_timeout:
+            self.cycle_began = self.loop.time()
 
     def _apply_proxy(self) -> None:
         self.proxied = False
@@ -371,7 +376,13 @@ class HTTPProtocol(asyncio.Protocol):
         if self.ws is not None:
             self.ws.tick(now)
             return
-        if self.cycle is not None or now < self.deadline:
+        cycle = self.cycle
+        if cycle is not None:
+            limit = self.ctx.request_timeout
+            if limit and now - self.cycle_began > limit and not cycle.timed_out:
+                self._time_out(cycle, now - self.cycle_began)
+            return
+        if now < self.deadline:
             return
         if self.in_head and not self.lingering:
             # RFC 9110 §15.5.9: 408 for a request head that did not arrive in time.
@@ -380,6 +391,25 @@ class HTTPProtocol(asyncio.Protocol):
             self._reject(408)
             return
         self.close()
+
+    def _time_out(self, cycle: HTTPCycle, ran: float) -> None:
+        """request_timeout: log where the app's task waits, then cancel it (HTTPCycle answers)."""
+        task = self.task
+        if task is None or task.done():
+            return
+        req = cycle.req
+        self.ctx.gateway.log.error(
+            "Request %s %s from %s has run %.1f s, over request_timeout (%g s); cancelling it. "
+            "Stack:\n%s",
+            req.method,
+            req.target,
+            self.peer.client[0] if self.peer.client else "-",
+            ran,
+            self.ctx.request_timeout,
+            await_stack(task.get_coro()),
+        )
+        cycle.timed_out = True
+        task.cancel()
 
     def shutdown(self) -> None:
         """Graceful stop: finish what is in flight with Connection: close; close idle ones."""

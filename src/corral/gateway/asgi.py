@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -244,6 +245,7 @@ class HTTPCycle:
         "req",
         "started",
         "status",
+        "timed_out",
         "trailers",
     )
 
@@ -261,6 +263,7 @@ class HTTPCycle:
         self.complete = False  # the response is fully written
         self.aborted = False  # an error response went out instead: the connection closes
         self.body_done = False  # the request body was read to its end
+        self.timed_out = False  # request_timeout cancelled the app (drivers/aio.py)
         self.length = 0
 
     async def run(self) -> None:
@@ -286,6 +289,11 @@ class HTTPCycle:
                     gateway.log.error("ASGI app returned during its response body: %s", req.target)
         except ClientDisconnect:
             gateway.log.debug("client went away during %s %s", req.method, req.path)
+        except asyncio.CancelledError:
+            if not self.timed_out:
+                raise  # the worker is exiting
+            _uncancel()
+            self._fail(504)
         except ProtocolError as exc:
             gateway.log.debug("rejected %s %s: %s", req.method, req.path, exc)
             self._fail(exc.status)
@@ -441,3 +449,11 @@ class HTTPCycle:
                 out += conn.send_end()
                 self.complete = True
         return out
+
+
+def _uncancel() -> None:
+    """Forget the cancel request_timeout made, once it is answered (Python 3.11+ counts them)."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)
+    if uncancel is not None:
+        uncancel()

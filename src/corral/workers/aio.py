@@ -108,13 +108,24 @@ class AsyncioWorker(Worker):
                 ping_interval=float(cfg.websocket_ping_interval),
                 ping_timeout=float(cfg.websocket_ping_timeout),
             )
-        return AioContext(gateway=gateway, websocket=websocket, **connection_policy(cfg))
+        return AioContext(
+            gateway=gateway,
+            websocket=websocket,
+            request_timeout=float(cfg.request_timeout),
+            **connection_policy(cfg),
+        )
+
+    def _tick(self) -> float:
+        """How often connections are swept: the heartbeat's pace, or request_timeout's."""
+        limit: float = self.cfg.request_timeout
+        tick = self.heartbeat_interval()
+        return min(tick, max(0.05, limit / 4)) if limit > 0 else tick
 
     async def _run_until_stopped(self, ctx: AioContext) -> None:
         loop = asyncio.get_running_loop()
         stop = self._stop
         assert stop is not None
-        tick = self.heartbeat_interval()
+        tick = self._tick()
         while self.alive and self.parent_alive():
             self.heartbeat.notify()
             now = loop.time()
@@ -130,7 +141,7 @@ class AsyncioWorker(Worker):
         for proto in list(ctx.connections):
             proto.shutdown()
         next_tick = 0.0
-        tick = self.heartbeat_interval()
+        tick = self._tick()
         while ctx.connections and loop.time() < deadline:
             now = loop.time()
             if now >= next_tick:

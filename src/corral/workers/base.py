@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError
 from corral.gateway.loader import LoadedApp, load_app, resolve_interface
 from corral.reloader import Reloader
+from corral.workers.deadline import Deadlines
 
 if TYPE_CHECKING:
     from corral.arbiter.heartbeat import Heartbeat
@@ -56,6 +57,7 @@ class Worker:
         self.preloaded: LoadedApp | None = None
         self.server: Any = None  # the Arbiter, for hooks such as worker_exit(server, worker)
         self.max_requests = self._request_budget()
+        self.deadlines: Deadlines | None = None  # request_timeout's watchdog (WSGI workers)
 
     def _request_budget(self) -> int:
         """max_requests plus jitter, so that workers do not all restart at once; 0 = no limit."""
@@ -82,6 +84,7 @@ class Worker:
             self.booted = True
             self.heartbeat.notify()
             self.cfg.post_worker_init(self)
+            self._watch_requests()
             if self.cfg.reload:
                 Reloader(self.cfg.reload_extra_files, 1.0, self._code_changed).start()
             self.serve(app)
@@ -128,6 +131,24 @@ class Worker:
             self.log.info("Worker reloading: %s modified", path)
             self.alive = False
             self.wake()
+
+    def _watch_requests(self) -> None:
+        """``request_timeout`` on a WSGI worker: start the watchdog that stops late requests.
+
+        The asyncio worker times its requests on its own loop (drivers/aio.py).
+        """
+        limit: float = self.cfg.request_timeout
+        if limit > 0 and self.interface == "wsgi":
+            self.deadlines = Deadlines(limit, self.log, self._request_stuck)
+            self.deadlines.start()
+
+    def _request_stuck(self) -> None:
+        """A request would not stop after its request_timeout: have the arbiter replace us.
+
+        The arbiter boots a replacement first, then stops this worker gracefully (TERM), as
+        for max_worker_memory, so the number of serving workers does not dip meanwhile.
+        """
+        self.heartbeat.ask_replacement()
 
     def heartbeat_interval(self) -> float:
         """How often an idle worker wakes to notify the arbiter: well within ``timeout``."""

@@ -6,6 +6,7 @@
 - `/hang-hard`   the same, ignoring SIGABRT, so only SIGKILL ends it
 - `/orphan`      double-forks a grandchild that outlives its parent by 0.5 s; answers its pid
 - `/print?m=X`   writes X to stdout and stderr (capture_output, log reopening)
+- `/spin?s=N`    runs Python code for N seconds (request_timeout stops it mid-loop)
 - `/grow?mb=N&s=S` keeps N more MiB alive in this worker, then sleeps as `/sleep?s=S` does
                  (memory-based recycling; without `s`, answers at once)
 """
@@ -42,6 +43,17 @@ def sleep(query: dict[str, list[str]]) -> bytes:
     sys.stderr.flush()
     time.sleep(seconds)
     return f"slept {seconds} in {os.getpid()}".encode()
+
+
+def spin_in_python(query: dict[str, list[str]]) -> bytes:
+    seconds = float(query.get("s", ["1"])[0])
+    sys.stderr.write(f"simple: spinning {os.getpid()}\n")
+    sys.stderr.flush()
+    end = time.monotonic() + seconds
+    turns = 0
+    while time.monotonic() < end:
+        turns += 1
+    return f"spun {turns} turns in {os.getpid()}".encode()
 
 
 def hang_forever_in_the_app(query: dict[str, list[str]]) -> bytes:
@@ -99,6 +111,7 @@ ROUTES: dict[str, Callable[[dict[str, list[str]]], bytes]] = {
     "/": hello,
     "/sleep": sleep,
     "/hang": hang_forever_in_the_app,
+    "/spin": spin_in_python,
     "/hang-hard": hang_ignoring_abort,
     "/orphan": orphan,
     "/print": print_both,

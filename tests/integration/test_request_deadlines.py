@@ -1,0 +1,146 @@
+"""The request_timeout watchdog on real threads: who gets stopped, and who does not."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+from corral.http.events import Request
+from corral.workers.deadline import STOP_SIGNAL, Deadlines, RequestTimeout, await_stack
+
+LIMIT = 0.2
+
+
+class Lines:
+    """Collects what the watchdog logs (the Logger's error, with %-formatting)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def error(self, msg: str, *args: Any) -> None:
+        self.lines.append(msg % args)
+
+
+def _request(target: str) -> Request:
+    return Request("GET", target, target, "", "1.1", [], True, False, None, None, False)
+
+
+def _deadlines(stuck: list[str] | None = None) -> tuple[Deadlines, Lines]:
+    lines = Lines()
+    on_stuck = (lambda: stuck.append("stuck")) if stuck is not None else (lambda: None)
+    return Deadlines(LIMIT, lines, on_stuck), lines  # type: ignore[arg-type]
+
+
+def _serve(deadlines: Deadlines, target: str, work: Any, outcome: list[str]) -> None:
+    """One request as the WSGI lifecycle runs it: the stop lands inside the outer try."""
+    watch = deadlines.begin(_request(target), "127.0.0.1")
+    try:
+        work()
+        watch.end()
+        outcome.append("finished")
+    except RequestTimeout:
+        watch.end()
+        outcome.append("stopped")
+
+
+def _spin(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_a_late_request_on_a_pool_thread_is_stopped_and_its_stack_logged() -> None:
+    deadlines, log = _deadlines()
+    outcome: list[str] = []
+    thread = threading.Thread(target=_serve, args=(deadlines, "/late", lambda: _spin(5), outcome))
+    thread.start()
+    time.sleep(0.05)
+    deadlines.check(time.monotonic())  # not late yet
+    assert log.lines == []
+    deadlines.check(time.monotonic() + LIMIT)
+    thread.join(2.0)
+    assert outcome == ["stopped"]
+    assert len(log.lines) == 1
+    assert "Request GET /late from 127.0.0.1 has run" in log.lines[0]
+    assert "in _spin" in log.lines[0]
+    assert deadlines.active == {}
+
+
+def test_a_request_that_ended_is_not_stopped_nor_is_the_next_one() -> None:
+    deadlines, log = _deadlines()
+    outcome: list[str] = []
+    release = threading.Event()
+
+    def two_requests() -> None:
+        _serve(deadlines, "/first", release.wait, outcome)  # blocked in C when stopped
+        _serve(deadlines, "/second", lambda: _spin(0.3), outcome)
+
+    thread = threading.Thread(target=two_requests)
+    thread.start()
+    time.sleep(0.05)
+    deadlines.check(time.monotonic() + LIMIT)
+    release.set()
+    thread.join(3.0)
+    # The first got its stop when it came back to Python code; the second ran to its end.
+    assert outcome == ["stopped", "finished"]
+    assert len(log.lines) == 1 and "/first" in log.lines[0]
+
+
+def test_a_request_that_will_not_stop_is_reported_once() -> None:
+    stuck: list[str] = []
+    deadlines, log = _deadlines(stuck)
+    outcome: list[str] = []
+    release = threading.Event()
+    thread = threading.Thread(target=_serve, args=(deadlines, "/stuck", release.wait, outcome))
+    thread.start()
+    time.sleep(0.05)
+    now = time.monotonic() + LIMIT
+    deadlines.check(now)
+    deadlines.check(now + LIMIT / 2)  # told to stop, not yet past the second limit
+    assert stuck == []
+    deadlines.check(now + LIMIT)
+    deadlines.check(now + 2 * LIMIT)
+    assert stuck == ["stuck"]
+    assert "has not stopped" in log.lines[1] and "in _serve" in log.lines[1]
+    release.set()
+    thread.join(2.0)
+    assert outcome == ["stopped"]
+
+
+def test_the_watchdog_thread_stops_a_late_request_by_itself() -> None:
+    deadlines, log = _deadlines()
+    deadlines.start()  # installs the stop signal's handler in this (the main) thread
+    try:
+        outcome: list[str] = []
+        began = time.monotonic()
+        _serve(deadlines, "/main", lambda: _spin(5), outcome)  # on the main thread: a signal
+        assert outcome == ["stopped"]
+        assert LIMIT <= time.monotonic() - began < 2.0
+        assert "Request GET /main" in log.lines[0]
+    finally:
+        deadlines.stop()
+        signal.signal(STOP_SIGNAL, signal.SIG_DFL)
+
+
+def test_await_stack_follows_the_awaits_down_to_the_innermost() -> None:
+    import asyncio
+
+    async def inner() -> None:
+        await asyncio.sleep(10)
+
+    async def outer() -> None:
+        await inner()
+
+    async def main() -> str:
+        task = asyncio.get_running_loop().create_task(outer())
+        await asyncio.sleep(0.01)
+        try:
+            return await_stack(task.get_coro())
+        finally:
+            task.cancel()
+
+    stack = asyncio.run(main())
+    assert stack.index("in outer") < stack.index("in inner")
+    assert "await asyncio.sleep(10)" in stack
