@@ -97,3 +97,20 @@ def test_an_asgi_request_past_the_limit_is_cancelled(corral_factory: Start) -> N
     server.wait_for(rf'"GET /slow\?s={LONG} HTTP/1\.1" 504 ')
     assert server.get("/pid") == (200, str(pid))
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "auto"])  # auto: uvloop when installed
+def test_asgi_code_holding_the_event_loop_is_shown_and_stopped(
+    corral_factory: Start, loop: str
+) -> None:
+    server, pid = _start(corral_factory, "asyncio", "asgi_app:app", "--loop", loop)
+    began = time.monotonic()
+    assert http_get(server.addr, f"/block?s={LONG}", timeout=LONG)[0] == 504
+    assert time.monotonic() - began < LONG / 2
+    server.wait_for(r"The event loop has not run for \d+\.\d s, over request_timeout \(1 s\)")
+    server.wait_for(r'asgi_app\.py", line \d+, in _block$')
+    server.wait_for(r"^\s+time\.sleep\(seconds\)$")
+    server.wait_for(rf'"GET /block\?s={LONG} HTTP/1\.1" 504 ')
+    # The loop serves again, in the same worker.
+    assert server.get("/pid") == (200, str(pid))
+    assert server.stop() == 0

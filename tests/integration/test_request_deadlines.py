@@ -8,7 +8,13 @@ import time
 from typing import Any
 
 from corral.http.events import Request
-from corral.workers.deadline import STOP_SIGNAL, Deadlines, RequestTimeout, await_stack
+from corral.workers.deadline import (
+    STOP_SIGNAL,
+    Deadlines,
+    LoopWatch,
+    RequestTimeout,
+    await_stack,
+)
 
 LIMIT = 0.2
 
@@ -144,3 +150,20 @@ def test_await_stack_follows_the_awaits_down_to_the_innermost() -> None:
     stack = asyncio.run(main())
     assert stack.index("in outer") < stack.index("in inner")
     assert "await asyncio.sleep(10)" in stack
+
+
+def test_a_stalled_loop_is_reported_once_per_stall() -> None:
+    lines = Lines()
+    watch = LoopWatch(LIMIT, lines, lambda task: False)  # type: ignore[arg-type]
+    now = time.monotonic()
+    watch.check(now)
+    assert lines.lines == []
+    watch.last = now - 2 * LIMIT  # no beat for twice the limit
+    watch.check(now)  # SIGURG reaches this thread with no handler installed: ignored
+    watch.check(now + LIMIT)
+    assert len(lines.lines) == 1
+    assert "The event loop has not run for 0.4 s" in lines.lines[0]
+    assert "in test_a_stalled_loop_is_reported_once_per_stall" in lines.lines[0]
+    watch.beat()
+    watch.check(time.monotonic())
+    assert len(lines.lines) == 1

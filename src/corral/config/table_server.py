@@ -292,11 +292,17 @@ class ServerTable:
         request has not stopped `request_timeout` seconds after it was told to, the worker
         logs its stack again and is replaced: a new worker boots first, then this one finishes
         its other requests and exits (the stuck thread ends with it, after `graceful_timeout`
-        at most). An ASGI request's task is
-        cancelled (the app sees `asyncio.CancelledError`); WebSocket connections are not
-        timed. Unlike `timeout`, which takes the whole worker and every request on it, this
-        stops only the late request. Keep it below `timeout` for the sync worker, whose
-        heartbeat stops while it serves a request.
+        at most).
+
+        An ASGI request's task is cancelled (the app sees `asyncio.CancelledError`). ASGI code
+        that holds the event loop (a blocking call in an `async def`) is shown too: once the
+        loop has not run for this long, the worker logs the stack of the code holding it and,
+        when that code serves a request, raises `RequestTimeout` in it. WebSocket connections
+        are not timed.
+
+        Unlike `timeout`, which takes the whole worker and every request on it, this stops
+        only the late request. Keep it below `timeout` for the sync worker, whose heartbeat
+        stops while it serves a request.
         """,
     )
     graceful_timeout: int = setting(

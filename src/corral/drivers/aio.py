@@ -46,6 +46,16 @@ class AioContext:
     on_closed: Callable[[], None] = lambda: None
     warned_no_websocket: bool = False
 
+    def claim_late(self, task: asyncio.Task[Any]) -> bool:
+        """request_timeout, while app code holds the loop: whether ``task`` is a request's, to
+        be stopped (its cycle then answers 504). Only called when the loop stalls, so a scan."""
+        for proto in self.connections:
+            cycle = proto.cycle
+            if proto.task is task and cycle is not None and not cycle.timed_out:
+                cycle.timed_out = True
+                return True
+        return False
+
 
 class HTTPProtocol(asyncio.Protocol):
     """One client connection: feeds the HTTP core and runs one ASGI cycle at a time."""

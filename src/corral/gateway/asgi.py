@@ -14,6 +14,7 @@ from corral.http.connection import ServerConnection
 from corral.http.errors import LocalProtocolError, ProtocolError, render_error
 from corral.http.events import NEED_DATA, Data, EndOfMessage, Request
 from corral.lifecycle import Bookkeeping, Outcome
+from corral.workers.deadline import RequestTimeout
 
 if TYPE_CHECKING:
     from corral.config import Config
@@ -289,7 +290,7 @@ class HTTPCycle:
                     gateway.log.error("ASGI app returned during its response body: %s", req.target)
         except ClientDisconnect:
             gateway.log.debug("client went away during %s %s", req.method, req.path)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, RequestTimeout):
             if not self.timed_out:
                 raise  # the worker is exiting
             _uncancel()

@@ -17,6 +17,7 @@ from corral.gateway.websocket import WSSettings, engine_available
 from corral.metrics import make_metrics
 from corral.workers.base import Worker
 from corral.workers.context import connection_policy
+from corral.workers.deadline import LoopWatch
 
 STOP_POLL = 0.1  # seconds between checks while in-flight work finishes on a graceful stop
 
@@ -35,6 +36,7 @@ class AsyncioWorker(Worker):
 
     loop: asyncio.AbstractEventLoop | None = None
     _stop: asyncio.Event | None = None
+    loop_watch: LoopWatch | None = None
 
     def serve(self, app: LoadedApp) -> None:
         loop = self._new_loop()
@@ -81,6 +83,7 @@ class AsyncioWorker(Worker):
         ctx = self._context(app, lifespan.state)
         acceptor = Acceptor(loop, self.listeners, ctx, cfg.worker_connections)
         deadline = 0.0
+        self._watch_loop(ctx)
         try:
             acceptor.start()
             await self._run_until_stopped(ctx)
@@ -94,6 +97,8 @@ class AsyncioWorker(Worker):
                 proto.abort(cancel=True)
             if tasks:  # let the cancelled app tasks unwind before the loop closes
                 await asyncio.wait(tasks, timeout=1.0)
+            if self.loop_watch is not None:
+                self.loop_watch.stop()
         await lifespan.shutdown(max(deadline - loop.time(), 1.0))
 
     def _context(self, app: LoadedApp, state: dict[str, Any]) -> AioContext:
@@ -115,6 +120,12 @@ class AsyncioWorker(Worker):
             **connection_policy(cfg),
         )
 
+    def _watch_loop(self, ctx: AioContext) -> None:
+        """request_timeout: a thread that notices app code holding the loop (LoopWatch)."""
+        if ctx.request_timeout > 0:
+            self.loop_watch = LoopWatch(ctx.request_timeout, self.log, ctx.claim_late)
+            self.loop_watch.start()
+
     def _tick(self) -> float:
         """How often connections are swept: the heartbeat's pace, or request_timeout's."""
         limit: float = self.cfg.request_timeout
@@ -128,6 +139,8 @@ class AsyncioWorker(Worker):
         tick = self._tick()
         while self.alive and self.parent_alive():
             self.heartbeat.notify()
+            if self.loop_watch is not None:
+                self.loop_watch.beat()
             now = loop.time()
             for proto in list(ctx.connections):
                 proto.tick(now)
@@ -147,6 +160,8 @@ class AsyncioWorker(Worker):
             if now >= next_tick:
                 next_tick = now + tick
                 self.heartbeat.notify()
+                if self.loop_watch is not None:
+                    self.loop_watch.beat()
                 for proto in list(ctx.connections):
                     proto.tick(now)
             await asyncio.sleep(STOP_POLL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import signal
 import sys
@@ -154,6 +155,71 @@ class Deadlines:
         watch = self.active.get(threading.get_ident())
         if watch is not None and watch.fired and not watch.delivered:
             watch.delivered = True
+            raise RequestTimeout()
+
+
+class LoopWatch:
+    """The asyncio worker's watchdog: an event loop held past request_timeout by one callback.
+
+    While app code blocks the loop (``time.sleep``, a synchronous client), no timer runs, so the
+    loop cannot time its own requests. A thread watches the loop's beat instead: once it is
+    ``limit`` old, the stack of the code holding the loop is logged, and when that code is a
+    request's task, RequestTimeout is raised in it through STOP_SIGNAL (which also breaks a
+    blocking call), so that request ends with 504 and the loop serves the others again.
+    """
+
+    def __init__(self, limit: float, log: Logger, claim: Callable[[asyncio.Task[Any]], bool]):
+        self.limit = limit
+        self.log = log
+        self.claim = claim  # marks the task's request as timed out; False if it is no request
+        self.last = time.monotonic()
+        self.reported = 0.0  # the beat of the stall already reported
+        self.main_ident = threading.main_thread().ident or 0
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        """Install the stop signal's handler (main thread only) and start the watchdog."""
+        signal.signal(STOP_SIGNAL, self._on_stop_signal)
+        tick = max(0.05, min(1.0, self.limit / 4))
+        threading.Thread(
+            target=self._watch, args=(tick,), name="loop-watchdog", daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def beat(self) -> None:
+        """From the loop, at least every limit/4 s: it is running."""
+        self.last = time.monotonic()
+
+    def _watch(self, tick: float) -> None:
+        while not self._stopped.wait(tick):
+            self.check(time.monotonic())
+
+    def check(self, now: float) -> None:
+        """Report a stall once, and stop the request holding the loop if one does."""
+        last = self.last
+        if now - last < self.limit or self.reported == last:
+            return
+        self.reported = last
+        self.log.error(
+            "The event loop has not run for %.1f s, over request_timeout (%g s); the code "
+            "holding it (stopped if it serves a request):\n%s",
+            now - last,
+            self.limit,
+            _thread_stack(self.main_ident),
+        )
+        signal.pthread_kill(self.main_ident, STOP_SIGNAL)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        """In the main thread, inside the code holding the loop: stop it if it is a request."""
+        if time.monotonic() - self.last < self.limit:
+            return  # the loop ran again meanwhile
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no loop running
+            return
+        if task is not None and self.claim(task):
             raise RequestTimeout()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Any
 
 Scope = dict[str, Any]
@@ -179,6 +180,14 @@ async def _slow(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, b"slow done")
 
 
+async def _block(scope: Scope, receive: Any, send: Any) -> None:
+    """Hold the event loop for ``?s=SECONDS`` with a blocking call (an app bug to diagnose)."""
+    query = scope["query_string"].decode()
+    seconds = float(query.split("=", 1)[1]) if "=" in query else 1.0
+    time.sleep(seconds)
+    await _respond(send, 200, b"block done")
+
+
 async def _pid(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, str(os.getpid()).encode())
 
@@ -256,6 +265,7 @@ ROUTES = {
     "/bad-header": _bad_header,
     "/disconnect": _disconnect,
     "/slow": _slow,
+    "/block": _block,
     "/pid": _pid,
     "/loop": _loop,
 }
