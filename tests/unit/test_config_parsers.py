@@ -27,6 +27,13 @@ def test_integers() -> None:
         assert refuses(p.INT, bad) == "expected an integer"
 
 
+def test_workers_takes_a_count_or_auto() -> None:
+    assert p.WORKERS("4") == 4 and p.WORKERS(3) == 3
+    assert p.WORKERS("auto") == 0 and p.WORKERS(" AUTO ") == 0 and p.WORKERS(0) == 0
+    for bad in ("lots", "-1", 1.5, True):
+        assert refuses(p.WORKERS, bad) == "expected an integer >= 0 (0 = auto), or auto"
+
+
 def test_seconds() -> None:
     positive = p.seconds(allow_zero=False)
     assert positive("2.5") == 2.5 and positive(3) == 3.0

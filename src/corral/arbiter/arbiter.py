@@ -22,6 +22,7 @@ from corral.arbiter.privileges import PrivilegeError, target_ids
 from corral.arbiter.proctitle import set_title
 from corral.arbiter.sdnotify import sd_notify
 from corral.arbiter.signals import SignalQueue, signal_name
+from corral.arbiter.sizing import usable_cpus, worker_count
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, CorralError, HaltServer
 from corral.logging import Logger
 from corral.sockets import BindError, Listener, close_listeners, open_listeners
@@ -154,6 +155,7 @@ class Arbiter:
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
         self.log.info("Using worker: %s", self._worker_class.kind)
+        self._size_workers()
         given = self.cfg.given("worker_class")
         if isinstance(given, str) and given.strip().lower() != self.cfg.worker_class.lower():
             # An alias, e.g. uvicorn.workers.UvicornWorker from a gunicorn config for FastAPI.
@@ -200,6 +202,19 @@ class Arbiter:
             self._reexec()
         elif signum == signal.SIGWINCH:
             self._winch()
+
+    def _size_workers(self) -> None:
+        """`workers = auto` (0): the count for this worker type and the CPUs we may use."""
+        if self.cfg.workers > 0:
+            return
+        cpus = usable_cpus()
+        self._num_workers = worker_count(self.cfg, self._worker_class)
+        self.log.info(
+            "workers = auto: %d %s workers for %d usable CPU(s)",
+            self._num_workers,
+            self._worker_class.kind,
+            cpus,
+        )
 
     # -- supervision -------------------------------------------------------------------------------
 

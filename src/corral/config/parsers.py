@@ -323,6 +323,19 @@ def _dotted_path(value: object) -> str:
 
 INT = integer(0)
 POSITIVE_INT = integer(1)
+
+
+def _workers(value: object) -> int:
+    """A worker count, or `auto` (0): sized to the machine by the arbiter (arbiter/sizing.py)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 0
+    try:
+        return INT.convert(value)
+    except Invalid:
+        raise Invalid("expected an integer >= 0 (0 = auto), or auto") from None
+
+
+WORKERS = Parser("an integer (0 = auto), or auto", _workers)
 BOOL: Parser[bool] = Parser("boolean", _boolean)
 STRING: Parser[str] = Parser("string", _string)
 OPTIONAL_STRING: Parser[str | None] = Parser("string", _optional_string)

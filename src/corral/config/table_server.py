@@ -125,16 +125,21 @@ class ServerTable:
     workers: int = setting(
         1,
         section="Worker Processes",
-        parse=p.POSITIVE_INT,
+        parse=p.WORKERS,
         cli=("-w", "--workers"),
-        metavar="INT",
+        metavar="INT|auto",
         legacy_env="WEB_CONCURRENCY",
         doc_default="1, or $WEB_CONCURRENCY when set",
         help="""
-        The number of worker processes.
+        The number of worker processes, or `auto` to size them to the machine.
 
         As in gunicorn, the `WEB_CONCURRENCY` environment variable (set by some hosting
-        platforms) gives the default.
+        platforms) gives the default. `auto` (stored as 0) counts the CPUs this process may
+        run on (its CPU affinity), capped by its cgroup's CPU quota, so a container limited to
+        2 CPUs on a 64-CPU host gets 2, not 64; then it starts 2 x CPUs + 1 sync workers
+        (gunicorn's rule of thumb: a sync worker cannot overlap one request's waits with
+        another's) or one threaded or asyncio worker per CPU (they overlap waits inside each
+        process). The arbiter logs the count it chose.
         """,
     )
     worker_class: str = setting(
