@@ -43,7 +43,10 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 def test_bad_value_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(["-w", "abc", "x:app"], capsys)
     assert code == USAGE_ERROR
-    assert err == "corral: error: workers = 'abc' (from command line -w): expected an integer\n"
+    assert (
+        err == "corral: error: workers = 'abc' (from command line -w): "
+        "expected an integer >= 0 (0 = auto), or auto\n"
+    )
 
 
 def test_bad_env_value(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +54,8 @@ def test_bad_env_value(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     code, _, err = run_main(["x:app"], capsys)
     assert (code, err) == (
         2,
-        "corral: error: workers = 'abc' (from env CORRAL_WORKERS): expected an integer\n",
+        "corral: error: workers = 'abc' (from env CORRAL_WORKERS): "
+        "expected an integer >= 0 (0 = auto), or auto\n",
     )
 
 
@@ -69,7 +73,12 @@ def test_help_lists_sections_and_flags(capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run_main(["--help"], capsys)
     assert code == 0
     assert out.startswith("usage: corral [OPTIONS] APP")
-    for text in ("Worker Processes:", "-w INT, --workers INT", "--keep-alive", "[default: 75]"):
+    for text in (
+        "Worker Processes:",
+        "-w INT|auto, --workers INT|auto",
+        "--keep-alive",
+        "[default: 75]",
+    ):
         assert text in out
 
 

@@ -324,7 +324,7 @@ def test_config_file_exception_names_the_line(tmp_path: Path) -> None:
 
 def test_bad_value_from_env() -> None:
     assert error([], {"CORRAL_WORKERS": "abc"}) == (
-        "workers = 'abc' (from env CORRAL_WORKERS): expected an integer"
+        "workers = 'abc' (from env CORRAL_WORKERS): expected an integer >= 0 (0 = auto), or auto"
     )
 
 
