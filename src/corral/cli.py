@@ -9,6 +9,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+from corral.arbiter.reload import worker_class
+from corral.arbiter.sizing import resolve_workers
 from corral.config import Config, load
 from corral.errors import ConfigError, CorralError, HaltServer
 from corral.gateway.loader import load_app, resolve_interface
@@ -86,6 +88,7 @@ def install_spew() -> None:
 def _check(cfg: Config) -> int:
     """--print-config and --check-config: report, import the app when there is one, exit."""
     if cfg.print_config:
+        resolve_workers(cfg, worker_class(cfg))  # show what `workers = auto` comes to here
         print(cfg.dump())
     if cfg.app_uri is None:
         if cfg.check_config:

@@ -142,7 +142,8 @@ class RequestLifecycle:
         deadlines = self.deadlines
         watch = None if deadlines is None else deadlines.begin(req, env_base.get("REMOTE_ADDR", ""))
         # Every stop the watchdog sends (RequestTimeout) lands inside the outer try: end()
-        # revokes one that has not landed yet, and no other is sent for this request.
+        # revokes one that has not landed yet, and no other is sent for this request. A stop
+        # landing in the finally, before end() took the lock, is why the handler ends it too.
         try:
             try:
                 if books.hooked:
@@ -166,8 +167,9 @@ class RequestLifecycle:
             except Exception:
                 self.log.exception("Error handling request %s", req.target)
                 keep = self._fail(500, state, transport)
-            if watch is not None:
-                watch.end()
+            finally:
+                if watch is not None:
+                    watch.end()
         except RequestTimeout:
             if watch is not None:
                 watch.end()

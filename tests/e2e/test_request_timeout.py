@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import socket
+import sys
 import time
 from collections.abc import Callable
 
@@ -112,5 +115,51 @@ def test_asgi_code_holding_the_event_loop_is_shown_and_stopped(
     server.wait_for(r"^\s+time\.sleep\(seconds\)$")
     server.wait_for(rf'"GET /block\?s={LONG} HTTP/1\.1" 504 ')
     # The loop serves again, in the same worker.
+    assert server.get("/pid") == (200, str(pid))
+    assert server.stop() == 0
+
+
+def _keep_alive_pair(addr: tuple[str, int], first: str, second: str) -> list[bytes]:
+    """Two GETs on one connection, the second sent once the first's answer arrived."""
+    answers = []
+    with socket.create_connection(addr, timeout=LONG) as sock:
+        for path in (first, second):
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            answers.append(_read_response(sock))
+    return answers
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b"!"
+        assert not data.endswith(b"!"), data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head.split(b"\r\n", 1)[0] + b" " + body
+
+
+def test_asgi_work_after_a_complete_response_is_not_timed(corral_factory: Start) -> None:
+    # Starlette's BackgroundTasks run in the request's task once the response is sent: the
+    # request is served, so request_timeout leaves them be and the connection stays open.
+    server, pid = _start(corral_factory, "asyncio", "asgi_app:app")
+    began = time.monotonic()
+    answers = _keep_alive_pair(server.addr, f"/after?s={2 * LIMIT}", "/pid")
+    assert answers == [b"HTTP/1.1 200 OK sent", f"HTTP/1.1 200 OK {pid}".encode()]
+    assert time.monotonic() - began >= 2 * LIMIT  # the second waited for the first's task
+    server.wait_for(rf"asgi_app: background done {pid}")
+    assert "over request_timeout" not in server.log_text()
+    assert server.stop() == 0
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.TaskGroup is Python 3.11+")
+def test_asgi_code_holding_the_loop_in_a_task_group_is_stopped(corral_factory: Start) -> None:
+    # The stop lands in the task group's body, which wraps it in a BaseExceptionGroup.
+    server, pid = _start(corral_factory, "asyncio", "asgi_app:app")
+    assert http_get(server.addr, f"/group-block?s={LONG}", timeout=LONG)[0] == 504
+    server.wait_for(r'asgi_app\.py", line \d+, in _group_block$')
+    server.wait_for(rf'"GET /group-block\?s={LONG} HTTP/1\.1" 504 ')
     assert server.get("/pid") == (200, str(pid))
     assert server.stop() == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import threading
 import time
@@ -27,6 +28,9 @@ class Lines:
 
     def error(self, msg: str, *args: Any) -> None:
         self.lines.append(msg % args)
+
+    def exception(self, msg: str, *args: Any) -> None:
+        self.lines.append("EXCEPTION " + msg % args)
 
 
 def _request(target: str) -> Request:
@@ -154,16 +158,69 @@ def test_await_stack_follows_the_awaits_down_to_the_innermost() -> None:
 
 def test_a_stalled_loop_is_reported_once_per_stall() -> None:
     lines = Lines()
-    watch = LoopWatch(LIMIT, lines, lambda task: False)  # type: ignore[arg-type]
+    loop = asyncio.new_event_loop()
+    watch = LoopWatch(LIMIT, lines, loop, lambda task: False)  # type: ignore[arg-type]
     now = time.monotonic()
     watch.check(now)
     assert lines.lines == []
     watch.last = now - 2 * LIMIT  # no beat for twice the limit
-    watch.check(now)  # SIGURG reaches this thread with no handler installed: ignored
-    watch.check(now + LIMIT)
+    watch.check(now)  # seen once: not yet reported
+    assert lines.lines == []
+    watch.check(now + LIMIT / 2)  # seen again: SIGURG reaches this thread, no handler: ignored
+    watch.check(now + LIMIT)  # the same stall: not reported again
+    loop.close()
     assert len(lines.lines) == 1
-    assert "The event loop has not run for 0.4 s" in lines.lines[0]
+    assert "The event loop has not run for 0.5 s" in lines.lines[0]
     assert "in test_a_stalled_loop_is_reported_once_per_stall" in lines.lines[0]
     watch.beat()
     watch.check(time.monotonic())
     assert len(lines.lines) == 1
+
+
+def test_a_stall_seen_once_and_then_a_beat_is_not_blamed_on_the_loop() -> None:
+    """A whole-process stall (GIL held elsewhere, a long GC): the loop beats again at once."""
+    lines = Lines()
+    loop = asyncio.new_event_loop()
+    watch = LoopWatch(LIMIT, lines, loop, lambda task: False)  # type: ignore[arg-type]
+    now = time.monotonic()
+    watch.last = now - 2 * LIMIT
+    watch.check(now)
+    watch.last = now - 1.5 * LIMIT  # a beat came in between, still old by the next check
+    watch.check(now)
+    watch.beat()
+    watch.check(time.monotonic())
+    loop.close()
+    assert lines.lines == []
+
+
+def test_the_watchdog_survives_a_failing_check() -> None:
+    """on_stuck raising inside the watchdog thread is logged; the thread keeps watching."""
+    lines = Lines()
+
+    def on_stuck() -> None:
+        raise RuntimeError("the arbiter's file is gone")
+
+    deadlines = Deadlines(LIMIT, lines, on_stuck)  # type: ignore[arg-type]
+    deadlines.start()
+    outcome: list[str] = []
+    release = threading.Event()
+    try:
+        thread = threading.Thread(target=_serve, args=(deadlines, "/stuck", release.wait, outcome))
+        thread.start()
+        give_up = time.monotonic() + 5.0
+        while not any(line.startswith("EXCEPTION") for line in lines.lines):
+            assert time.monotonic() < give_up, lines.lines
+            time.sleep(0.02)
+        assert "watchdog failed a check" in lines.lines[-1]
+        release.set()
+        thread.join(2.0)
+        assert outcome == ["stopped"]
+        # Still watching: a later late request on another thread is stopped too.
+        late = threading.Thread(target=_serve, args=(deadlines, "/late", lambda: _spin(5), outcome))
+        late.start()
+        late.join(3.0)
+        assert outcome == ["stopped", "stopped"]
+    finally:
+        release.set()
+        deadlines.stop()
+        signal.signal(STOP_SIGNAL, signal.SIG_DFL)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from corral.arbiter.sizing import auto_workers, cgroup_cpu_quota, usable_cpus
 
 
@@ -33,6 +35,19 @@ def test_cgroup_v1_quota_under_the_cpu_controllers_mount(tmp_path: Path) -> None
     _write(root / "cpu,cpuacct" / "docker" / "abc" / "cpu.cfs_period_us", "100000\n")
     assert cgroup_cpu_quota(root, proc) == 0.5
     assert usable_cpus(root, proc) == 1  # never below one
+
+
+@pytest.mark.parametrize(("quota", "cpus"), [("140000", 1), ("160000", 2), ("30000", 1)])
+def test_a_fractional_quota_rounds_to_the_nearest_cpu(
+    tmp_path: Path, quota: str, cpus: int
+) -> None:
+    # 1.4 CPUs of time is one CPU's worth of workers, not two (which would start 5 sync).
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs in the affinity mask")
+    proc = tmp_path / "cgroup"
+    _write(proc, "0::/app\n")
+    _write(tmp_path / "fs" / "app" / "cpu.max", f"{quota} 100000\n")
+    assert usable_cpus(tmp_path / "fs", proc) == cpus
 
 
 def test_no_quota_anywhere_means_the_affinity_decides(tmp_path: Path) -> None:

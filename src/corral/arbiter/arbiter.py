@@ -22,7 +22,7 @@ from corral.arbiter.privileges import PrivilegeError, target_ids
 from corral.arbiter.proctitle import set_title
 from corral.arbiter.sdnotify import sd_notify
 from corral.arbiter.signals import SignalQueue, signal_name
-from corral.arbiter.sizing import usable_cpus, worker_count
+from corral.arbiter.sizing import resolve_workers
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, CorralError, HaltServer
 from corral.logging import Logger
 from corral.sockets import BindError, Listener, close_listeners, open_listeners
@@ -139,9 +139,12 @@ class Arbiter:
         if self.cfg.pidfile:
             self._pidfile = Pidfile(self.cfg.pidfile)
             self._pidfile.create(self.pid)
+        # Sized before the first hook, so hooks see the number of workers that will run.
+        self._worker_class = reload.worker_class(self.cfg)
+        cpus = resolve_workers(self.cfg, self._worker_class)
+        self._num_workers = self.cfg.workers
         self._hook("on_starting", self, fatal=True)
         self._ids = target_ids(self.cfg.user, self.cfg.group)
-        self._worker_class = reload.worker_class(self.cfg)
         if self.cfg.preload_app:
             self.app = reload.preload(self.cfg)
         self.listeners = open_listeners(
@@ -155,7 +158,13 @@ class Arbiter:
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
         self.log.info("Using worker: %s", self._worker_class.kind)
-        self._size_workers()
+        if cpus is not None:
+            self.log.info(
+                "workers = auto: %d %s workers for %d usable CPU(s)",
+                self._num_workers,
+                self._worker_class.kind,
+                cpus,
+            )
         given = self.cfg.given("worker_class")
         if isinstance(given, str) and given.strip().lower() != self.cfg.worker_class.lower():
             # An alias, e.g. uvicorn.workers.UvicornWorker from a gunicorn config for FastAPI.
@@ -202,19 +211,6 @@ class Arbiter:
             self._reexec()
         elif signum == signal.SIGWINCH:
             self._winch()
-
-    def _size_workers(self) -> None:
-        """`workers = auto` (0): the count for this worker type and the CPUs we may use."""
-        if self.cfg.workers > 0:
-            return
-        cpus = usable_cpus()
-        self._num_workers = worker_count(self.cfg, self._worker_class)
-        self.log.info(
-            "workers = auto: %d %s workers for %d usable CPU(s)",
-            self._num_workers,
-            self._worker_class.kind,
-            cpus,
-        )
 
     # -- supervision -------------------------------------------------------------------------------
 

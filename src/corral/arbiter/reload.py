@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from corral.arbiter.pidfile import Pidfile, PidfileError
-from corral.arbiter.sizing import worker_count
+from corral.arbiter.sizing import resolve_workers
 from corral.errors import AppLoadError
 from corral.logging import Logger
 from corral.sockets import BindError, Listener, close_listeners, open_listeners, parse_bind
@@ -42,7 +42,8 @@ def prepare(argv: Sequence[str], cwd: str) -> tuple[Generation, Logger]:
     cfg = load_config(argv, cwd)
     cls = worker_class(cfg)
     app = preload(cfg) if cfg.preload_app else None
-    return Generation(cfg, cls, app, worker_count(cfg, cls)), Logger(cfg)
+    resolve_workers(cfg, cls)
+    return Generation(cfg, cls, app, cfg.workers), Logger(cfg)
 
 
 def load_config(argv: Sequence[str], cwd: str) -> Config:

@@ -16,10 +16,19 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
 
 
-def worker_count(cfg: Config, cls: type[Worker]) -> int:
-    """`workers`, or when it is 0 (`auto`) the count for this worker type and machine."""
-    given: int = cfg.workers
-    return given if given > 0 else auto_workers(cls.kind, usable_cpus())
+def resolve_workers(cfg: Config, cls: type[Worker]) -> int | None:
+    """`workers = auto` (stored as 0): set `cfg.workers` to the count for this worker type and
+    machine, and return the CPUs counted; None when a number was given.
+
+    The count is written back into the settings, so hooks (`server.cfg.workers`), a worker's
+    `cfg` and `--print-config` see the number that runs, never 0. Its recorded source stays
+    where `auto` came from.
+    """
+    if cfg.workers > 0:
+        return None
+    cpus = usable_cpus()
+    cfg.workers = auto_workers(cls.kind, cpus)
+    return cpus
 
 
 def auto_workers(kind: str, cpus: int) -> int:
@@ -46,7 +55,9 @@ def usable_cpus(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP
         cpus = os.cpu_count() or 1
     quota = cgroup_cpu_quota(cgroup_root, proc_cgroup)
     if quota is not None:
-        cpus = min(cpus, max(1, math.ceil(quota)))
+        # To the nearest whole CPU, at least one: 2.1 CPUs is 2, not 3 (which would start
+        # 7 sync workers on 2 CPUs' worth of time); 0.5 CPU is 1.
+        cpus = min(cpus, max(1, math.floor(quota + 0.5)))
     return max(1, cpus)
 
 

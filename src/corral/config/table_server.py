@@ -139,7 +139,11 @@ class ServerTable:
         2 CPUs on a 64-CPU host gets 2, not 64; then it starts 2 x CPUs + 1 sync workers
         (gunicorn's rule of thumb: a sync worker cannot overlap one request's waits with
         another's) or one threaded or asyncio worker per CPU (they overlap waits inside each
-        process). The arbiter logs the count it chose.
+        process). A fractional quota counts to the nearest whole CPU, at least one (1.4 is 1,
+        1.6 is 2). A Kubernetes pod with a CPU request but no CPU limit has no quota, so it
+        is sized to every CPU of its node: set a limit, or a number. The count is resolved
+        before the first hook runs, so hooks and `--print-config` see the number, not 0; so
+        `WEB_CONCURRENCY=0` also means auto. The arbiter logs the count it chose.
         """,
     )
     worker_class: str = setting(
@@ -302,8 +306,13 @@ class ServerTable:
         An ASGI request's task is cancelled (the app sees `asyncio.CancelledError`). ASGI code
         that holds the event loop (a blocking call in an `async def`) is shown too: once the
         loop has not run for this long, the worker logs the stack of the code holding it and,
-        when that code serves a request, raises `RequestTimeout` in it. WebSocket connections
-        are not timed.
+        when that code serves a request, raises `RequestTimeout` in it. A request is timed
+        until its response is complete, so a streamed response (server-sent events, a long
+        poll) is stopped at the limit too, while work after the last byte (Starlette's
+        background tasks) is not. WebSocket connections are not timed.
+
+        The stop is delivered with `SIGURG`, which the worker then owns: an app that embeds a
+        runtime using it (Go's scheduler, in a cgo extension) cannot use this setting.
 
         Unlike `timeout`, which takes the whole worker and every request on it, this stops
         only the late request. Keep it below `timeout` for the sync worker, whose heartbeat

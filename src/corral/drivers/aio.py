@@ -48,10 +48,11 @@ class AioContext:
 
     def claim_late(self, task: asyncio.Task[Any]) -> bool:
         """request_timeout, while app code holds the loop: whether ``task`` is a request's, to
-        be stopped (its cycle then answers 504). Only called when the loop stalls, so a scan."""
+        be stopped (its cycle then answers 504). Only called when the loop stalls, so a scan.
+        A cycle whose app has returned, or whose response is complete, is not stopped."""
         for proto in self.connections:
             cycle = proto.cycle
-            if proto.task is task and cycle is not None and not cycle.timed_out:
+            if proto.task is task and cycle is not None and _may_stop(cycle):
                 cycle.timed_out = True
                 return True
         return False
@@ -389,7 +390,7 @@ class HTTPProtocol(asyncio.Protocol):
         cycle = self.cycle
         if cycle is not None:
             limit = self.ctx.request_timeout
-            if limit and now - self.cycle_began > limit and not cycle.timed_out:
+            if limit and now - self.cycle_began > limit and _may_stop(cycle):
                 self._time_out(cycle, now - self.cycle_began)
             return
         if now < self.deadline:
@@ -525,3 +526,9 @@ class Acceptor:
     def _connection_closed(self) -> None:
         if self.running and self.paused and not self._full():
             self._watch()
+
+
+def _may_stop(cycle: HTTPCycle) -> bool:
+    """request_timeout times a request until its response is complete: work an app does after
+    that (a background task) is not stopped, while a streamed response is, however long."""
+    return cycle.in_app and not cycle.complete and not cycle.timed_out

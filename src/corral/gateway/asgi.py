@@ -241,6 +241,7 @@ class HTTPCycle:
         "gateway",
         "head_sent",
         "headers",
+        "in_app",
         "length",
         "peer",
         "req",
@@ -265,6 +266,7 @@ class HTTPCycle:
         self.aborted = False  # an error response went out instead: the connection closes
         self.body_done = False  # the request body was read to its end
         self.timed_out = False  # request_timeout cancelled the app (drivers/aio.py)
+        self.in_app = False  # the app is running: request_timeout may stop it
         self.length = 0
 
     async def run(self) -> None:
@@ -279,7 +281,13 @@ class HTTPCycle:
             req = gateway.books.own(req)
             gateway.books.begin(req)
             scope = gateway.scope("http", req, self.peer)
-            await gateway.app(scope, self.receive, self.send)
+            # request_timeout stops the app only while in_app, which is cleared inside this
+            # try: a stop never lands in the bookkeeping below, which must reach cycle_done.
+            self.in_app = True
+            try:
+                await gateway.app(scope, self.receive, self.send)
+            finally:
+                self.in_app = False
             if not (self.complete or self.aborted or self.channel.disconnected):
                 if not self.head_sent:
                     gateway.log.error(
@@ -290,11 +298,6 @@ class HTTPCycle:
                     gateway.log.error("ASGI app returned during its response body: %s", req.target)
         except ClientDisconnect:
             gateway.log.debug("client went away during %s %s", req.method, req.path)
-        except (asyncio.CancelledError, RequestTimeout):
-            if not self.timed_out:
-                raise  # the worker is exiting
-            _uncancel()
-            self._fail(504)
         except ProtocolError as exc:
             gateway.log.debug("rejected %s %s: %s", req.method, req.path, exc)
             self._fail(exc.status)
@@ -309,6 +312,11 @@ class HTTPCycle:
             else:
                 gateway.log.exception("Exception in ASGI application %s", req.target)
             self._fail(500)
+        except BaseException as exc:  # CancelledError, RequestTimeout, or a group holding one
+            if not (self.timed_out and _is_timeout(exc)):
+                raise  # the worker is exiting
+            _uncancel()
+            self._fail(504)
         gateway.finish(
             req,
             scope,
@@ -450,6 +458,14 @@ class HTTPCycle:
                 out += conn.send_end()
                 self.complete = True
         return out
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is request_timeout's stop, alone or inside a task group's exception group."""
+    if isinstance(exc, (asyncio.CancelledError, RequestTimeout)):
+        return True
+    inner: tuple[BaseException, ...] = getattr(exc, "exceptions", ())  # BaseExceptionGroup
+    return bool(inner) and all(_is_timeout(each) for each in inner)
 
 
 def _uncancel() -> None:

@@ -123,7 +123,9 @@ class AsyncioWorker(Worker):
     def _watch_loop(self, ctx: AioContext) -> None:
         """request_timeout: a thread that notices app code holding the loop (LoopWatch)."""
         if ctx.request_timeout > 0:
-            self.loop_watch = LoopWatch(ctx.request_timeout, self.log, ctx.claim_late)
+            self.loop_watch = LoopWatch(
+                ctx.request_timeout, self.log, asyncio.get_running_loop(), ctx.claim_late
+            )
             self.loop_watch.start()
 
     def _tick(self) -> float:

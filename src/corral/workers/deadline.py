@@ -33,6 +33,41 @@ class RequestTimeout(BaseException):
     """
 
 
+class _Watchdog:
+    """A daemon thread that calls ``check`` every ``tick`` seconds until stopped."""
+
+    limit: float
+    log: Logger
+    thread_name = "watchdog"
+
+    def __init__(self) -> None:
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        """Install the stop signal's handler (main thread only) and start the thread."""
+        signal.signal(STOP_SIGNAL, self._on_stop_signal)
+        tick = max(0.05, min(1.0, self.limit / 4))
+        threading.Thread(
+            target=self._watch, args=(tick,), name=self.thread_name, daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _watch(self, tick: float) -> None:
+        while not self._stopped.wait(tick):
+            try:
+                self.check(time.monotonic())
+            except Exception:  # a failed check must not end the watching for good
+                self.log.exception("request_timeout's watchdog failed a check; it goes on")
+
+    def check(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        raise NotImplementedError
+
+
 class Watch:
     """One request in flight on one thread."""
 
@@ -52,7 +87,7 @@ class Watch:
         self.owner.done(self)
 
 
-class Deadlines:
+class Deadlines(_Watchdog):
     """The requests in flight on a worker's threads, and the watchdog thread that times them.
 
     A request past ``limit`` gets its thread's stack logged and a RequestTimeout raised in it:
@@ -63,7 +98,10 @@ class Deadlines:
     replacement, so the stuck thread does not hold the process forever).
     """
 
+    thread_name = "request-watchdog"
+
     def __init__(self, limit: float, log: Logger, on_stuck: Callable[[], None]) -> None:
+        super().__init__()
         self.limit = limit
         self.log = log
         self.on_stuck = on_stuck
@@ -73,18 +111,6 @@ class Deadlines:
         self.lock = threading.Lock()
         self.main_ident = threading.main_thread().ident
         self.stuck_reported = False
-        self._stopped = threading.Event()
-
-    def start(self) -> None:
-        """Install the stop signal's handler (main thread only) and start the watchdog."""
-        signal.signal(STOP_SIGNAL, self._on_stop_signal)
-        tick = max(0.05, min(1.0, self.limit / 4))
-        threading.Thread(
-            target=self._watch, args=(tick,), name="request-watchdog", daemon=True
-        ).start()
-
-    def stop(self) -> None:
-        self._stopped.set()
 
     # -- the serving thread ------------------------------------------------------------------
 
@@ -108,10 +134,6 @@ class Deadlines:
             _set_async_exc(watch.ident, None)  # revoke it, if it has not landed yet
 
     # -- the watchdog ------------------------------------------------------------------------
-
-    def _watch(self, tick: float) -> None:
-        while not self._stopped.wait(tick):
-            self.check(time.monotonic())
 
     def check(self, now: float) -> None:
         """Stop every request past its deadline; report one that would not stop."""
@@ -158,7 +180,7 @@ class Deadlines:
             raise RequestTimeout()
 
 
-class LoopWatch:
+class LoopWatch(_Watchdog):
     """The asyncio worker's watchdog: an event loop held past request_timeout by one callback.
 
     While app code blocks the loop (``time.sleep``, a synchronous client), no timer runs, so the
@@ -168,38 +190,41 @@ class LoopWatch:
     blocking call), so that request ends with 504 and the loop serves the others again.
     """
 
-    def __init__(self, limit: float, log: Logger, claim: Callable[[asyncio.Task[Any]], bool]):
+    thread_name = "loop-watchdog"
+
+    def __init__(
+        self,
+        limit: float,
+        log: Logger,
+        loop: asyncio.AbstractEventLoop,
+        claim: Callable[[asyncio.Task[Any]], bool],
+    ) -> None:
+        super().__init__()
         self.limit = limit
         self.log = log
+        self.loop = loop
         self.claim = claim  # marks the task's request as timed out; False if it is no request
         self.last = time.monotonic()
         self.reported = 0.0  # the beat of the stall already reported
+        self.suspect: tuple[float, object] | None = None  # (beat, task) of a stall seen once
         self.main_ident = threading.main_thread().ident or 0
-        self._stopped = threading.Event()
-
-    def start(self) -> None:
-        """Install the stop signal's handler (main thread only) and start the watchdog."""
-        signal.signal(STOP_SIGNAL, self._on_stop_signal)
-        tick = max(0.05, min(1.0, self.limit / 4))
-        threading.Thread(
-            target=self._watch, args=(tick,), name="loop-watchdog", daemon=True
-        ).start()
-
-    def stop(self) -> None:
-        self._stopped.set()
 
     def beat(self) -> None:
         """From the loop, at least every limit/4 s: it is running."""
         self.last = time.monotonic()
 
-    def _watch(self, tick: float) -> None:
-        while not self._stopped.wait(tick):
-            self.check(time.monotonic())
-
     def check(self, now: float) -> None:
         """Report a stall once, and stop the request holding the loop if one does."""
         last = self.last
         if now - last < self.limit or self.reported == last:
+            return
+        # A stall must be seen twice, a tick apart, with no beat between and the same task
+        # running. Seen once, it may have been the whole process stalling (another thread
+        # holding the GIL in C code, a long garbage collection): the loop then beats as soon
+        # as it runs again, and whatever task runs first is not the one to blame.
+        holder = (last, asyncio.current_task(self.loop))
+        if self.suspect != holder:
+            self.suspect = holder
             return
         self.reported = last
         self.log.error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -188,6 +189,26 @@ async def _block(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, b"block done")
 
 
+def _seconds(scope: Scope) -> float:
+    query = scope["query_string"].decode()
+    return float(query.split("=", 1)[1]) if "=" in query else 1.0
+
+
+async def _after(scope: Scope, receive: Any, send: Any) -> None:
+    """Answer, then work ``?s=SECONDS`` more in the request's task (a background task)."""
+    await _respond(send, 200, b"sent")
+    await asyncio.sleep(_seconds(scope))
+    sys.stderr.write(f"asgi_app: background done {os.getpid()}\n")
+
+
+async def _group_block(scope: Scope, receive: Any, send: Any) -> None:
+    """Hold the loop for ``?s=SECONDS`` inside a task group's body (Python 3.11+)."""
+    async with asyncio.TaskGroup() as group:
+        group.create_task(asyncio.sleep(0))
+        time.sleep(_seconds(scope))
+    await _respond(send, 200, b"group done")
+
+
 async def _pid(scope: Scope, receive: Any, send: Any) -> None:
     await _respond(send, 200, str(os.getpid()).encode())
 
@@ -266,6 +287,8 @@ ROUTES = {
     "/disconnect": _disconnect,
     "/slow": _slow,
     "/block": _block,
+    "/after": _after,
+    "/group-block": _group_block,
     "/pid": _pid,
     "/loop": _loop,
 }
