@@ -46,6 +46,10 @@ class Bookkeeping:
         self.quiet = (
             not self.log.access_enabled and self.post_request is None and self.record is None
         )
+        # Only metrics read the outcome: its status and duration, with no record built.
+        self.counted_only = (
+            not self.log.access_enabled and self.post_request is None and self.record is not None
+        )
 
     def own(self, req: Request) -> Request:
         """The Request this request's hooks and app see: a copy when a hook is configured.
@@ -175,6 +179,9 @@ class RequestLifecycle:
                 watch.end()
             keep = self._fail(504, state, transport)
         if quiet:
+            self.worker.request_done()
+        elif books.counted_only and books.record is not None:
+            books.record(time.perf_counter() - t0, state.status)
             self.worker.request_done()
         else:
             books.end(req, environ, state, self._outcome(env_base, state, started, t0))

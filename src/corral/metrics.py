@@ -147,8 +147,38 @@ class StatsdMetrics:
             self._sock = None
 
 
-def make_metrics(cfg: MetricsSettings) -> Metrics:
-    """StatsdMetrics when `statsd_host` is set, else NullMetrics."""
-    if cfg.statsd_host:
-        return StatsdMetrics(cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags)
-    return NullMetrics()
+class BothMetrics:
+    """statsd and Prometheus (metrics_bind) at once: every report goes to both."""
+
+    def __init__(self, first: Metrics, second: Metrics) -> None:
+        self.first = first
+        self.second = second
+
+    def request(self, duration_s: float, status: int) -> None:
+        self.first.request(duration_s, status)
+        self.second.request(duration_s, status)
+
+    def gauge(self, name: str, value: float) -> None:
+        self.first.gauge(name, value)
+        self.second.gauge(name, value)
+
+    def incr(self, name: str, value: int = 1) -> None:
+        self.first.incr(name, value)
+        self.second.incr(name, value)
+
+    def close(self) -> None:
+        self.first.close()
+        self.second.close()
+
+
+def make_metrics(cfg: MetricsSettings, tally: Metrics | None = None) -> Metrics:
+    """StatsdMetrics when `statsd_host` is set; with a worker's `tally` (metrics_bind), that
+    too; NullMetrics when neither."""
+    statsd = (
+        StatsdMetrics(cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags)
+        if cfg.statsd_host
+        else None
+    )
+    if statsd is not None and tally is not None:
+        return BothMetrics(statsd, tally)
+    return statsd or tally or NullMetrics()

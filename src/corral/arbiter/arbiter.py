@@ -20,6 +20,7 @@ from corral.arbiter.pidfile import Pidfile, PidfileError
 from corral.arbiter.plan import Backoff, Exit, Phase, Timing, decide
 from corral.arbiter.privileges import PrivilegeError, target_ids
 from corral.arbiter.proctitle import set_title
+from corral.arbiter.scrape import Census, MetricsService
 from corral.arbiter.sdnotify import sd_notify
 from corral.arbiter.signals import SignalQueue, signal_name
 from corral.arbiter.sizing import resolve_workers
@@ -73,6 +74,7 @@ class Arbiter:
         self._previous: reload.Generation | None = None
         self._upgrade = reexec.Upgrade()
         self._cwd = os.getcwd() if cwd is None else cwd
+        self._metrics: MetricsService  # made with the logger
 
     # -- attributes for hooks ----------------------------------------------------------------------
 
@@ -110,6 +112,7 @@ class Arbiter:
         except ValueError as exc:
             sys.stderr.write(f"Error: {exc}\n")
             return 1
+        self._metrics = MetricsService(self.cfg.metrics_bind, self.log, self._census)
         code = 1
         try:
             self._start()
@@ -157,6 +160,7 @@ class Arbiter:
         )
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
+        self._metrics.open(upgrading=self._upgrade.predecessor > 0)
         self.log.info("Using worker: %s", self._worker_class.kind)
         if cpus is not None:
             self.log.info(
@@ -179,7 +183,9 @@ class Arbiter:
     def _loop(self) -> None:
         timeout = 0.0  # a signal that came during startup is handled before the first fork
         while True:
-            for signum in self._signals.wait(timeout):
+            signals, ready = self._signals.wait_io(timeout, self._metrics.watched())
+            self._metrics.ready(ready)
+            for signum in signals:
                 self._dispatch(signum)
             if self._signals.dropped:
                 self.log.warning("Ignored %d signals: too many at once", self._signals.dropped)
@@ -211,6 +217,12 @@ class Arbiter:
             self._reexec()
         elif signum == signal.SIGWINCH:
             self._winch()
+
+    def _census(self) -> Census:
+        """metrics_bind: the live workers, as a scrape reports them."""
+        children = list(self._children.values())
+        resident = sum(resident_bytes(child.worker.pid) for child in children)
+        return Census([child.heartbeat for child in children], self.num_workers, resident)
 
     # -- supervision -------------------------------------------------------------------------------
 
@@ -293,6 +305,7 @@ class Arbiter:
             with self._signals.blocked_for_fork():
                 pid = os.fork()
                 if pid == 0:
+                    self._metrics.close(unlink=False)  # the arbiter's sockets, not the worker's
                     siblings = [child.heartbeat for child in self._children.values()]
                     run_child(self, worker, self._signals, siblings, self._ids, cpu)
         except OSError as exc:  # EAGAIN, ENOMEM: out of processes or memory for now
@@ -345,6 +358,7 @@ class Arbiter:
             return
         now = time.monotonic()
         booted = child.heartbeat.notified()
+        self._metrics.retire(child.heartbeat)
         child.heartbeat.close()
         requested = self._stopping or child.phase is not Phase.ACTIVE
         log_exit(self.log, pid, code, child.phase, requested)
@@ -498,6 +512,7 @@ class Arbiter:
 
     def _cleanup(self) -> None:
         close_listeners(self.listeners, unlink=self._may_unlink())
+        self._metrics.close(unlink=self._may_unlink())
         self.listeners = []
         if self._pidfile is not None:
             self._pidfile.unlink()

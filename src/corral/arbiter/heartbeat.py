@@ -7,6 +7,7 @@ import os
 import stat
 import tempfile
 import time
+from collections.abc import Callable
 
 # tmpfs lives in RAM: bumping an mtime there never waits on a disk. On a disk-backed /tmp (or a
 # container's overlay filesystem) every bump is a metadata write that can stall behind other I/O,
@@ -55,14 +56,23 @@ class Heartbeat:
         # -inf, not `created`: the child inherits this object, and its first notify() (the
         # "booted" signal) must always reach the file.
         self._last = -math.inf
+        # Worker side: what to publish in the file's contents at each notify (metrics_bind).
+        self.publisher: Callable[[], bytes] | None = None
 
-    def notify(self) -> None:
+    def notify(self, *, force: bool = False) -> None:
         """Tell the arbiter we are alive; cheap in a hot loop (one write per interval at most)."""
         now = time.monotonic()
-        if now - self._last < self._min_interval:
+        if now - self._last < self._min_interval and not force:
             return
         self._last = now
+        if self.publisher is not None:
+            # Before the mtime: a write sets the mtime to the wall clock, utime then restores it.
+            os.pwrite(self._fd, self.publisher(), 0)
         os.utime(self._fd, (now, now))
+
+    def published(self, size: int) -> bytes:
+        """Arbiter side: the first ``size`` bytes the worker's publisher last wrote."""
+        return os.pread(self._fd, size, 0)
 
     def ask_replacement(self) -> None:
         """Worker side: ask the arbiter to boot a replacement, then retire this worker.

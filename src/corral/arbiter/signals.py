@@ -7,7 +7,7 @@ import contextlib
 import os
 import select
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from types import FrameType
 from typing import Any
 
@@ -76,15 +76,26 @@ class SignalQueue:
 
     def wait(self, timeout: float) -> list[int]:
         """Signals queued so far, oldest first, waiting up to `timeout` seconds for one."""
-        if not self._queue and timeout > 0:
+        return self.wait_io(timeout, {})[0]
+
+    def wait_io(
+        self, timeout: float, watched: Mapping[int, int]
+    ) -> tuple[list[int], list[tuple[int, int]]]:
+        """As `wait`, also waking when an fd in `watched` (fd -> poll events) is ready: the
+        signals, and the (fd, events) that poll reported for the watched fds."""
+        ready: list[tuple[int, int]] = []
+        if (not self._queue and timeout > 0) or watched:
             poller = select.poll()
             poller.register(self._read_fd, select.POLLIN)
-            poller.poll(max(0, int(timeout * 1000) + 1))
+            for fd, events in watched.items():
+                poller.register(fd, events)
+            wait_ms = max(0, int(timeout * 1000) + 1) if not self._queue else 0
+            ready = [event for event in poller.poll(wait_ms) if event[0] != self._read_fd]
         self._drain()
         out: list[int] = []
         while self._queue:
             out.append(self._queue.popleft())
-        return out
+        return out, ready
 
     def _drain(self) -> None:
         try:

@@ -136,6 +136,11 @@ def _binds(value: object) -> list[str]:
     return items
 
 
+def _optional_bind(value: object) -> str | None:
+    text = _optional_string(value)
+    return None if text is None or not text.strip() else _binds(text.strip())[0]
+
+
 def _pairs(value: object) -> list[str]:
     items = _string_list(value)
     for item in items:
@@ -341,6 +346,7 @@ STRING: Parser[str] = Parser("string", _string)
 OPTIONAL_STRING: Parser[str | None] = Parser("string", _optional_string)
 STRING_LIST: Parser[list[str]] = Parser("list of strings", _string_list, shlex.split)
 BIND_LIST: Parser[list[str]] = Parser("list of addresses", _binds, shlex.split)
+OPTIONAL_BIND: Parser[str | None] = Parser("address", _optional_bind)
 PAIRS: Parser[list[str]] = Parser("list of KEY=VALUE", _pairs, shlex.split)
 COMMA_LIST: Parser[list[str]] = Parser("comma-separated list", _comma_list)
 ADDRESS_LIST: Parser[list[str]] = Parser("comma-separated IPs/networks", _address_list)

@@ -255,6 +255,28 @@ class LoggingTable:
         Prefix of every metric name (a `.` is added when missing).
         """,
     )
+    metrics_bind: str | None = setting(
+        None,
+        section="Logging",
+        parse=p.OPTIONAL_BIND,
+        cli=("--metrics-bind",),
+        metavar="ADDRESS",
+        corral_only=True,
+        help="""
+        Serve Prometheus metrics at `http://ADDRESS/metrics` (`HOST:PORT`, `[IPv6]:PORT` or
+        `unix:PATH`); none when unset. Bind it to loopback or a private network: the endpoint
+        has no authentication.
+
+        The arbiter serves it from its own loop, so a scrape works while workers restart, and
+        the counters include the workers that have exited: `corral_requests_total` by status
+        class, the `corral_request_duration_seconds` histogram, `corral_workers`,
+        `corral_workers_target`, `corral_workers_resident_bytes`, `corral_worker_exits_total`
+        and `corral_master_start_time_seconds`. Workers publish their counts with their
+        heartbeat, so a scrape lags by a second at most; a worker killed by a signal loses what
+        it counted since its last heartbeat. Works with `statsd_host` at the same time. A
+        change takes effect on restart, not on HUP.
+        """,
+    )
 
     enable_backlog_metric: bool = setting(
         False,

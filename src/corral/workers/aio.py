@@ -104,7 +104,7 @@ class AsyncioWorker(Worker):
     def _context(self, app: LoadedApp, state: dict[str, Any]) -> AioContext:
         cfg = self.cfg
         gateway = ASGIGateway(
-            app.app, self, make_metrics(cfg), state, os.environ.get("SCRIPT_NAME", "")
+            app.app, self, make_metrics(cfg, self.tally), state, os.environ.get("SCRIPT_NAME", "")
         )
         websocket = None
         if engine_available():

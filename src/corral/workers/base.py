@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError
 from corral.gateway.loader import LoadedApp, load_app, resolve_interface
 from corral.reloader import Reloader
+from corral.tally import Tally
 from corral.workers.deadline import Deadlines
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class Worker:
 
     interface: ClassVar[str] = "wsgi"
     kind: ClassVar[str] = "base"
+    # Requests served on several threads at once (the threaded worker's pool).
+    concurrent_threads: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -58,6 +61,10 @@ class Worker:
         self.server: Any = None  # the Arbiter, for hooks such as worker_exit(server, worker)
         self.max_requests = self._request_budget()
         self.deadlines: Deadlines | None = None  # request_timeout's watchdog (WSGI workers)
+        # metrics_bind: this worker's request counts, published through its heartbeat file.
+        self.tally: Tally | None = None
+        if cfg.metrics_bind:
+            self.tally = Tally(threaded=self.concurrent_threads)
 
     def _request_budget(self) -> int:
         """max_requests plus jitter, so that workers do not all restart at once; 0 = no limit."""
@@ -77,6 +84,8 @@ class Worker:
         code = 0
         try:
             self.pid = os.getpid()
+            if self.tally is not None:
+                self.heartbeat.publisher = self.tally.encode
             if self.cfg.capture_output:
                 self.log.redirect_stdio()
             self._install_signals()
@@ -103,9 +112,18 @@ class Worker:
             except Exception:
                 self.log.exception("Exception in the worker_exit hook")
             finally:
+                self._publish_last()
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
+
+    def _publish_last(self) -> None:
+        """metrics_bind: the final counts, for the arbiter to keep once this worker is gone."""
+        if self.tally is not None:
+            try:
+                self.heartbeat.notify(force=True)
+            except OSError:
+                self.log.exception("Cannot publish this worker's final request counts")
 
     def _load(self) -> LoadedApp:
         loaded = self.preloaded or load_app(self._app_uri())

@@ -65,5 +65,5 @@ def driver_context(worker: Worker, loaded: LoadedApp, *, multithread: bool) -> D
     """One WSGI worker's shared connection context."""
     cfg = worker.cfg
     gateway = WSGIGateway(loaded.app, cfg, multithread=multithread, log_warning=worker.log.warning)
-    lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg))
+    lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg, worker.tally))
     return DriverContext(lifecycle=lifecycle, gateway=gateway, **connection_policy(cfg))

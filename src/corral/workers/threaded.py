@@ -50,6 +50,7 @@ class ThreadedWorker(Worker):
     """
 
     kind = "threaded"
+    concurrent_threads = True
 
     def serve(self, app: LoadedApp) -> None:
         self.ctx: DriverContext = driver_context(self, app, multithread=True)

@@ -7,6 +7,7 @@
 - `/orphan`      double-forks a grandchild that outlives its parent by 0.5 s; answers its pid
 - `/print?m=X`   writes X to stdout and stderr (capture_output, log reopening)
 - `/spin?s=N`    runs Python code for N seconds (request_timeout stops it mid-loop)
+- `/fail`        raises, so the worker answers 500
 - `/grow?mb=N&s=S` keeps N more MiB alive in this worker, then sleeps as `/sleep?s=S` does
                  (memory-based recycling; without `s`, answers at once)
 """
@@ -107,6 +108,10 @@ def grow(query: dict[str, list[str]]) -> bytes:
     return slept + f"grew {os.getpid()} by {mib} MiB".encode()
 
 
+def fail(query: dict[str, list[str]]) -> bytes:
+    raise RuntimeError("simple: /fail asked for it")
+
+
 ROUTES: dict[str, Callable[[dict[str, list[str]]], bytes]] = {
     "/": hello,
     "/sleep": sleep,
@@ -116,4 +121,5 @@ ROUTES: dict[str, Callable[[dict[str, list[str]]], bytes]] = {
     "/orphan": orphan,
     "/print": print_both,
     "/grow": grow,
+    "/fail": fail,
 }

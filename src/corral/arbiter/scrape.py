@@ -1,0 +1,275 @@
+"""metrics_bind: the arbiter's Prometheus endpoint, served from its own loop without threads."""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from corral.arbiter.heartbeat import Heartbeat
+from corral.http.connection import ServerConnection
+from corral.http.errors import ProtocolError, render_error
+from corral.http.events import NEED_DATA, Request
+from corral.logging import Logger
+from corral.sockets import BindError, Listener, create_listener, parse_bind
+from corral.tally import BUCKETS, SIZE, STATUS_CLASSES, Totals, decode
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text exposition format
+SCRAPE_TIMEOUT = 5.0  # a scraper that has not sent its request or read the answer by then
+MAX_SCRAPERS = 16  # connections at once; more wait in the listen backlog
+BACKLOG = 64
+
+
+@dataclass
+class Census:
+    """What the arbiter knows of its workers when a scrape comes in."""
+
+    heartbeats: list[Heartbeat]
+    target: int  # num_workers
+    resident: int  # bytes, summed over the workers
+
+
+class _Scraper:
+    """One scrape connection: its request coming in, then its answer going out."""
+
+    def __init__(self, sock: socket.socket, now: float) -> None:
+        self.sock = sock
+        self.conn = ServerConnection(server_header=None)
+        self.conn.close_after()
+        self.out = b""
+        self.deadline = now + SCRAPE_TIMEOUT
+
+
+class MetricsEndpoint:
+    """Serves ``GET /metrics`` on one listener: non-blocking, one poll turn at a time.
+
+    The arbiter must never wait on a scraper (its loop reaps and restarts workers), and it
+    must not run threads (it forks), so every socket here is non-blocking and watched by the
+    arbiter's own poll (``watched``); ``ready`` does what poll found possible.
+    """
+
+    def __init__(self, listener: Listener, log: Logger, render: Callable[[], bytes]) -> None:
+        self.listener = listener
+        self.log = log
+        self.render = render
+        listener.sock.setblocking(False)
+        self._scrapers: dict[int, _Scraper] = {}
+
+    def watched(self) -> dict[int, int]:
+        """fd -> poll events to wait for."""
+        fds = {
+            fd: select.POLLOUT if scraper.out else select.POLLIN
+            for fd, scraper in self._scrapers.items()
+        }
+        if len(self._scrapers) < MAX_SCRAPERS:
+            fds[self.listener.fileno()] = select.POLLIN
+        return fds
+
+    def ready(self, events: Iterable[tuple[int, int]], now: float) -> None:
+        """Accept, read or write what poll found ready; drop scrapers past their deadline."""
+        for fd, _ in events:
+            if fd == self.listener.fileno():
+                self._accept(now)
+            elif (scraper := self._scrapers.get(fd)) is not None:
+                self._step(scraper)
+        for fd, scraper in list(self._scrapers.items()):
+            if now > scraper.deadline:
+                self._drop(fd)
+
+    def close(self, *, unlink: bool) -> None:
+        for fd in list(self._scrapers):
+            self._drop(fd)
+        self.listener.close(unlink)
+
+    def _accept(self, now: float) -> None:
+        try:
+            sock, _ = self.listener.sock.accept()
+        except (BlockingIOError, ConnectionAbortedError):
+            return
+        except OSError as exc:  # EMFILE and the like: the next turn tries again
+            self.log.warning("metrics_bind: cannot accept a scrape: %s", exc)
+            return
+        sock.setblocking(False)
+        self._scrapers[sock.fileno()] = _Scraper(sock, now)
+
+    def _step(self, scraper: _Scraper) -> None:
+        try:
+            if not scraper.out:
+                data = scraper.sock.recv(65536)
+                scraper.conn.receive_data(data)
+                scraper.out = self._answer(scraper.conn)
+                if not scraper.out:
+                    return  # the head is not all here yet
+            sent = scraper.sock.send(scraper.out)
+            scraper.out = scraper.out[sent:]
+            if scraper.out:
+                return
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNRESET, errno.EPIPE):
+                self.log.debug("metrics_bind: scrape connection failed: %s", exc)
+        self._drop(scraper.sock.fileno())
+
+    def _answer(self, conn: ServerConnection) -> bytes:
+        """The whole response once the request head is in; b'' while it is still coming."""
+        try:
+            event = conn.next_event()
+        except ProtocolError as exc:
+            return render_error(exc.status, server=None)
+        if event is NEED_DATA:
+            return b""
+        if not isinstance(event, Request):  # the peer closed before a whole head
+            return render_error(400, server=None)
+        if event.path != "/metrics":
+            return render_error(404, server=None)
+        if event.method not in ("GET", "HEAD"):
+            return render_error(405, server=None)
+        return conn.send_full(200, [("Content-Type", CONTENT_TYPE)], self.render())
+
+    def _drop(self, fd: int) -> None:
+        scraper = self._scrapers.pop(fd, None)
+        if scraper is not None:
+            scraper.sock.close()
+
+
+class MetricsService:
+    """The arbiter's side of metrics_bind: the endpoint, and the counts of workers gone.
+
+    ``census`` tells what the arbiter knows of its live workers at scrape time. After an
+    upgrade (USR2) the new master finds the address held by the old one until that one exits,
+    so it binds again each turn of its loop until the address is free.
+    """
+
+    def __init__(self, address: str | None, log: Logger, census: Callable[[], Census]) -> None:
+        self.address = address
+        self.log = log
+        self.census = census
+        self.endpoint: MetricsEndpoint | None = None
+        self.retired = Totals()  # a counter never goes down: the workers gone still count
+        self.exits = 0
+        self.started = time.time()
+        self._next_try = 0.0
+
+    def open(self, *, upgrading: bool) -> None:
+        """Listen at metrics_bind, when set; BindError names the setting when that fails."""
+        if self.address is not None:
+            self._bind(upgrading=upgrading)
+
+    def _bind(self, *, upgrading: bool) -> None:
+        assert self.address is not None
+        try:
+            listener = create_listener(parse_bind(self.address), backlog=BACKLOG)
+        except BindError as exc:
+            if not upgrading or "in use" not in str(exc):
+                raise BindError(f"metrics_bind: {exc}") from None
+            if not self._next_try:
+                self.log.info("metrics_bind: %s is the old master's until it exits", self.address)
+            self._next_try = time.monotonic() + 1.0
+            return
+        self.log.info("Serving metrics at: %s/metrics", listener.url())
+        self.endpoint = MetricsEndpoint(listener, self.log, self.render)
+
+    def watched(self) -> dict[int, int]:
+        """The fds the arbiter's poll should watch for the endpoint (fd -> events)."""
+        if self.endpoint is None and self._next_try and time.monotonic() >= self._next_try:
+            self._bind(upgrading=True)
+        return {} if self.endpoint is None else self.endpoint.watched()
+
+    def ready(self, events: Iterable[tuple[int, int]]) -> None:
+        if self.endpoint is not None:
+            self.endpoint.ready(events, time.monotonic())
+
+    def close(self, *, unlink: bool) -> None:
+        """Stop serving; in a forked worker (``unlink`` False) only the fds are closed."""
+        if self.endpoint is not None:
+            self.endpoint.close(unlink=unlink)
+            self.endpoint = None
+        self._next_try = 0.0
+
+    def retire(self, heartbeat: Heartbeat) -> None:
+        """A worker was reaped: keep the counts it published last (read before its file closes).
+
+        A worker killed by a signal loses what it counted since its last heartbeat (at most
+        about a second's worth); one that exits normally publishes its final counts first.
+        """
+        self.exits += 1
+        totals = _read(heartbeat)
+        if totals is not None:
+            self.retired.add(totals)
+
+    def render(self) -> bytes:
+        """The text exposition of every counter and gauge (Prometheus text format 0.0.4)."""
+        census = self.census()
+        totals = Totals()
+        totals.add(self.retired)
+        for heartbeat in census.heartbeats:
+            live = _read(heartbeat)
+            if live is not None:
+                totals.add(live)
+        return exposition(totals, census, self.exits, self.started).encode()
+
+
+def _read(heartbeat: Heartbeat) -> Totals | None:
+    """A worker's last published counts; a torn read is tried again (the writer is quick)."""
+    for _ in range(3):
+        try:
+            totals = decode(heartbeat.published(SIZE))
+        except OSError:
+            return None
+        if totals is not None:
+            return totals
+    return None
+
+
+def exposition(totals: Totals, census: Census, exits: int, started: float) -> str:
+    """The metrics as Prometheus text: HELP, TYPE, then the samples of each."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, text: str, samples: Iterable[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
+
+    other = totals.requests - sum(totals.statuses)
+    statuses = [*zip(STATUS_CLASSES, totals.statuses, strict=True), ("other", other)]
+    metric(
+        "corral_requests_total",
+        "counter",
+        "Requests served, by response status class (other: no response was sent).",
+        ((f'{{status="{kind}"}}', count) for kind, count in statuses),
+    )
+    cumulative = 0
+    buckets = []
+    for bound, count in zip([*map(_number, BUCKETS), "+Inf"], totals.buckets, strict=True):
+        cumulative += count
+        buckets.append((f'_bucket{{le="{bound}"}}', cumulative))
+    metric(
+        "corral_request_duration_seconds",
+        "histogram",
+        "Time from a request's head to the end of its response.",
+        [*buckets, ("_sum", totals.seconds), ("_count", totals.requests)],
+    )
+    metric("corral_workers", "gauge", "Worker processes running.", [("", len(census.heartbeats))])
+    metric("corral_workers_target", "gauge", "Worker processes wanted.", [("", census.target)])
+    metric(
+        "corral_workers_resident_bytes",
+        "gauge",
+        "Resident memory of the worker processes, summed.",
+        [("", census.resident)],
+    )
+    metric("corral_worker_exits_total", "counter", "Worker processes that exited.", [("", exits)])
+    metric(
+        "corral_master_start_time_seconds",
+        "gauge",
+        "When the arbiter started, in seconds since the epoch.",
+        [("", started)],
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
