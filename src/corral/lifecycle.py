@@ -46,9 +46,10 @@ class Bookkeeping:
         self.quiet = (
             not self.log.access_enabled and self.post_request is None and self.record is None
         )
-        # Only metrics read the outcome: its status and duration, with no record built.
-        self.counted_only = (
-            not self.log.access_enabled and self.post_request is None and self.record is not None
+        # Only metrics read the outcome: its duration and status go to them with no Outcome
+        # built (a third of the cost of counting a request).
+        self.count_only = (
+            self.record if not self.log.access_enabled and self.post_request is None else None
         )
 
     def own(self, req: Request) -> Request:
@@ -180,12 +181,26 @@ class RequestLifecycle:
             keep = self._fail(504, state, transport)
         if quiet:
             self.worker.request_done()
-        elif books.counted_only and books.record is not None:
-            books.record(time.perf_counter() - t0, state.status)
+        else:
+            self._account(req, environ, env_base, state, started, t0)
+        return keep and conn.keep_alive and _body_finished(req, conn, body)
+
+    def _account(
+        self,
+        req: Request,
+        environ: dict[str, Any],
+        env_base: dict[str, Any],
+        state: ResponseState,
+        started: float,
+        t0: float,
+    ) -> None:
+        """Hand the request's outcome to whatever reads it (see Bookkeeping)."""
+        books = self.books
+        if books.count_only is not None:
+            books.count_only(time.perf_counter() - t0, state.status)
             self.worker.request_done()
         else:
             books.end(req, environ, state, self._outcome(env_base, state, started, t0))
-        return keep and conn.keep_alive and _body_finished(req, conn, body)
 
     @staticmethod
     def _outcome(

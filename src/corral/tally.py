@@ -1,4 +1,4 @@
-"""A worker's request counts for Prometheus (metrics_bind), and their form in its heartbeat file."""
+"""A worker's request counts for Prometheus (metrics_bind), and their form in shared memory."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 
-# seq, requests, one count per status class, one per bucket plus +Inf (not cumulative),
-# the sum of durations, then seq again: a reader that sees two different seqs read a torn write.
-_LAYOUT = struct.Struct(f"<QQ{len(STATUS_CLASSES)}Q{len(BUCKETS) + 1}QdQ")
+# seq, requests, one count per status class, one per bucket plus +Inf (not cumulative), the
+# sum of durations in whole microseconds, then seq again: a reader that sees two different seqs
+# read a torn write. The sum is an integer so that it never goes down: float sums added in
+# another order (a worker's counts moving to the retired totals) can come out 1 ulp smaller,
+# which Prometheus would read as a counter reset.
+_LAYOUT = struct.Struct(f"<QQ{len(STATUS_CLASSES)}Q{len(BUCKETS) + 1}QQQ")
 SIZE = _LAYOUT.size
 
 
@@ -25,26 +28,26 @@ class Totals:
     requests: int = 0
     statuses: list[int] = field(default_factory=lambda: [0] * len(STATUS_CLASSES))
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
-    seconds: float = 0.0
+    micros: int = 0  # durations, summed
 
     def add(self, other: Totals) -> None:
         self.requests += other.requests
         self.statuses = [a + b for a, b in zip(self.statuses, other.statuses, strict=True)]
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
-        self.seconds += other.seconds
+        self.micros += other.micros
 
 
 # Where each count sits in Tally's flat list: one slot per status // 100 (0 and 6-9: no
-# response, or none a client would class), one per bucket plus +Inf, then the seconds.
+# response, or a status no client would class), one per bucket plus +Inf, then microseconds.
 _FIRST_BUCKET = 10
-_SECONDS = _FIRST_BUCKET + len(BUCKETS) + 1
+_MICROS = _FIRST_BUCKET + len(BUCKETS) + 1
 
 
 class Tally:
     """Counts a worker's requests (the Metrics protocol's ``request``); ``encode`` publishes them.
 
-    The counts stay in this process's memory and reach the arbiter through the heartbeat file
-    at each heartbeat (about once a second, see Heartbeat.notify), so a request pays for a few
+    The counts stay in this process's memory and reach the arbiter through the heartbeat's
+    board at each heartbeat (about once a second, see Heartbeat.notify), so a request pays for a few
     list updates (0.2 us), never a system call. In the threaded worker each pool thread counts
     in a list of its own, since ``+=`` on a shared list item could lose counts and a lock would
     double the cost; ``encode`` sums the lists, folding in those of threads that have ended.
@@ -52,29 +55,30 @@ class Tally:
 
     def __init__(self, *, threaded: bool = False) -> None:
         self._lock = threading.Lock()
-        self._counts: list[float] = _zeros()  # the single thread's, or the ended threads'
+        self._counts: list[int] = _zeros()  # the single thread's, or the ended threads'
         self._seq = 0
         self._local = threading.local()
-        self._threads: list[tuple[threading.Thread, list[float]]] = []
+        self._threads: list[tuple[threading.Thread, list[int]]] = []
         if threaded:
             self.request = self._request_per_thread  # type: ignore[method-assign]
 
     def request(self, duration_s: float, status: int) -> None:
         counts = self._counts
-        counts[status // 100] += 1
-        counts[_FIRST_BUCKET + bisect.bisect_left(BUCKETS, duration_s)] += 1  # first bound >=
-        counts[_SECONDS] += duration_s
+        counts[status // 100 if 99 < status < 1000 else 0] += 1
+        # bisect_left: a duration equal to a bound counts in that bucket (`le` is <=).
+        counts[_FIRST_BUCKET + bisect.bisect_left(BUCKETS, duration_s)] += 1
+        counts[_MICROS] += round(duration_s * 1_000_000)
 
     def _request_per_thread(self, duration_s: float, status: int) -> None:
         try:
-            counts: list[float] = self._local.counts
+            counts: list[int] = self._local.counts
         except AttributeError:
             counts = self._local.counts = _zeros()
             with self._lock:
                 self._threads.append((threading.current_thread(), counts))
-        counts[status // 100] += 1
+        counts[status // 100 if 99 < status < 1000 else 0] += 1
         counts[_FIRST_BUCKET + bisect.bisect_left(BUCKETS, duration_s)] += 1
-        counts[_SECONDS] += duration_s
+        counts[_MICROS] += round(duration_s * 1_000_000)
 
     def gauge(self, name: str, value: float) -> None:
         """Gauges are the arbiter's to report (it knows the workers)."""
@@ -94,10 +98,10 @@ class Tally:
                 counts = [a + b for a, b in zip(counts, more, strict=True)]
             self._seq += 1
             seq = self._seq
-        requests = int(sum(counts[:_FIRST_BUCKET]))
-        statuses = map(int, counts[1 : 1 + len(STATUS_CLASSES)])
-        buckets = map(int, counts[_FIRST_BUCKET:_SECONDS])
-        return _LAYOUT.pack(seq, requests, *statuses, *buckets, counts[_SECONDS], seq)
+        requests = sum(counts[:_FIRST_BUCKET])
+        statuses = counts[1 : 1 + len(STATUS_CLASSES)]
+        buckets = counts[_FIRST_BUCKET:_MICROS]
+        return _LAYOUT.pack(seq, requests, *statuses, *buckets, counts[_MICROS], seq)
 
     def _fold_ended(self) -> None:
         """Add the counts of pool threads that have ended to ``_counts`` (their last adds are
@@ -109,8 +113,8 @@ class Tally:
                 self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
 
 
-def _zeros() -> list[float]:
-    return [0] * (_SECONDS + 1)
+def _zeros() -> list[int]:
+    return [0] * (_MICROS + 1)
 
 
 def decode(data: bytes) -> Totals | None:
@@ -126,5 +130,5 @@ def decode(data: bytes) -> Totals | None:
         requests=fields[1],
         statuses=list(fields[2:statuses_end]),
         buckets=list(fields[statuses_end:buckets_end]),
-        seconds=fields[buckets_end],
+        micros=fields[buckets_end],
     )

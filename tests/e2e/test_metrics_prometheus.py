@@ -132,7 +132,10 @@ def test_after_usr2_the_new_master_takes_the_address_once_the_old_one_exits(
     found = old.wait_for(rf"Listening at: {old.urls[0]} \((\d+)\)", count=2)
     new_pid = int(found[1].group(1))
     try:
-        old.wait_for(rf"\[{new_pid}\] \[INFO\] metrics_bind: 127\.0\.0\.1:{port} is the old")
+        old.wait_for(
+            rf"\[{new_pid}\] \[INFO\] metrics_bind: cannot listen at 127\.0\.0\.1:{port}: "
+            r"Address already in use; trying again each second"
+        )
         assert scrape(metrics)[OK] == 1  # still the old master's
         old.signal(signal.SIGTERM)
         assert old.wait_exit() == 0

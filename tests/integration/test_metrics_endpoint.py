@@ -22,7 +22,7 @@ class Log:
         self.lines: list[str] = []
 
     def __getattr__(self, level: str) -> Callable[..., None]:
-        return lambda msg, *args: self.lines.append(f"{level}: {msg % args}")
+        return lambda msg, *args, **kw: self.lines.append(f"{level}: {msg % args}")
 
 
 @pytest.fixture
@@ -123,3 +123,26 @@ def test_at_most_max_scrapers_are_taken_at_once(endpoint: MetricsEndpoint) -> No
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_a_method_other_than_get_is_told_which_are_allowed(endpoint: MetricsEndpoint) -> None:
+    answer = _exchange(endpoint, b"DELETE /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 405 ")
+    assert b"\r\nAllow: GET, HEAD\r\n" in answer  # RFC 9110 section 15.5.6
+
+
+def test_a_failing_render_costs_the_scrape_not_the_arbiter() -> None:
+    def broken() -> bytes:
+        raise ZeroDivisionError("a bug")
+
+    log = Log()
+    listener = create_listener(parse_bind("127.0.0.1:0"), backlog=64)
+    served = MetricsEndpoint(listener, log, broken)  # type: ignore[arg-type]
+    try:
+        answer = _exchange(served, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 500 ")
+        assert log.lines == ["exception: metrics_bind: cannot render the metrics"]
+        # Served again on the next scrape.
+        assert _exchange(served, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 404")
+    finally:
+        served.close(unlink=False)

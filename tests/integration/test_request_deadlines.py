@@ -9,13 +9,8 @@ import time
 from typing import Any
 
 from corral.http.events import Request
-from corral.workers.deadline import (
-    STOP_SIGNAL,
-    Deadlines,
-    LoopWatch,
-    RequestTimeout,
-    await_stack,
-)
+from corral.workers.deadline import STOP_SIGNAL, Deadlines, RequestTimeout
+from corral.workers.loopwatch import LoopWatch, await_stack
 
 LIMIT = 0.2
 

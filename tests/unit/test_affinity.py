@@ -8,11 +8,9 @@ from typing import Any
 import pytest
 
 from corral.arbiter import affinity
-from corral.arbiter.affinity import allowed_cpus, pick_cpu
-from corral.arbiter.arbiter import Arbiter
+from corral.arbiter.affinity import Placement, allowed_cpus, pick_cpu
 from corral.arbiter.children import Child
 from corral.arbiter.plan import Phase
-from corral.config import load
 
 
 @pytest.mark.parametrize(
@@ -57,12 +55,11 @@ class Warnings:
         self.lines.append(msg % args)
 
 
-def arbiter_with(children: list[tuple[int, Phase]], setting: str = "auto") -> Arbiter:
-    arbiter = Arbiter(load(["--cpu-affinity", setting, "app:app"], {}))
-    arbiter.log = Warnings()  # type: ignore[assignment]
-    for pid, (cpu, phase) in enumerate(children, start=100):
-        arbiter._children[pid] = Child(None, None, 1, 0.0, phase, 0.0, cpu)  # type: ignore[arg-type]
-    return arbiter
+def children_on(cpus: list[tuple[int, Phase]]) -> list[Child]:
+    return [
+        Child(None, None, 1, 0.0, phase, 0.0, cpu)  # type: ignore[arg-type]
+        for cpu, phase in cpus
+    ]
 
 
 def test_a_replacement_takes_the_cpu_of_the_worker_told_to_go(
@@ -71,20 +68,18 @@ def test_a_replacement_takes_the_cpu_of_the_worker_told_to_go(
     monkeypatch.setattr(affinity.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     # The worker on CPU 1 hung and was aborted; it is not reaped yet when its replacement forks.
     for going in (Phase.ABORTED, Phase.RETIRING, Phase.KILLED):
-        arbiter = arbiter_with([(0, Phase.ACTIVE), (1, going)])
-        assert arbiter._cpu_for_next_worker() == 1
+        children = children_on([(0, Phase.ACTIVE), (1, going)])
+        assert Placement().next_cpu("auto", children, Warnings()) == 1  # type: ignore[arg-type]
 
 
 def test_off_pins_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(affinity.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert arbiter_with([], setting="off")._cpu_for_next_worker() is None
+    assert Placement().next_cpu("off", [], Warnings()) is None  # type: ignore[arg-type]
 
 
 def test_an_os_that_cannot_pin_is_said_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)
-    arbiter = arbiter_with([])
-    assert arbiter._cpu_for_next_worker() is None
-    assert arbiter._cpu_for_next_worker() is None
-    assert arbiter.log.lines == [  # type: ignore[attr-defined]
-        "cpu_affinity = auto: this OS cannot pin processes; ignored"
-    ]
+    placement, log = Placement(), Warnings()
+    assert placement.next_cpu("auto", [], log) is None  # type: ignore[arg-type]
+    assert placement.next_cpu("auto", [], log) is None  # type: ignore[arg-type]
+    assert log.lines == ["cpu_affinity = auto: this OS cannot pin processes; ignored"]

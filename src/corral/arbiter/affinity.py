@@ -5,6 +5,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from corral.arbiter.plan import Phase
+
+if TYPE_CHECKING:
+    from corral.arbiter.children import Child
+    from corral.logging import Logger
 
 
 def allowed_cpus() -> list[int]:
@@ -37,3 +44,25 @@ def pin_process(cpu: int) -> None:
     Raises OSError when the CPU is not available to it.
     """
     os.sched_setaffinity(0, {cpu})
+
+
+class Placement:
+    """cpu_affinity = auto: the CPU for each new worker, given the workers there are."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def next_cpu(self, setting: str, children: Iterable[Child], log: Logger) -> int | None:
+        """The CPU the next worker is pinned to; None when `setting` is not auto."""
+        if setting != "auto":
+            return None
+        allowed = allowed_cpus()
+        if not allowed and not self.warned:
+            self.warned = True
+            log.warning("cpu_affinity = auto: this OS cannot pin processes; ignored")
+        # Only workers that stay count: one already told to go (hung, retired, killed) would
+        # otherwise push its own replacement onto another CPU and leave its CPU idle.
+        taken = (
+            child.cpu for child in children if child.cpu is not None and child.phase is Phase.ACTIVE
+        )
+        return pick_cpu(allowed, taken)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from corral import __version__
 from corral.arbiter import reexec, reload
-from corral.arbiter.affinity import allowed_cpus, pick_cpu
+from corral.arbiter.affinity import Placement
 from corral.arbiter.children import Child, log_exit, resident_bytes, run_child
 from corral.arbiter.daemon import daemonize
 from corral.arbiter.heartbeat import Heartbeat
@@ -62,7 +62,7 @@ class Arbiter:
         self._num_workers = cfg.workers
         self._worker_class: type[Worker]
         self._children: dict[int, Child] = {}
-        self._warned_affinity = False
+        self._placement = Placement()
         self._signals = SignalQueue()
         self._backoff = Backoff()
         self._pidfile: Pidfile | None = None
@@ -289,7 +289,12 @@ class Arbiter:
         self._age += 1
         beat = min(1.0, self.cfg.timeout / 4) if self.cfg.timeout > 0 else 1.0
         try:
-            heartbeat = Heartbeat(self.cfg.worker_tmp_dir, min_interval=beat, owner=self._ids)
+            heartbeat = Heartbeat(
+                self.cfg.worker_tmp_dir,
+                min_interval=beat,
+                owner=self._ids,
+                board=self._metrics.board,
+            )
         except OSError as exc:
             raise HaltServer(f"Cannot create a worker heartbeat file: {exc}", 1) from None
         listeners = [listener.sock for listener in self.listeners]
@@ -298,16 +303,15 @@ class Arbiter:
         if self.app is not None:
             worker.preloaded = self.app
         self._hook("pre_fork", self, worker)
-        cpu = self._cpu_for_next_worker()
+        cpu = self._placement.next_cpu(self.cfg.cpu_affinity, self._children.values(), self.log)
         sys.stdout.flush()
         sys.stderr.flush()
         try:
             with self._signals.blocked_for_fork():
                 pid = os.fork()
                 if pid == 0:
-                    self._metrics.close(unlink=False)  # the arbiter's sockets, not the worker's
                     siblings = [child.heartbeat for child in self._children.values()]
-                    run_child(self, worker, self._signals, siblings, self._ids, cpu)
+                    run_child(self, worker, self._signals, siblings, self._ids, cpu, self._metrics)
         except OSError as exc:  # EAGAIN, ENOMEM: out of processes or memory for now
             heartbeat.close()
             delay = self._backoff.record(Exit(False, False, 1, 0.0), time.monotonic())
@@ -316,23 +320,6 @@ class Arbiter:
         worker.pid = pid
         self._children[pid] = Child(worker, heartbeat, self._generation, heartbeat.created, cpu=cpu)
         return True
-
-    def _cpu_for_next_worker(self) -> int | None:
-        """With cpu_affinity = auto, the CPU the next worker is pinned to."""
-        if self.cfg.cpu_affinity != "auto":
-            return None
-        allowed = allowed_cpus()
-        if not allowed and not self._warned_affinity:
-            self._warned_affinity = True
-            self.log.warning("cpu_affinity = auto: this OS cannot pin processes; ignored")
-        # Only workers that stay count: one already told to go (hung, retired, killed) would
-        # otherwise push its own replacement onto another CPU and leave its CPU idle.
-        taken = (
-            child.cpu
-            for child in self._children.values()
-            if child.cpu is not None and child.phase is Phase.ACTIVE
-        )
-        return pick_cpu(allowed, taken)
 
     # -- reaping -----------------------------------------------------------------------------------
 
@@ -415,6 +402,7 @@ class Arbiter:
         self._previous = reload.Generation(self.cfg, self._worker_class, self.app, self.num_workers)
         old_log, self.log = self.log, log
         old_log.close()
+        self._metrics.reconfigure(new.cfg.metrics_bind, log)
         cfg = self.cfg = new.cfg
         self._worker_class, self.app = new.worker_class, new.app
         os.umask(cfg.umask)
@@ -482,6 +470,9 @@ class Arbiter:
         # Only now that the workers are told to stop: until then they may still be accepting.
         close_listeners(self.listeners, unlink=self._may_unlink())
         self.listeners = []
+        # Scrapes are refused from here, not left unanswered (and after USR2 the new master
+        # takes the address a second later).
+        self._metrics.close(unlink=self._may_unlink())
         limit = float(self.cfg.graceful_timeout)
         deadline = time.monotonic() + max(0.0, limit if graceful else min(FAST_STOP_WAIT, limit))
         while self._children and time.monotonic() < deadline:

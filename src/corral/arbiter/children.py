@@ -21,6 +21,7 @@ from corral.logging import Logger
 
 if TYPE_CHECKING:
     from corral.arbiter.arbiter import Arbiter
+    from corral.arbiter.scrape import MetricsService
     from corral.workers.base import Worker
 
 
@@ -77,6 +78,7 @@ def run_child(
     siblings: Sequence[Heartbeat],
     ids: tuple[int, int] | None,
     cpu: int | None = None,
+    metrics: MetricsService | None = None,
 ) -> NoReturn:
     """The child side of fork: never returns into the arbiter's loop, whatever happens.
 
@@ -86,6 +88,8 @@ def run_child(
     code = WORKER_BOOT_ERROR
     try:
         signals.reset_in_child()
+        if metrics is not None:
+            metrics.close(unlink=False)  # the arbiter's scrape sockets: not the worker's to keep
         for heartbeat in siblings:
             heartbeat.close()  # the other workers' files: not ours to touch
         worker.pid = os.getpid()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import stat
 import tempfile
@@ -37,6 +38,7 @@ class Heartbeat:
         *,
         min_interval: float = 1.0,
         owner: tuple[int, int] | None = None,
+        board: int = 0,
     ) -> None:
         fd, path = tempfile.mkstemp(prefix="corral-heartbeat-", dir=tmpdir or default_dir())
         try:
@@ -56,23 +58,32 @@ class Heartbeat:
         # -inf, not `created`: the child inherits this object, and its first notify() (the
         # "booted" signal) must always reach the file.
         self._last = -math.inf
-        # Worker side: what to publish in the file's contents at each notify (metrics_bind).
-        self.publisher: Callable[[], bytes] | None = None
+        # metrics_bind: `board` bytes of memory shared with the child (an anonymous MAP_SHARED
+        # mapping made before fork), where the worker publishes its request counts at each
+        # notify and the arbiter reads them: no system call, and the file's mtime (the beat)
+        # is left alone.
+        self.board = mmap.mmap(-1, board) if board > 0 else None
+        self.publisher: Callable[[], bytes] | None = None  # worker side: what to publish
 
-    def notify(self, *, force: bool = False) -> None:
+    def notify(self) -> None:
         """Tell the arbiter we are alive; cheap in a hot loop (one write per interval at most)."""
         now = time.monotonic()
-        if now - self._last < self._min_interval and not force:
+        if now - self._last < self._min_interval:
             return
         self._last = now
-        if self.publisher is not None:
-            # Before the mtime: a write sets the mtime to the wall clock, utime then restores it.
-            os.pwrite(self._fd, self.publisher(), 0)
+        self.publish()
         os.utime(self._fd, (now, now))
 
+    def publish(self) -> None:
+        """Worker side: put what the publisher gives on the board (at each notify, and once
+        more on the way out)."""
+        if self.publisher is not None and self.board is not None:
+            data = self.publisher()
+            self.board[: len(data)] = data
+
     def published(self, size: int) -> bytes:
-        """Arbiter side: the first ``size`` bytes the worker's publisher last wrote."""
-        return os.pread(self._fd, size, 0)
+        """Arbiter side: the first ``size`` bytes of the board (zeros until the first publish)."""
+        return b"" if self.board is None else self.board[:size]
 
     def ask_replacement(self) -> None:
         """Worker side: ask the arbiter to boot a replacement, then retire this worker.
@@ -104,3 +115,6 @@ class Heartbeat:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
+        if self.board is not None:
+            self.board.close()
+            self.board = None

@@ -57,6 +57,7 @@ class MetricsEndpoint:
         self.render = render
         listener.sock.setblocking(False)
         self._scrapers: dict[int, _Scraper] = {}
+        self._accept_after = 0.0  # accept failed (out of fds): the listener rests until then
 
     def watched(self) -> dict[int, int]:
         """fd -> poll events to wait for."""
@@ -64,7 +65,7 @@ class MetricsEndpoint:
             fd: select.POLLOUT if scraper.out else select.POLLIN
             for fd, scraper in self._scrapers.items()
         }
-        if len(self._scrapers) < MAX_SCRAPERS:
+        if len(self._scrapers) < MAX_SCRAPERS and time.monotonic() >= self._accept_after:
             fds[self.listener.fileno()] = select.POLLIN
         return fds
 
@@ -89,8 +90,11 @@ class MetricsEndpoint:
             sock, _ = self.listener.sock.accept()
         except (BlockingIOError, ConnectionAbortedError):
             return
-        except OSError as exc:  # EMFILE and the like: the next turn tries again
-            self.log.warning("metrics_bind: cannot accept a scrape: %s", exc)
+        except OSError as exc:
+            # EMFILE and the like: the connection stays queued and the listener readable, so
+            # watching it again at once would spin the arbiter's loop. It rests a second.
+            self._accept_after = now + 1.0
+            self.log.warning("metrics_bind: cannot accept a scrape (next try in 1 s): %s", exc)
             return
         sock.setblocking(False)
         self._scrapers[sock.fileno()] = _Scraper(sock, now)
@@ -127,8 +131,13 @@ class MetricsEndpoint:
         if event.path != "/metrics":
             return render_error(404, server=None)
         if event.method not in ("GET", "HEAD"):
-            return render_error(405, server=None)
-        return conn.send_full(200, [("Content-Type", CONTENT_TYPE)], self.render())
+            return render_error(405, server=None, extra=b"Allow: GET, HEAD\r\n")  # RFC 9110 15.5.6
+        try:
+            body = self.render()
+        except Exception:  # a bug here must cost a scrape, not the arbiter
+            self.log.exception("metrics_bind: cannot render the metrics")
+            return render_error(500, server=None)
+        return conn.send_full(200, [("Content-Type", CONTENT_TYPE)], body)
 
     def _drop(self, fd: int) -> None:
         scraper = self._scrapers.pop(fd, None)
@@ -141,7 +150,7 @@ class MetricsService:
 
     ``census`` tells what the arbiter knows of its live workers at scrape time. After an
     upgrade (USR2) the new master finds the address held by the old one until that one exits,
-    so it binds again each turn of its loop until the address is free.
+    so it binds again each second until it can; metrics are not worth failing an upgrade for.
     """
 
     def __init__(self, address: str | None, log: Logger, census: Callable[[], Census]) -> None:
@@ -150,9 +159,28 @@ class MetricsService:
         self.census = census
         self.endpoint: MetricsEndpoint | None = None
         self.retired = Totals()  # a counter never goes down: the workers gone still count
+        self._seen: dict[Heartbeat, Totals] = {}  # each live worker's last good read
         self.exits = 0
         self.started = time.time()
         self._next_try = 0.0
+
+    @property
+    def board(self) -> int:
+        """The bytes each worker's heartbeat shares for its counts; 0 (none) without metrics."""
+        return SIZE if self.address is not None else 0
+
+    def reconfigure(self, address: str | None, log: Logger) -> None:
+        """HUP: the new logger. The address stays until a restart (the workers follow the
+        arbiter: they count only when their heartbeat has a board)."""
+        self.log = log
+        if self.endpoint is not None:
+            self.endpoint.log = log
+        if address != self.address:
+            log.warning(
+                "metrics_bind changed to %r: it takes effect on restart; still %r",
+                address,
+                self.address,
+            )
 
     def open(self, *, upgrading: bool) -> None:
         """Listen at metrics_bind, when set; BindError names the setting when that fails."""
@@ -164,10 +192,14 @@ class MetricsService:
         try:
             listener = create_listener(parse_bind(self.address), backlog=BACKLOG)
         except BindError as exc:
-            if not upgrading or "in use" not in str(exc):
+            if not upgrading:
                 raise BindError(f"metrics_bind: {exc}") from None
             if not self._next_try:
-                self.log.info("metrics_bind: %s is the old master's until it exits", self.address)
+                self.log.info(
+                    "metrics_bind: %s; trying again each second (the old master holds the "
+                    "address until it exits)",
+                    exc,
+                )
             self._next_try = time.monotonic() + 1.0
             return
         self.log.info("Serving metrics at: %s/metrics", listener.url())
@@ -191,13 +223,14 @@ class MetricsService:
         self._next_try = 0.0
 
     def retire(self, heartbeat: Heartbeat) -> None:
-        """A worker was reaped: keep the counts it published last (read before its file closes).
+        """A worker was reaped: keep the counts it published last (before its heartbeat closes).
 
         A worker killed by a signal loses what it counted since its last heartbeat (at most
         about a second's worth); one that exits normally publishes its final counts first.
         """
         self.exits += 1
-        totals = _read(heartbeat)
+        totals = self._read(heartbeat)
+        self._seen.pop(heartbeat, None)
         if totals is not None:
             self.retired.add(totals)
 
@@ -207,22 +240,20 @@ class MetricsService:
         totals = Totals()
         totals.add(self.retired)
         for heartbeat in census.heartbeats:
-            live = _read(heartbeat)
+            live = self._read(heartbeat)
             if live is not None:
                 totals.add(live)
         return exposition(totals, census, self.exits, self.started).encode()
 
-
-def _read(heartbeat: Heartbeat) -> Totals | None:
-    """A worker's last published counts; a torn read is tried again (the writer is quick)."""
-    for _ in range(3):
-        try:
+    def _read(self, heartbeat: Heartbeat) -> Totals | None:
+        """A worker's last published counts. A torn read is tried again (the writer is quick),
+        and one that stays torn gives the counts read before, so a sum never goes down."""
+        for _ in range(3):
             totals = decode(heartbeat.published(SIZE))
-        except OSError:
-            return None
-        if totals is not None:
-            return totals
-    return None
+            if totals is not None:
+                self._seen[heartbeat] = totals
+                return totals
+        return self._seen.get(heartbeat)
 
 
 def exposition(totals: Totals, census: Census, exits: int, started: float) -> str:
@@ -251,7 +282,8 @@ def exposition(totals: Totals, census: Census, exits: int, started: float) -> st
         "corral_request_duration_seconds",
         "histogram",
         "Time from a request's head to the end of its response.",
-        [*buckets, ("_sum", totals.seconds), ("_count", totals.requests)],
+        # _count is the +Inf bucket's, so the two always agree.
+        [*buckets, ("_sum", totals.micros / 1_000_000), ("_count", cumulative)],
     )
     metric("corral_workers", "gauge", "Worker processes running.", [("", len(census.heartbeats))])
     metric("corral_workers_target", "gauge", "Worker processes wanted.", [("", census.target)])

@@ -16,7 +16,7 @@ from corral.http.connection import Limits, ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, PAUSED, Data, EndOfMessage, Request
 from corral.lifecycle import DRAIN_LIMIT
-from corral.workers.deadline import await_stack
+from corral.workers.loopwatch import await_stack
 
 # Request bytes we take in while the app is not reading them; past this we stop reading.
 READ_HIGH = 256 * 1024

@@ -89,8 +89,9 @@ class LocalProtocolError(Exception):
     """Our side (usually the application) broke HTTP; callers answer 500 and log it."""
 
 
-def render_error(status: int, *, server: bytes | None = b"corral") -> bytes:
-    """A complete ``Connection: close`` HTTP/1.1 error response with a short text body."""
+def render_error(status: int, *, server: bytes | None = b"corral", extra: bytes = b"") -> bytes:
+    """A complete ``Connection: close`` HTTP/1.1 error response with a short text body;
+    ``extra`` is more header lines, each ending in CRLF (``Allow`` for a 405)."""
     phrase = REASONS.get(status, b"Error")
     body = b"%d %s\n" % (status, phrase)
     parts = [
@@ -99,6 +100,8 @@ def render_error(status: int, *, server: bytes | None = b"corral") -> bytes:
     ]
     if server is not None:
         parts.append(b"Server: %s\r\n" % server)
+    if extra:
+        parts.append(extra)
     parts.append(
         b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
         b"Connection: close\r\n\r\n" % len(body)

@@ -17,7 +17,7 @@ from corral.gateway.websocket import WSSettings, engine_available
 from corral.metrics import make_metrics
 from corral.workers.base import Worker
 from corral.workers.context import connection_policy
-from corral.workers.deadline import LoopWatch
+from corral.workers.loopwatch import LoopWatch
 
 STOP_POLL = 0.1  # seconds between checks while in-flight work finishes on a graceful stop
 

@@ -61,9 +61,11 @@ class Worker:
         self.server: Any = None  # the Arbiter, for hooks such as worker_exit(server, worker)
         self.max_requests = self._request_budget()
         self.deadlines: Deadlines | None = None  # request_timeout's watchdog (WSGI workers)
-        # metrics_bind: this worker's request counts, published through its heartbeat file.
+        # metrics_bind: this worker's request counts, published on its heartbeat's board, which
+        # the arbiter gives only when it serves metrics (so a HUP changing the setting does not
+        # leave the two disagreeing).
         self.tally: Tally | None = None
-        if cfg.metrics_bind:
+        if heartbeat.board is not None:
             self.tally = Tally(threaded=self.concurrent_threads)
 
     def _request_budget(self) -> int:
@@ -119,11 +121,8 @@ class Worker:
 
     def _publish_last(self) -> None:
         """metrics_bind: the final counts, for the arbiter to keep once this worker is gone."""
-        if self.tally is not None:
-            try:
-                self.heartbeat.notify(force=True)
-            except OSError:
-                self.log.exception("Cannot publish this worker's final request counts")
+        if self.booted:
+            self.heartbeat.publish()
 
     def _load(self) -> LoadedApp:
         loaded = self.preloaded or load_app(self._app_uri())

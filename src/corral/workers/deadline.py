@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import ctypes
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from corral.http.events import Request
@@ -33,7 +31,7 @@ class RequestTimeout(BaseException):
     """
 
 
-class _Watchdog:
+class Watchdog:
     """A daemon thread that calls ``check`` every ``tick`` seconds until stopped."""
 
     limit: float
@@ -87,7 +85,7 @@ class Watch:
         self.owner.done(self)
 
 
-class Deadlines(_Watchdog):
+class Deadlines(Watchdog):
     """The requests in flight on a worker's threads, and the watchdog thread that times them.
 
     A request past ``limit`` gets its thread's stack logged and a RequestTimeout raised in it:
@@ -149,7 +147,7 @@ class Deadlines(_Watchdog):
                     "worker to be replaced. Stack:\n%s",
                     _describe(watch),
                     now - watch.fired,
-                    _thread_stack(watch.ident),
+                    thread_stack(watch.ident),
                 )
                 self.on_stuck()
 
@@ -164,7 +162,7 @@ class Deadlines(_Watchdog):
                 _describe(watch),
                 now - watch.started,
                 self.limit,
-                _thread_stack(watch.ident),
+                thread_stack(watch.ident),
             )
             watch.fired = now
             if watch.ident == self.main_ident:
@@ -180,76 +178,12 @@ class Deadlines(_Watchdog):
             raise RequestTimeout()
 
 
-class LoopWatch(_Watchdog):
-    """The asyncio worker's watchdog: an event loop held past request_timeout by one callback.
-
-    While app code blocks the loop (``time.sleep``, a synchronous client), no timer runs, so the
-    loop cannot time its own requests. A thread watches the loop's beat instead: once it is
-    ``limit`` old, the stack of the code holding the loop is logged, and when that code is a
-    request's task, RequestTimeout is raised in it through STOP_SIGNAL (which also breaks a
-    blocking call), so that request ends with 504 and the loop serves the others again.
-    """
-
-    thread_name = "loop-watchdog"
-
-    def __init__(
-        self,
-        limit: float,
-        log: Logger,
-        loop: asyncio.AbstractEventLoop,
-        claim: Callable[[asyncio.Task[Any]], bool],
-    ) -> None:
-        super().__init__()
-        self.limit = limit
-        self.log = log
-        self.loop = loop
-        self.claim = claim  # marks the task's request as timed out; False if it is no request
-        self.last = time.monotonic()
-        self.reported = 0.0  # the beat of the stall already reported
-        self.suspect: tuple[float, object] | None = None  # (beat, task) of a stall seen once
-        self.main_ident = threading.main_thread().ident or 0
-
-    def beat(self) -> None:
-        """From the loop, at least every limit/4 s: it is running."""
-        self.last = time.monotonic()
-
-    def check(self, now: float) -> None:
-        """Report a stall once, and stop the request holding the loop if one does."""
-        last = self.last
-        if now - last < self.limit or self.reported == last:
-            return
-        # A stall must be seen twice, a tick apart, with no beat between and the same task
-        # running. Seen once, it may have been the whole process stalling (another thread
-        # holding the GIL in C code, a long garbage collection): the loop then beats as soon
-        # as it runs again, and whatever task runs first is not the one to blame.
-        holder = (last, asyncio.current_task(self.loop))
-        if self.suspect != holder:
-            self.suspect = holder
-            return
-        self.reported = last
-        self.log.error(
-            "The event loop has not run for %.1f s, over request_timeout (%g s); the code "
-            "holding it (stopped if it serves a request):\n%s",
-            now - last,
-            self.limit,
-            _thread_stack(self.main_ident),
-        )
-        signal.pthread_kill(self.main_ident, STOP_SIGNAL)
-
-    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        """In the main thread, inside the code holding the loop: stop it if it is a request."""
-        if time.monotonic() - self.last < self.limit:
-            return  # the loop ran again meanwhile
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:  # no loop running
-            return
-        if task is not None and self.claim(task):
-            raise RequestTimeout()
-
-
 def _set_async_exc(ident: int, exc: type[BaseException] | None) -> None:
     """Raise ``exc`` in thread ``ident`` when it next runs Python code (None: revoke it)."""
+    # Imported here, not with the module: ctypes (with libffi) and asyncio would add ~6 MiB to
+    # every WSGI worker's RSS, and only request_timeout's stops need ctypes.
+    import ctypes
+
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(ident), ctypes.py_object(exc) if exc is not None else None
     )
@@ -260,24 +194,6 @@ def _describe(watch: Watch) -> str:
     return f"Request {req.method} {req.target} from {watch.peer or '-'}"
 
 
-def _thread_stack(ident: int) -> str:
+def thread_stack(ident: int) -> str:
     frame = sys._current_frames().get(ident)
     return "".join(traceback.format_stack(frame)) if frame is not None else "(thread gone)\n"
-
-
-def await_stack(coro: Any) -> str:
-    """Where a suspended coroutine waits: its chain of awaits, outermost first.
-
-    ``Task.get_stack`` shows only the outermost frame of a suspended coroutine; the frames it
-    awaits hang off ``cr_await`` (``gi_yieldfrom`` for generator-based ones).
-    """
-    return "".join(traceback.StackSummary.extract(_await_frames(coro)).format())
-
-
-def _await_frames(coro: Any) -> Iterator[tuple[FrameType, int]]:
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            return
-        yield frame, frame.f_lineno
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
