@@ -188,6 +188,29 @@ def test_fragments_are_reassembled_and_pings_answered_between(
         c.send(frame(CONT, word[2:]))
         assert read_frame(c) == (PONG, True, b"are you there")
         assert read_frame(c) == (TEXT, True, "Hello wörld".encode())
+        c.send(frame(BINARY, b"whole again"))  # the fragmented message is over
+        assert read_frame(c) == (BINARY, True, b"whole again")
+
+
+def test_many_frames_in_one_read_and_one_frame_in_many(serve: Callable[..., Server]) -> None:
+    server = serve(Recorder())
+    with connect(server) as c:
+        c.send(b"".join(frame(TEXT, b"m%d" % i) for i in range(50)) + frame(PING, b"p"))
+        got = [read_frame(c) for _ in range(51)]
+        got.remove((PONG, True, b"p"))  # answered by the server, so maybe before the echoes
+        assert got == [(TEXT, True, b"m%d" % i) for i in range(50)]
+        big = frame(BINARY, os.urandom(70000))
+        # The header arrives in pieces, then the payload in parts, then another frame.
+        for piece in (big[:1], big[1:5], big[5:9000], big[9000:], frame(TEXT, b"next")):
+            c.send(piece)
+        assert read_frame(c) == (BINARY, True, unmasked_payload(big))
+        assert read_frame(c) == (TEXT, True, b"next")
+
+
+def unmasked_payload(raw: bytes) -> bytes:
+    """The payload of one masked client frame with a 64-bit length, as the app sees it."""
+    key, body = raw[10:14], raw[14:]
+    return bytes(b ^ key[i % 4] for i, b in enumerate(body))
 
 
 def test_client_close_is_answered_and_the_app_told(serve: Callable[..., Server]) -> None:
@@ -243,6 +266,15 @@ def test_message_over_the_size_limit_closes_1009(serve: Callable[..., Server]) -
         c.send(frame(BINARY, b"a" * 1000))
         assert read_frame(c) == (BINARY, True, b"a" * 1000)  # at the limit: fine
         c.send(frame(TEXT, b"b" * 600, fin=False) + frame(CONT, b"b" * 600))
+        expect_close(c, 1009)
+    assert app.done.wait(5) and app.events[0] == ("disconnect", 1009)
+
+
+def test_one_frame_over_the_size_limit_closes_1009(serve: Callable[..., Server]) -> None:
+    app = Recorder()
+    server = serve(app, "--websocket-max-message-size", "1000")
+    with connect(server) as c:
+        c.send(frame(TEXT, b"c" * 1001)[:500])  # refused from its header, before its payload
         expect_close(c, 1009)
     assert app.done.wait(5) and app.events[0] == ("disconnect", 1009)
 

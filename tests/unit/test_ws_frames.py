@@ -1,0 +1,75 @@
+"""RFC 6455 frame headers: reading a client's frames in pieces, unmasking, writing ours."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+from corral.gateway.ws_frames import data_frame, next_frame, unmask
+
+KEY = b"\x01\x02\xfe\xff"
+
+
+def client_frame(first: int, payload: bytes, masked: bool = True) -> bytes:
+    n = len(payload)
+    bit = 0x80 if masked else 0
+    if n < 126:
+        head = bytes([first, bit | n])
+    elif n < 65536:
+        head = bytes([first, bit | 126]) + struct.pack("!H", n)
+    else:
+        head = bytes([first, bit | 127]) + struct.pack("!Q", n)
+    if not masked:
+        return head + payload
+    return head + KEY + bytes(b ^ KEY[i % 4] for i, b in enumerate(payload))
+
+
+@pytest.mark.parametrize("n", [0, 5, 125, 126, 65535, 65536])
+def test_a_header_is_read_only_once_whole(n: int) -> None:
+    payload = os.urandom(n)
+    raw = b"junk" + client_frame(0x82, payload)
+    head_len = 2 + (2 if 126 <= n < 65536 else 8 if n >= 65536 else 0) + 4
+    for cut in range(4, 4 + head_len):
+        assert next_frame(raw[:cut], 4) is None
+    frame = next_frame(raw[: 4 + head_len], 4)
+    assert frame is not None
+    assert (frame.first, frame.start, frame.length, frame.mask) == (0x82, 4 + head_len, n, KEY)
+    assert frame.end == len(raw)
+    assert unmask(raw[frame.start : frame.end], frame.mask) == payload
+
+
+def test_unmask_matches_bytewise_xor() -> None:
+    for n in (0, 1, 3, 4, 7, 70001):
+        payload = os.urandom(n)
+        expected = bytes(b ^ KEY[i % 4] for i, b in enumerate(payload))
+        assert unmask(payload, KEY) == expected
+
+
+@pytest.mark.parametrize(
+    ("first", "payload", "masked", "ok"),
+    [
+        (0x81, b"text", True, True),
+        (0x01, b"first fragment", True, True),
+        (0x80, b"last fragment", True, True),
+        (0x88, b"\x03\xe8", True, True),
+        (0x89, b"x" * 125, True, True),
+        (0x81, b"unmasked", False, False),
+        (0xC1, b"rsv1", True, False),
+        (0x83, b"reserved opcode", True, False),
+        (0x09, b"fragmented ping", True, False),
+        (0x89, b"x" * 126, True, False),
+    ],
+)
+def test_well_formed(first: int, payload: bytes, masked: bool, ok: bool) -> None:
+    frame = next_frame(client_frame(first, payload, masked), 0)
+    assert frame is not None and frame.well_formed() is ok
+
+
+@pytest.mark.parametrize(("n", "head"), [(125, 2), (126, 4), (65535, 4), (65536, 10)])
+def test_server_frames_are_unmasked_with_the_shortest_length(n: int, head: int) -> None:
+    out = data_frame(0x82, b"a" * n)
+    assert len(out) == head + n and out[0] == 0x82 and not out[1] & 0x80
+    frame = next_frame(out, 0)
+    assert frame is not None and frame.length == n and frame.mask == b""
