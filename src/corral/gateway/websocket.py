@@ -1,4 +1,4 @@
-"""ASGI WebSocket sessions over RFC 6455 frames, with wsproto as the frame engine."""
+"""ASGI WebSocket sessions over RFC 6455: whole data frames read here, the rest by wsproto."""
 
 from __future__ import annotations
 
