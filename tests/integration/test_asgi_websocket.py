@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import struct
 import threading
@@ -86,6 +87,8 @@ class Recorder:
         if path == "/reject":
             await send({"type": "websocket.close"})
             return
+        if path == "/slow":  # the client's first frames arrive before the accept
+            await asyncio.sleep(0.3)
         accept: dict[str, Any] = {"type": "websocket.accept", "headers": [(b"x-extra", b"1")]}
         if scope["subprotocols"]:
             accept["subprotocol"] = scope["subprotocols"][0]
@@ -207,6 +210,19 @@ def test_many_frames_in_one_read_and_one_frame_in_many(serve: Callable[..., Serv
         assert read_frame(c) == (TEXT, True, b"next")
 
 
+def test_frames_sent_with_the_upgrade_and_before_the_accept(serve: Callable[..., Server]) -> None:
+    server = serve(Recorder())
+    with RawClient(server.addr) as c:
+        c.send(upgrade() + frame(TEXT, b"eager"))  # in one write with the request
+        assert c.read_response().status == 101
+        assert read_frame(c) == (TEXT, True, b"eager")
+    chunks = [os.urandom(5000) for _ in range(100)]  # 500 KB, past the 64 KiB early limit
+    with RawClient(server.addr) as c:
+        c.send(upgrade("/slow") + b"".join(frame(BINARY, chunk) for chunk in chunks))
+        assert c.read_response().status == 101
+        assert [read_frame(c) for _ in chunks] == [(BINARY, True, chunk) for chunk in chunks]
+
+
 def unmasked_payload(raw: bytes) -> bytes:
     """The payload of one masked client frame with a 64-bit length, as the app sees it."""
     key, body = raw[10:14], raw[14:]
@@ -296,6 +312,14 @@ def test_invalid_utf8_closes_1007(serve: Callable[..., Server]) -> None:
         frame(CONT, b"continuation of nothing"),
         frame(CLOSE, b"\x03"),  # a one-byte close payload
         frame(PING, b"x" * 126),  # control frames carry at most 125 bytes
+        bytes([0x82, 0x80 | 126]) + struct.pack("!H", 5) + bytes(4) + b"short",
+        # Known bad from the header alone: no need to wait for 100,000 bytes of payload.
+        bytes([0x80, 0x80 | 127]) + struct.pack("!Q", 100000) + bytes(4) + b"orphan",
+        frame(TEXT, b"part", fin=False)
+        + bytes([0x82, 0x80 | 127])
+        + struct.pack("!Q", 100000)
+        + bytes(4)
+        + b"x",  # wsproto fails it at its first payload byte
     ],
     ids=[
         "unmasked",
@@ -305,6 +329,9 @@ def test_invalid_utf8_closes_1007(serve: Callable[..., Server]) -> None:
         "orphan-cont",
         "close-1-byte",
         "big-ping",
+        "long-length-form",
+        "orphan-cont-header",
+        "new-message-inside-one",
     ],
 )
 def test_protocol_errors_close_1002(serve: Callable[..., Server], bad: bytes) -> None:

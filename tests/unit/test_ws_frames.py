@@ -73,3 +73,17 @@ def test_server_frames_are_unmasked_with_the_shortest_length(n: int, head: int) 
     assert len(out) == head + n and out[0] == 0x82 and not out[1] & 0x80
     frame = next_frame(out, 0)
     assert frame is not None and frame.length == n and frame.mask == b""
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        bytes([0x82, 0x80 | 126]) + struct.pack("!H", 125),
+        bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 65535),
+        bytes([0x82, 0x80 | 127]) + struct.pack("!Q", 1 << 63),
+    ],
+    ids=["16-bit-for-125", "64-bit-for-65535", "64-bit-top-bit"],
+)
+def test_a_length_in_more_bytes_than_needed_is_not_well_formed(head: bytes) -> None:
+    frame = next_frame(head + KEY, 0)  # RFC 6455 §5.2: "the minimal number of bytes"
+    assert frame is not None and not frame.minimal and not frame.well_formed()

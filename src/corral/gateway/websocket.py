@@ -31,7 +31,8 @@ BAD_DATA, TOO_BIG, INTERNAL_ERROR = 1007, 1009, 1011
 QUEUE_HIGH = 1 << 20
 # How long we wait for the peer's close frame after sending ours, before closing TCP.
 CLOSE_TIMEOUT = 5.0
-# Bytes a client may send before the handshake is answered (it should send none).
+# Bytes a client may send before the handshake is answered (it should send none); past
+# this, reading stops until the app accepts or refuses.
 EARLY_LIMIT = 65536
 
 _CONNECTING, _OPEN, _CLOSING, _CLOSED, _REJECTED = range(5)
@@ -297,6 +298,9 @@ class WebSocketSession:
         self.ws = engine.Connection(engine.ConnectionType.SERVER)
         if trailing:
             self.feed(trailing)
+        if self._paused and self._queued < QUEUE_HIGH // 4:
+            self._paused = False
+            self.channel.resume_reading()
 
     def _respond(self, status: int, headers: list[tuple[str, str]]) -> None:
         """Refuse the upgrade with an HTTP response; the connection then closes."""
@@ -321,8 +325,13 @@ class WebSocketSession:
         """Bytes from the peer after the handshake request."""
         ws = self.ws
         if ws is None:
-            if self.state == _CONNECTING and len(self._early) < EARLY_LIMIT:
+            if self.state == _CONNECTING:
                 self._early += data
+                if len(self._early) >= EARLY_LIMIT and not self._paused:
+                    # Frames sent before our 101 wait in the kernel, not in memory; none
+                    # may be dropped, or every later frame would be read out of step.
+                    self._paused = True
+                    self.channel.pause_reading()
             return
         if self.state == _CLOSED:
             return
@@ -360,11 +369,14 @@ class WebSocketSession:
             if frame is None:
                 self._need = 0  # a header in pieces: look again at the next read
                 break
-            if not frame.well_formed():
+            opcode = frame.first & 0x0F
+            # A continuation with no message begun, or a new message inside one (§5.4), is
+            # as malformed as a bad header: wsproto fails it before its payload arrives.
+            if not frame.well_formed() or (opcode < 0x8 and (opcode == 0) != self._in_message):
                 self._raw = True
                 return data[pos:]
-            if frame.length > self.settings.max_message_size:  # known from its header
-                self.fail(TOO_BIG, "message too big")
+            if opcode < 0x8 and self._size + frame.length > self.settings.max_message_size:
+                self.fail(TOO_BIG, "message too big")  # known from the header
                 return b""
             if frame.end > size:
                 self._need = frame.end - pos
@@ -375,7 +387,7 @@ class WebSocketSession:
                 if not self._deliver_frame(first, payload):
                     return b""
             else:
-                if first & 0x0F < 0x8:  # a fragment: its message ends with a FIN frame
+                if opcode < 0x8:  # a fragment: its message ends with a FIN frame
                     self._in_message = not first & 0x80
                 ws.receive_data(data[pos : frame.end])
                 if not self._engine_events():

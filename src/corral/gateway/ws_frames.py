@@ -32,16 +32,20 @@ class Frame(NamedTuple):
     start: int  # the payload's first byte
     end: int  # one past the frame's last byte
     mask: bytes  # the 4-byte masking key; empty when the frame is not masked
+    minimal: bool  # its length took the fewest bytes, as RFC 6455 §5.2 requires
 
     @property
     def length(self) -> int:
         return self.end - self.start
 
     def well_formed(self) -> bool:
-        """Masked, no RSV bit, a known opcode; a control frame whole and short (§5.1-5.5)."""
+        """Masked, no RSV bit, a known opcode, the shortest length; short, whole control frames.
+
+        RFC 6455 §5.1-5.5; what fails here, wsproto fails with 1002.
+        """
         first = self.first
         opcode = first & 0x0F
-        if not self.mask or first & 0x70 or opcode not in _KNOWN_OPCODES:
+        if not self.mask or not self.minimal or first & 0x70 or opcode not in _KNOWN_OPCODES:
             return False
         return opcode < 0x8 or (bool(first & 0x80) and self.length <= _CONTROL_MAX)
 
@@ -54,15 +58,18 @@ def next_frame(buf: bytes, pos: int) -> Frame | None:
         return None
     first, second = buf[pos], buf[pos + 1]
     length = second & 0x7F
+    minimal = True
     if length == 126:  # §5.2: a 16-bit extended length follows
         if head + 2 > size:
             return None
         length = int.from_bytes(buf[head : head + 2], "big")
+        minimal = length >= 126
         head += 2
-    elif length == 127:  # a 64-bit one
+    elif length == 127:  # a 64-bit one, whose most significant bit must be 0
         if head + 8 > size:
             return None
         length = int.from_bytes(buf[head : head + 8], "big")
+        minimal = 65536 <= length < 1 << 63
         head += 8
     mask = b""
     if second & 0x80:
@@ -70,7 +77,7 @@ def next_frame(buf: bytes, pos: int) -> Frame | None:
             return None
         mask = buf[head : head + 4]
         head += 4
-    return Frame(first, head, head + length, mask)
+    return Frame(first, head, head + length, mask, minimal)
 
 
 def unmask(payload: bytes, mask: bytes) -> bytes:
