@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from tests.e2e.rawhttp import RawClient, request
 from tests.integration.test_asgi_http import Server, serve, wait_for
+from tests.wsframes import frame, xor_mask
 
 __all__ = ["serve"]  # the fixture, shared with test_asgi_http
 
@@ -29,27 +30,6 @@ def upgrade(path: str = "/", **extra: str) -> bytes:
     }
     headers.update({k.replace("_", "-"): v for k, v in extra.items()})
     return request("GET", path, {k: v for k, v in headers.items() if v})
-
-
-def frame(
-    opcode: int, payload: bytes = b"", fin: bool = True, mask: bool = True, rsv: int = 0
-) -> bytes:
-    """One client frame (RFC 6455 §5.2), masked unless told otherwise."""
-    first = (0x80 if fin else 0) | rsv | opcode
-    bit = 0x80 if mask else 0
-    n = len(payload)
-    if n < 126:
-        head = bytes([first, bit | n])
-    elif n < 65536:
-        head = bytes([first, bit | 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([first, bit | 127]) + struct.pack("!Q", n)
-    if not mask:
-        return head + payload
-    key = os.urandom(4)
-    stream = (key * (n // 4 + 1))[:n]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
-    return head + key + masked
 
 
 def close_frame(code: int, reason: bytes = b"") -> bytes:
@@ -78,6 +58,7 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[Any] = []
         self.done = threading.Event()
+        self.may_accept = threading.Event()  # /slow accepts only once this is set
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
@@ -87,8 +68,8 @@ class Recorder:
         if path == "/reject":
             await send({"type": "websocket.close"})
             return
-        if path == "/slow":  # the client's first frames arrive before the accept
-            await asyncio.sleep(0.3)
+        if path == "/slow":  # the test sends its first frames before letting us accept
+            assert await asyncio.to_thread(self.may_accept.wait, 10)
         accept: dict[str, Any] = {"type": "websocket.accept", "headers": [(b"x-extra", b"1")]}
         if scope["subprotocols"]:
             accept["subprotocol"] = scope["subprotocols"][0]
@@ -211,7 +192,8 @@ def test_many_frames_in_one_read_and_one_frame_in_many(serve: Callable[..., Serv
 
 
 def test_frames_sent_with_the_upgrade_and_before_the_accept(serve: Callable[..., Server]) -> None:
-    server = serve(Recorder())
+    app = Recorder()
+    server = serve(app)
     with RawClient(server.addr) as c:
         c.send(upgrade() + frame(TEXT, b"eager"))  # in one write with the request
         assert c.read_response().status == 101
@@ -219,14 +201,14 @@ def test_frames_sent_with_the_upgrade_and_before_the_accept(serve: Callable[...,
     chunks = [os.urandom(5000) for _ in range(100)]  # 500 KB, past the 64 KiB early limit
     with RawClient(server.addr) as c:
         c.send(upgrade("/slow") + b"".join(frame(BINARY, chunk) for chunk in chunks))
+        app.may_accept.set()  # every byte is sent (or in the kernel's buffers) by now
         assert c.read_response().status == 101
         assert [read_frame(c) for _ in chunks] == [(BINARY, True, chunk) for chunk in chunks]
 
 
 def unmasked_payload(raw: bytes) -> bytes:
     """The payload of one masked client frame with a 64-bit length, as the app sees it."""
-    key, body = raw[10:14], raw[14:]
-    return bytes(b ^ key[i % 4] for i, b in enumerate(body))
+    return xor_mask(raw[14:], raw[10:14])
 
 
 def test_client_close_is_answered_and_the_app_told(serve: Callable[..., Server]) -> None:

@@ -6,6 +6,7 @@ import os
 import struct
 
 import pytest
+from tests.wsframes import frame, xor_mask
 
 from corral.gateway.ws_frames import data_frame, next_frame, unmask
 
@@ -13,17 +14,8 @@ KEY = b"\x01\x02\xfe\xff"
 
 
 def client_frame(first: int, payload: bytes, masked: bool = True) -> bytes:
-    n = len(payload)
-    bit = 0x80 if masked else 0
-    if n < 126:
-        head = bytes([first, bit | n])
-    elif n < 65536:
-        head = bytes([first, bit | 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([first, bit | 127]) + struct.pack("!Q", n)
-    if not masked:
-        return head + payload
-    return head + KEY + bytes(b ^ KEY[i % 4] for i, b in enumerate(payload))
+    fin, rsv, opcode = bool(first & 0x80), first & 0x70, first & 0x0F
+    return frame(opcode, payload, fin=fin, mask=masked, rsv=rsv, key=KEY)
 
 
 @pytest.mark.parametrize("n", [0, 5, 125, 126, 65535, 65536])
@@ -43,8 +35,7 @@ def test_a_header_is_read_only_once_whole(n: int) -> None:
 def test_unmask_matches_bytewise_xor() -> None:
     for n in (0, 1, 3, 4, 7, 70001):
         payload = os.urandom(n)
-        expected = bytes(b ^ KEY[i % 4] for i, b in enumerate(payload))
-        assert unmask(payload, KEY) == expected
+        assert unmask(payload, KEY) == xor_mask(payload, KEY)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("wsproto")
 
+from tests.wsframes import frame as client_frame
+
 from corral.gateway.websocket import WebSocketSession, WSSettings
 
 
@@ -59,15 +61,7 @@ class Req:
 
 
 def frame(first: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        head = bytes([first, 0x80 | n])
-    elif n < 65536:
-        head = bytes([first, 0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head = bytes([first, 0x80 | 127]) + struct.pack("!Q", n)
-    key = os.urandom(4)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return client_frame(first & 0x0F, payload, fin=bool(first & 0x80))
 
 
 def read_all(pieces: list[bytes], max_size: int = 1 << 20) -> tuple[list[Any], list[bytes]]:

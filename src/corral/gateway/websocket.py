@@ -221,10 +221,14 @@ class WebSocketSession:
                 self._waiter = None
         message = self._inbox.popleft()
         self._queued -= _message_size(message)
+        self._resume_if_drained()
+        return message
+
+    def _resume_if_drained(self) -> None:
+        """Read from the peer again once the app has taken most of what is queued."""
         if self._paused and self._queued < QUEUE_HIGH // 4:
             self._paused = False
             self.channel.resume_reading()
-        return message
 
     def _disconnect_message(self) -> Message:
         code = ABNORMAL if self._close_code is None else self._close_code
@@ -298,9 +302,7 @@ class WebSocketSession:
         self.ws = engine.Connection(engine.ConnectionType.SERVER)
         if trailing:
             self.feed(trailing)
-        if self._paused and self._queued < QUEUE_HIGH // 4:
-            self._paused = False
-            self.channel.resume_reading()
+        self._resume_if_drained()  # reading paused on early bytes resumes here
 
     def _respond(self, status: int, headers: list[tuple[str, str]]) -> None:
         """Refuse the upgrade with an HTTP response; the connection then closes."""
