@@ -101,10 +101,10 @@ def stage_calls(request: bytes = REQUEST) -> dict[str, Callable[[], None]]:
     null = NullTransport()
 
     def connection() -> None:
-        ServerConnection(ctx.limits)
+        ServerConnection(ctx.policy.limits)
 
     def parse() -> None:
-        conn = ServerConnection(ctx.limits)
+        conn = ServerConnection(ctx.policy.limits)
         conn.receive_data(request)
         conn.next_event()
 
@@ -112,7 +112,7 @@ def stage_calls(request: bytes = REQUEST) -> dict[str, Callable[[], None]]:
         readers._PARSED.clear()
         parse()
 
-    conn = ServerConnection(ctx.limits)
+    conn = ServerConnection(ctx.policy.limits)
     conn.receive_data(request)
     req = conn.next_event()
     assert isinstance(req, Request)
@@ -124,7 +124,7 @@ def stage_calls(request: bytes = REQUEST) -> dict[str, Callable[[], None]]:
     env = gateway.build_environ(session.env_base, True, req, body)
 
     def app_and_response() -> None:
-        c = ServerConnection(ctx.limits)
+        c = ServerConnection(ctx.policy.limits)
         c.receive_data(request)
         r = c.next_event()
         assert isinstance(r, Request)

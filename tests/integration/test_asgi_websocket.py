@@ -220,7 +220,7 @@ def test_client_close_is_answered_and_the_app_told(serve: Callable[..., Server])
         assert opcode == CLOSE and close_code(payload) == 1000
         assert c.at_eof()  # RFC 6455 §7.1.1: the server closes TCP first
     assert app.done.wait(5)
-    assert app.events == [("disconnect", 1000), ("send-raised", "ClientDisconnect")]
+    assert app.events == [("disconnect", 1000), ("send-raised", "ClientDisconnected")]
 
 
 def test_app_close_sends_code_and_reason(

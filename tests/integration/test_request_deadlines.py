@@ -8,8 +8,9 @@ import threading
 import time
 from typing import Any
 
+from corral.gateway.ladder import RequestTimeout
 from corral.http.events import Request
-from corral.workers.deadline import STOP_SIGNAL, Deadlines, RequestTimeout
+from corral.workers.deadline import STOP_SIGNAL, Deadlines
 from corral.workers.loopwatch import LoopWatch, await_stack
 
 LIMIT = 0.2

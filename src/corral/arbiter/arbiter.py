@@ -466,6 +466,10 @@ class Arbiter:
         self._stopping = True
         sd_notify("STOPPING=1", os.environ)
         graceful = sig == signal.SIGTERM
+        if graceful:
+            for child in self._children.values():
+                with contextlib.suppress(OSError):
+                    child.heartbeat.tell_draining()
         self._signal_all(sig, Phase.RETIRING)
         # Only now that the workers are told to stop: until then they may still be accepting.
         close_listeners(self.listeners, unlink=self._may_unlink())

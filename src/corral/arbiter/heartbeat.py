@@ -92,11 +92,28 @@ class Heartbeat:
         both processes already share, with no signal or pipe to add (the arbiter reads it with
         the heartbeat, see `asks_replacement`).
         """
-        os.fchmod(self._fd, stat.S_IRUSR | stat.S_IWUSR | stat.S_IXUSR)
+        self._set_mode(stat.S_IXUSR)
 
     def asks_replacement(self) -> bool:
         """Arbiter side: whether the worker called `ask_replacement`."""
         return bool(os.fstat(self._fd).st_mode & stat.S_IXUSR)
+
+    def tell_draining(self) -> None:
+        """Arbiter side, before it sends TERM for a shutdown: the whole server is draining.
+
+        A worker told so serves what waits in the listeners' backlog before it exits, and
+        answers health checks with 503; a worker merely retired (HUP, TTOU, max_requests)
+        stops accepting at once and leaves new connections to the others. The group's execute
+        bit carries it, as the owner's carries `ask_replacement` the other way.
+        """
+        self._set_mode(stat.S_IXGRP)
+
+    def draining(self) -> bool:
+        """Worker side: whether the arbiter called `tell_draining`."""
+        return bool(os.fstat(self._fd).st_mode & stat.S_IXGRP)
+
+    def _set_mode(self, bit: int) -> None:
+        os.fchmod(self._fd, stat.S_IMODE(os.fstat(self._fd).st_mode) | bit)
 
     def notified(self) -> bool:
         """Whether the worker has called notify() at least once (it has booted)."""

@@ -331,6 +331,25 @@ class ServerTable:
         Workers still running after that are killed.
         """,
     )
+    health_check_path: str = setting(
+        "",
+        section="Worker Processes",
+        parse=p.STRING,
+        cli=("--health-check-path",),
+        metavar="PATH",
+        corral_only=True,
+        help="""
+        A path corral answers itself, without calling the app: `200 OK` while the server
+        serves, `503` once it is shutting down (after TERM); empty (the default) disables.
+
+        Point a readiness probe or a load balancer's health check at it (for instance
+        `--health-check-path /healthz`), so that it stops sending new requests while the
+        workers finish the ones they have and serve the connections already waiting. It
+        matches the path exactly (the query is ignored), answers any method, is not written to
+        the access log and is not counted in metrics. On a worker that is only being replaced
+        (HUP, TTOU, max_requests) it still answers 200: the server as a whole is serving.
+        """,
+    )
     keepalive: int = setting(
         75,
         section="Worker Processes",

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-import errno
+import select
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from corral.gateway.asgi import ASGIGateway, ClientDisconnect, HTTPCycle, Peer
+from corral.drivers.policy import (
+    DRAIN_LIMIT,
+    LINGER_BYTES,
+    LINGER_SECONDS,
+    AcceptGate,
+    ConnectionPolicy,
+)
+from corral.gateway.asgi import ASGIGateway, HTTPCycle, Peer
+from corral.gateway.ladder import ClientDisconnected
 from corral.gateway.websocket import WebSocketSession, WSSettings
 from corral.gateway.ws_handshake import is_websocket_upgrade
-from corral.http.connection import Limits, ServerConnection
+from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, PAUSED, Data, EndOfMessage, Request
-from corral.lifecycle import DRAIN_LIMIT
 from corral.workers.loopwatch import await_stack
 
 # Request bytes we take in while the app is not reading them; past this we stop reading.
 READ_HIGH = 256 * 1024
-# After an error response: how long and how much we keep reading before closing, so that
-# unread input does not make the kernel answer with RST and destroy the response.
-LINGER_SECONDS = 2.0
-LINGER_BYTES = 256 * 1024
 # Connections accepted per readiness event before the loop runs other work.
 ACCEPT_BATCH = 32
 
@@ -33,15 +36,9 @@ class AioContext:
     """What every connection of one asyncio worker shares."""
 
     gateway: ASGIGateway
-    limits: Limits
-    keepalive: float
-    header_timeout: float
-    io_timeout: float  # a request in progress whose client stops reading or sending
+    policy: ConnectionPolicy
     websocket: WSSettings | None  # None when wsproto is not installed
     request_timeout: float = 0.0  # an HTTP request's task is cancelled past this; 0: never
-    proxy_limits: Limits | None = None  # for peers allowed to send a PROXY preamble
-    proxy_peers: Any = None  # TrustedPeers of proxy_allow_ips, or None
-    closing: bool = False  # graceful stop: every response says Connection: close
     connections: set[HTTPProtocol] = field(default_factory=set)
     on_closed: Callable[[], None] = lambda: None
     warned_no_websocket: bool = False
@@ -64,12 +61,7 @@ class HTTPProtocol(asyncio.Protocol):
     def __init__(self, ctx: AioContext, peername: Any, sockname: Any) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
-        limits = ctx.limits
-        self.proxied = False
-        if ctx.proxy_limits is not None and ctx.proxy_peers is not None:
-            addr = peername[0] if isinstance(peername, tuple) else ""
-            if ctx.proxy_peers.trusts(addr):
-                limits, self.proxied = ctx.proxy_limits, True
+        limits, self.proxied = ctx.policy.limits_for(peername)
         self.conn = ServerConnection(limits, server_header=ctx.gateway.server_header)
         self.peer: Peer = ctx.gateway.peer(peername, sockname)
         self.transport: asyncio.Transport | None = None
@@ -90,7 +82,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.cycle_began = 0.0  # loop time the current cycle started, with request_timeout
         self.closing_at = 0.0
         self.unread = 0
-        self.deadline = self.loop.time() + ctx.header_timeout
+        self.deadline = self.loop.time() + ctx.policy.header_timeout
         self._drain_waiter: asyncio.Future[None] | None = None
         self._data_waiter: asyncio.Future[None] | None = None
         self._gone_waiter: asyncio.Future[None] | None = None
@@ -122,7 +114,7 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             if not self.in_head:
                 self.in_head = True
-                self.deadline = self.loop.time() + self.ctx.header_timeout
+                self.deadline = self.loop.time() + self.ctx.policy.header_timeout
             self._next_request()
 
     def eof_received(self) -> bool:
@@ -172,7 +164,7 @@ class HTTPProtocol(asyncio.Protocol):
         """Queue bytes for the peer."""
         transport = self.transport
         if self.lost or transport is None or transport.is_closing():
-            raise ClientDisconnect("the client has closed the connection")
+            raise ClientDisconnected("the client has closed the connection")
         transport.write(data)
 
     async def drain(self) -> None:
@@ -184,7 +176,7 @@ class HTTPProtocol(asyncio.Protocol):
             finally:
                 self._drain_waiter = None
         if self.lost:
-            raise ClientDisconnect("the client has closed the connection")
+            raise ClientDisconnected("the client has closed the connection")
 
     async def wait_data(self) -> bool:
         """Wait for more request bytes; False when the peer will send none."""
@@ -255,9 +247,12 @@ class HTTPProtocol(asyncio.Protocol):
         ctx = self.ctx
         if self.proxied:
             self._apply_proxy()
-        if ctx.closing or ctx.keepalive <= 0 or ctx.gateway.worker.last_request():
-            # Said in this response, not done silently after it (a reusing client would race).
+        if ctx.policy.must_close(req, self.conn):
             self.conn.close_after()
+        health = ctx.policy.health(req, self.conn)
+        if health is not None:
+            self._answer_health(health)
+            return
         if req.upgrade is not None and is_websocket_upgrade(req):
             self._start_websocket(req)
             return
@@ -266,6 +261,13 @@ class HTTPProtocol(asyncio.Protocol):
         self.task = self.loop.create_task(cycle.run())
         if ctx.request_timeout:
             self.cycle_began = self.loop.time()
+
+    def _answer_health(self, response: bytes) -> None:
+        """A health check, answered here without the app; then on to the next request."""
+        if self.transport is not None and not self.lost:
+            self.transport.write(response)
+        self.drained = 0
+        self._finish_body()
 
     def _apply_proxy(self) -> None:
         self.proxied = False
@@ -324,7 +326,7 @@ class HTTPProtocol(asyncio.Protocol):
                     return
             elif event is NEED_DATA:
                 self.draining = True
-                self.deadline = self.loop.time() + self.ctx.keepalive
+                self.deadline = self.ctx.policy.idle_until(self.loop.time())
                 return
             elif type(event) is not EndOfMessage:
                 self.close()
@@ -333,7 +335,7 @@ class HTTPProtocol(asyncio.Protocol):
             self._linger()
             return
         conn.start_next_cycle()
-        self.deadline = self.loop.time() + self.ctx.keepalive
+        self.deadline = self.ctx.policy.idle_until(self.loop.time())
         self._next_request()
 
     def _reject(self, status: int) -> None:
@@ -378,7 +380,7 @@ class HTTPProtocol(asyncio.Protocol):
             elif now - self.closing_at > LINGER_SECONDS:
                 transport.abort()
             return
-        if self.stalled_at and now - self.stalled_at > self.ctx.io_timeout:
+        if self.stalled_at and now - self.stalled_at > self.ctx.policy.io_timeout:
             # The client stopped reading our response, or sending its body: the app sees
             # a disconnect instead of waiting forever.
             self.ctx.gateway.log.debug("client stalled for %.0fs", now - self.stalled_at)
@@ -423,13 +425,16 @@ class HTTPProtocol(asyncio.Protocol):
         task.cancel()
 
     def shutdown(self) -> None:
-        """Graceful stop: finish what is in flight with Connection: close; close idle ones."""
+        """Graceful stop: the response in flight closes the connection; an idle one is kept
+        until the policy's stop deadline, so that a request already on its way is answered
+        (with Connection: close) rather than racing our close."""
         if self.ws is not None:
             self.ws.going_away()
         elif self.cycle is not None or self.draining:
-            self.conn.close_after()
+            if not self.conn.buffered:  # pipelined requests are answered first
+                self.conn.close_after()
         elif not self.in_head:
-            self.close()
+            self.deadline = min(self.deadline, self.ctx.policy.stop_idle_by)
 
     def abort(self, cancel: bool = False) -> None:
         """Drop the connection now; ``cancel`` also cancels the app (the worker is exiting)."""
@@ -461,7 +466,9 @@ class Acceptor:
         self.pending = 0
         self.running = False
         self.paused = False
+        self.resting = False  # accept() ran out of descriptors: wait before trying again
         self.log = ctx.gateway.log
+        self.gate = AcceptGate(self.log)
         self._names = {sock.fileno(): sock.getsockname() for sock in listeners}
         ctx.on_closed = self._connection_closed
 
@@ -501,13 +508,11 @@ class Acceptor:
             except ConnectionAbortedError:
                 continue
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    self.log.error("accept() failed: %s; pausing for a second", exc)
-                    self.paused = True
+                pause = self.gate.failed(exc, self.loop.time())
+                if pause:
+                    self.paused = self.resting = True
                     self._unwatch()
-                    self.loop.call_later(1.0, self._connection_closed)
-                else:
-                    self.log.error("accept() failed: %s", exc)
+                    self.loop.call_later(pause, self._rested)
                 return
             sock.setblocking(False)
             self.pending += 1
@@ -524,8 +529,21 @@ class Acceptor:
             self.pending -= 1
 
     def _connection_closed(self) -> None:
-        if self.running and self.paused and not self._full():
+        if self.running and self.paused and not self.resting and not self._full():
             self._watch()
+
+    def _rested(self) -> None:
+        self.resting = False
+        self._connection_closed()
+
+    def backlog(self) -> bool:
+        """Whether a connection waits in a listener's backlog (or is being set up)."""
+        if self.pending:
+            return True
+        poller = select.poll()
+        for sock in self.listeners:
+            poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
 
 def _may_stop(cycle: HTTPCycle) -> bool:

@@ -7,21 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from corral.drivers.transport import (
-    NOWAIT,
-    RECV_SIZE,
-    ClientDisconnected,
-    SocketTransport,
-)
+from corral.drivers.policy import LINGER_BYTES, LINGER_SECONDS, ConnectionPolicy
+from corral.drivers.transport import NOWAIT, RECV_SIZE, SocketTransport
+from corral.gateway.ladder import ClientDisconnected
+from corral.gateway.lifecycle import RequestLifecycle
 from corral.gateway.wsgi import WSGIGateway
-from corral.http.connection import Limits, ServerConnection
+from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
-from corral.http.events import NEED_DATA, ConnectionClosed, Request
-from corral.lifecycle import RequestLifecycle
-
-# Lingering close after an error response: how long, and how many reads, at most.
-LINGER_SECONDS = 0.5
-LINGER_READS = 16
+from corral.http.events import NEED_DATA, EndOfMessage, Request
 
 
 @dataclass
@@ -30,13 +23,7 @@ class DriverContext:
 
     lifecycle: RequestLifecycle
     gateway: WSGIGateway
-    limits: Limits
-    proxy_limits: Limits | None  # used for peers allowed to send a PROXY preamble
-    proxy_peers: Any  # TrustedPeers for proxy_allow_ips, or None
-    io_timeout: float  # one stalled read or write of a request in progress
-    header_timeout: float  # whole request head, from its first byte
-    keepalive: float  # idle time allowed between requests
-    closing: bool = False  # graceful stop: answer what arrives with Connection: close
+    policy: ConnectionPolicy
 
 
 class Session:
@@ -64,19 +51,14 @@ class Session:
         self.sock = sock
         self.fd = sock.fileno()
         self.ctx = ctx
-        limits = ctx.limits
-        self.proxied = False
-        if ctx.proxy_limits is not None and ctx.proxy_peers is not None:
-            addr = peer[0] if isinstance(peer, tuple) else ""
-            if ctx.proxy_peers.trusts(addr):
-                limits = ctx.proxy_limits
-                self.proxied = True
+        policy = ctx.policy
+        limits, self.proxied = policy.limits_for(peer)
         self.conn = ServerConnection(limits, server_header=ctx.lifecycle.server_header)
-        self.transport = SocketTransport(sock, ctx.io_timeout)
+        self.transport = SocketTransport(sock, policy.io_timeout)
         self.env_base, self.trusted = ctx.gateway.connection_environ(peer, sockname)
         self.in_head = False
         self.errored = False
-        self.deadline = time.monotonic() + ctx.header_timeout
+        self.deadline = time.monotonic() + policy.header_timeout
 
     def read_ready(self) -> bool:
         """Read what the socket holds now and serve every complete request; False to close."""
@@ -109,7 +91,7 @@ class Session:
     def serve_buffered(self, got_bytes: bool = True) -> bool:
         """Serve the requests already buffered; False when the connection must close."""
         conn = self.conn
-        ctx = self.ctx
+        policy = self.ctx.policy
         while True:
             try:
                 event = conn.next_event()
@@ -121,27 +103,34 @@ class Session:
                 # left the start of the next one behind: either way header_timeout applies.
                 if not self.in_head and (got_bytes or conn.buffered):
                     self.in_head = True
-                    self.deadline = time.monotonic() + ctx.header_timeout
+                    self.deadline = time.monotonic() + policy.header_timeout
                 return True
-            if type(event) is Request:
-                self.in_head = False
-                if self.proxied and conn.proxy is not None:
-                    self._apply_proxy()
-                if ctx.closing or ctx.keepalive <= 0 or ctx.lifecycle.worker.last_request():
-                    # Say so in this response rather than drop the connection after it: a
-                    # client (or load balancer) reusing it would race our close.
-                    conn.close_after()
-                if not ctx.lifecycle.handle(
-                    event, conn, self.transport, self.env_base, self.trusted
-                ):
-                    return False
-                conn.start_next_cycle()
-                self.deadline = time.monotonic() + ctx.keepalive
-                got_bytes = False
-                continue
-            if type(event) is ConnectionClosed:
+            if type(event) is not Request:
+                # ConnectionClosed, or PAUSED after an upgrade request: a WSGI app cannot
+                # take the connection over.
                 return False
-            # PAUSED after an upgrade request: a WSGI app cannot take the connection over.
+            self.in_head = False
+            if self.proxied and conn.proxy is not None:
+                self._apply_proxy()
+            if policy.must_close(event, conn):
+                conn.close_after()
+            if not self._serve(event, policy.health(event, conn)):
+                return False
+            conn.start_next_cycle()
+            self.deadline = policy.idle_until(time.monotonic())
+            got_bytes = False
+
+    def _serve(self, req: Request, health: bytes | None) -> bool:
+        """One request: the app's, or a health check answered here; True to keep going."""
+        if health is None:
+            return self.ctx.lifecycle.handle(
+                req, self.conn, self.transport, self.env_base, self.trusted
+            )
+        try:
+            self.transport.sendall(health)
+            # A health check with a body is odd enough to end the connection.
+            return type(self.conn.next_event()) is EndOfMessage and self.conn.keep_alive
+        except (ProtocolError, ClientDisconnected):
             return False
 
     def _apply_proxy(self) -> None:
@@ -171,22 +160,32 @@ class Session:
                 pass
 
     def close(self, linger: float = LINGER_SECONDS) -> None:
-        """Close the socket; after an error response, linger up to ``linger`` seconds first.
+        """Close the socket so that our last response is not destroyed by a reset.
 
-        Closing with unread bytes in the receive queue makes the kernel send RST, which can
-        destroy the error response before the client reads it. So after an error we stop
-        sending, then read and discard what the peer still sends, for a bounded time and
-        amount (the "lingering close" of RFC 9112 §9.6), before closing. With ``linger`` 0,
-        only what has already arrived is discarded.
+        Closing with unread input makes the kernel send RST, which can destroy a response before
+        the client reads it (RFC 9112 §9.6). After an error, or when the client has sent more
+        than we served (a pipelined request after a Connection: close response), we stop
+        sending, then read and discard what it still sends, for a bounded time and amount,
+        before closing. With ``linger`` 0 only what has already arrived is discarded.
         """
         sock = self.sock
-        if self.errored:
+        if self.errored or self.has_input():
             try:
                 sock.shutdown(socket.SHUT_WR)
                 deadline = time.monotonic() + linger
-                for _ in range(LINGER_READS):
-                    if not self.transport.recv_by(deadline):
+                discarded = 0
+                while discarded < LINGER_BYTES:
+                    data = self.transport.recv_by(deadline)
+                    if not data:
                         break
+                    discarded += len(data)
             except (OSError, ClientDisconnected):
                 pass  # reset, or nothing more within the linger time
         sock.close()
+
+    def has_input(self) -> bool:
+        """Whether the kernel holds input we have not read (one non-blocking peek)."""
+        try:
+            return bool(self.sock.recv(1, NOWAIT | socket.MSG_PEEK))
+        except OSError:
+            return False  # nothing there (EAGAIN), or the connection is already gone

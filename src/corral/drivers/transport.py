@@ -8,15 +8,13 @@ import socket
 import struct
 import time
 
+from corral.gateway.ladder import ClientDisconnected
+
 RECV_SIZE = 65536
 # Every read and write of the transport is a single non-blocking attempt first, whatever the
 # socket's own mode: the threaded worker keeps its sockets in blocking mode (see
 # wait_in_kernel), the sync worker does not.
 NOWAIT = socket.MSG_DONTWAIT
-
-
-class ClientDisconnected(Exception):
-    """The peer went away, reset the connection, or stopped reading or writing for too long."""
 
 
 def wait_fd(fd: int, events: int, timeout: float) -> bool:

@@ -10,16 +10,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 from corral.gateway.forwarded import SchemeHeaders, TrustedPeers
+from corral.gateway.ladder import ClientDisconnected, RequestTimeout, answer
+from corral.gateway.lifecycle import Bookkeeping, Outcome, ServingWorker
 from corral.http.connection import ServerConnection
-from corral.http.errors import LocalProtocolError, ProtocolError, render_error
+from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, Data, EndOfMessage, Request
-from corral.lifecycle import Bookkeeping, Outcome
-from corral.workers.deadline import RequestTimeout
 
 if TYPE_CHECKING:
     from corral.config import Config
     from corral.metrics import Metrics
-    from corral.workers.base import Worker
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,10 +29,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 # Body pieces already buffered are handed to the app together, up to this size.
 COALESCE = 65536
-
-
-class ClientDisconnect(OSError):
-    """The client has gone; raised by ``send()`` (ASGI spec 2.4: an OSError subclass)."""
+# What request_timeout stops an app's task with: a cancel, or RequestTimeout while it held the loop.
+_STOPS = (asyncio.CancelledError, RequestTimeout)
 
 
 class HTTPChannel(Protocol):
@@ -50,7 +47,7 @@ class HTTPChannel(Protocol):
         ...
 
     def write(self, data: bytes) -> None:
-        """Queue bytes for the peer; raises ClientDisconnect once the connection is gone."""
+        """Queue bytes for the peer; raises ClientDisconnected once the connection is gone."""
         ...
 
     async def drain(self) -> None:
@@ -136,7 +133,7 @@ class ASGIGateway:
     def __init__(
         self,
         app: ASGIApp,
-        worker: Worker,
+        worker: ServingWorker,
         metrics: Metrics,
         state: dict[str, Any],
         root_path: str,
@@ -296,27 +293,18 @@ class HTTPCycle:
                     self._fail(500)
                 else:
                     gateway.log.error("ASGI app returned during its response body: %s", req.target)
-        except ClientDisconnect:
-            gateway.log.debug("client went away during %s %s", req.method, req.path)
-        except ProtocolError as exc:
-            gateway.log.debug("rejected %s %s: %s", req.method, req.path, exc)
-            self._fail(exc.status)
-        except LocalProtocolError as exc:
-            gateway.log.error(
-                "Invalid response from the app for %s %s: %s", req.method, req.path, exc
+        except BaseException as exc:  # the error ladder; CancelledError is a stop only if timed out
+            status = answer(
+                exc,
+                gateway.log,
+                req,
+                stops=_STOPS if self.timed_out else (),
+                gone=self.channel.disconnected,
             )
-            self._fail(500)
-        except Exception:
-            if self.channel.disconnected:
-                gateway.log.debug("app failed after the client went away", exc_info=True)
-            else:
-                gateway.log.exception("Exception in ASGI application %s", req.target)
-            self._fail(500)
-        except BaseException as exc:  # CancelledError, RequestTimeout, or a group holding one
-            if not (self.timed_out and _is_timeout(exc)):
-                raise  # the worker is exiting
-            _uncancel()
-            self._fail(504)
+            if status == 504:
+                _uncancel()
+            if status is not None:
+                self._fail(status)
         gateway.finish(
             req,
             scope,
@@ -339,7 +327,7 @@ class HTTPCycle:
         self.head_sent = True
         self.status = status
         self.headers = []
-        with contextlib.suppress(ClientDisconnect):
+        with contextlib.suppress(ClientDisconnected):
             self.channel.write(render_error(status, server=self.gateway.server_header))
 
     # -- receive ---------------------------------------------------------------------------
@@ -397,7 +385,7 @@ class HTTPCycle:
         """Turn the app's response messages into HTTP bytes through the core."""
         channel = self.channel
         if self.aborted or (self.head_sent and channel.disconnected):
-            raise ClientDisconnect("the connection is closed")
+            raise ClientDisconnected("the connection is closed")
         kind = message["type"]
         if not self.started:
             if kind != "http.response.start":
@@ -409,7 +397,7 @@ class HTTPCycle:
             return
         if self.complete:
             if self.channel.disconnected:
-                raise ClientDisconnect("the client has closed the connection")
+                raise ClientDisconnected("the client has closed the connection")
             raise RuntimeError(f"ASGI message {kind!r} after the response was complete")
         conn = channel.conn
         if kind == "http.response.body":
@@ -458,14 +446,6 @@ class HTTPCycle:
                 out += conn.send_end()
                 self.complete = True
         return out
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    """Whether ``exc`` is request_timeout's stop, alone or inside a task group's exception group."""
-    if isinstance(exc, (asyncio.CancelledError, RequestTimeout)):
-        return True
-    inner: tuple[BaseException, ...] = getattr(exc, "exceptions", ())  # BaseExceptionGroup
-    return bool(inner) and all(_is_timeout(each) for each in inner)
 
 
 def _uncancel() -> None:

@@ -4,27 +4,51 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from corral.config.model import default_of
-from corral.drivers.transport import ClientDisconnected
+from corral.gateway.ladder import ClientDisconnected, RequestTimeout, answer
 from corral.gateway.wsgi import ResponseState, Transport, WSGIGateway
 from corral.gateway.wsgi_input import WSGIInput
 from corral.http.connection import ServerConnection
-from corral.http.errors import LocalProtocolError, ProtocolError, render_error
+from corral.http.errors import ProtocolError, render_error
 from corral.http.events import EndOfMessage, Request
 from corral.logging import AccessRecord
 from corral.metrics import NullMetrics
-from corral.workers.deadline import Deadlines, RequestTimeout
 
 if TYPE_CHECKING:
     from corral.config import Config
+    from corral.logging import Logger
     from corral.metrics import Metrics
-    from corral.workers.base import Worker
 
-# Unread request body we are willing to read and discard to keep a connection alive; past this,
-# closing is cheaper than draining.
-DRAIN_LIMIT = 256 * 1024
+_STOPS = (RequestTimeout,)
+
+
+class Watch(Protocol):
+    """request_timeout's watch over one request."""
+
+    def end(self) -> None: ...
+
+
+class Watchdog(Protocol):
+    """request_timeout on a WSGI worker (workers/deadline.py)."""
+
+    def begin(self, req: Request, peer: str) -> Watch: ...
+
+
+class ServingWorker(Protocol):
+    """What the request path needs of the worker process serving it."""
+
+    cfg: Config
+    log: Logger
+    pid: int
+
+    @property
+    def deadlines(self) -> Watchdog | None: ...
+
+    def request_done(self) -> None: ...
+
+    def last_request(self) -> bool: ...
 
 
 class Bookkeeping:
@@ -33,7 +57,7 @@ class Bookkeeping:
     The WSGI lifecycle below and the ASGI gateway both call it, so these steps exist once.
     """
 
-    def __init__(self, worker: Worker, metrics: Metrics) -> None:
+    def __init__(self, worker: ServingWorker, metrics: Metrics) -> None:
         self.worker = worker
         self.log = worker.log
         # Hooks left at their do-nothing defaults and switched-off metrics cost nothing per
@@ -118,12 +142,16 @@ class Outcome(NamedTuple):
 class RequestLifecycle:
     """Runs each WSGI request the same way whichever worker read it off the wire."""
 
-    def __init__(self, worker: Worker, gateway: WSGIGateway, metrics: Metrics) -> None:
+    def __init__(
+        self, worker: ServingWorker, gateway: WSGIGateway, metrics: Metrics, drain_limit: int
+    ) -> None:
         self.worker = worker
         self.gateway = gateway
         self.log = worker.log
         self.books = Bookkeeping(worker, metrics)
-        self.deadlines: Deadlines | None = worker.deadlines
+        self.deadlines: Watchdog | None = worker.deadlines
+        # Unread request body read and discarded to keep the connection (the drivers' policy).
+        self.drain_limit = drain_limit
         server = worker.cfg.server_header
         self.server_header: bytes | None = server.encode("latin-1") if server else None
 
@@ -156,34 +184,21 @@ class RequestLifecycle:
                     books.begin(req)
                 environ = self.gateway.build_environ(env_base, trusted, req, body)
                 self.gateway.run(environ, req, conn, transport, state)
-            except ClientDisconnected as exc:
-                self.log.debug("client went away during %s %s: %s", req.method, req.path, exc)
-                keep = False
-            except ProtocolError as exc:
-                self.log.debug(
-                    "rejected %s %s: %s %s", req.method, req.path, exc.status, exc.reason
-                )
-                keep = self._fail(exc.status, state, transport)
-            except LocalProtocolError as exc:
-                self.log.error(
-                    "Invalid response from the app for %s %s: %s", req.method, req.path, exc
-                )
-                keep = self._fail(500, state, transport)
-            except Exception:
-                self.log.exception("Error handling request %s", req.target)
-                keep = self._fail(500, state, transport)
             finally:
                 if watch is not None:
                     watch.end()
-        except RequestTimeout:
+        except BaseException as exc:
             if watch is not None:
                 watch.end()
-            keep = self._fail(504, state, transport)
+            keep = False
+            status = answer(exc, self.log, req, stops=_STOPS if watch is not None else ())
+            if status is not None:
+                self._fail(status, state, transport)
         if quiet:
             self.worker.request_done()
         else:
             self._account(req, environ, env_base, state, started, t0)
-        return keep and conn.keep_alive and _body_finished(req, conn, body)
+        return keep and conn.keep_alive and _body_finished(req, conn, body, self.drain_limit)
 
     def _account(
         self,
@@ -217,8 +232,8 @@ class RequestLifecycle:
             time.perf_counter() - t0,
         )
 
-    def _fail(self, status: int, state: ResponseState, transport: Transport) -> bool:
-        """Answer with an error page when no response has started; the connection then closes."""
+    def _fail(self, status: int, state: ResponseState, transport: Transport) -> None:
+        """Answer with an error page when no response has started (the connection then closes)."""
         if not state.head_sent:
             state.status = status
             state.head_sent = True
@@ -226,16 +241,17 @@ class RequestLifecycle:
                 transport.sendall(render_error(status, server=self.server_header))
             except ClientDisconnected:
                 pass
-        return False
 
 
-def _body_finished(req: Request, conn: ServerConnection, body: WSGIInput) -> bool:
+def _body_finished(req: Request, conn: ServerConnection, body: WSGIInput, limit: int) -> bool:
     """Read the request to its end so the next one can start; False when it cannot be."""
     try:
+        if body.done:
+            return True  # the app read it all, its end included
         if req.content_length is None and not req.chunked:
-            # No body: the next event is this request's end.
+            # No body, and the app did not read: the next event is this request's end.
             return type(conn.next_event()) is EndOfMessage
-        return body.drain(DRAIN_LIMIT)
+        return body.drain(limit)
     except (ProtocolError, ClientDisconnected):
         return False
 

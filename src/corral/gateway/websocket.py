@@ -9,7 +9,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from corral.gateway.asgi import ClientDisconnect, Message, app_headers
+from corral.gateway.asgi import Message, app_headers
+from corral.gateway.ladder import ClientDisconnected
 from corral.gateway.ws_frames import FIN_BINARY, FIN_TEXT, data_frame, next_frame, unmask
 from corral.gateway.ws_handshake import HandshakeError, accept_headers, check_handshake
 from corral.http.connection import ServerConnection
@@ -90,7 +91,7 @@ class WSChannel(Protocol):
         ...
 
     def write(self, data: bytes) -> None:
-        """Queue bytes for the peer; raises ClientDisconnect once the connection is gone."""
+        """Queue bytes for the peer; raises ClientDisconnected once the connection is gone."""
         ...
 
     async def drain(self) -> None:
@@ -173,7 +174,7 @@ class WebSocketSession:
         except HandshakeError as exc:
             gateway.log.debug("WebSocket handshake refused for %s: %s", req.target, exc)
             self._respond(exc.status, exc.headers)
-        except ClientDisconnect:
+        except ClientDisconnected:
             gateway.log.debug("WebSocket client went away: %s", req.target)
         except LocalProtocolError as exc:
             gateway.log.error("Invalid WebSocket response from the app for %s: %s", req.target, exc)
@@ -256,7 +257,7 @@ class WebSocketSession:
             "websocket.send",
             "websocket.close",
         ):
-            raise ClientDisconnect("the WebSocket is closed")
+            raise ClientDisconnected("the WebSocket is closed")
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} on a WebSocket")
         if self.channel.write_blocked:
@@ -318,7 +319,7 @@ class WebSocketSession:
         else:
             body = b"%d\n" % status
             out = conn.send_full(status, [*headers, ("Content-Type", "text/plain")], body)
-        with contextlib.suppress(ClientDisconnect):
+        with contextlib.suppress(ClientDisconnected):
             self.channel.write(out)
 
     # -- frames from the peer --------------------------------------------------------------
@@ -505,7 +506,7 @@ class WebSocketSession:
         self._wake()
 
     def _write(self, data: bytes) -> None:
-        with contextlib.suppress(ClientDisconnect):
+        with contextlib.suppress(ClientDisconnected):
             self.channel.write(data)
 
     # -- driver notifications --------------------------------------------------------------

@@ -38,6 +38,11 @@ class WSGIInput:
         self._buf = bytearray()
         self._eof = False
 
+    @property
+    def done(self) -> bool:
+        """The body has been read to its end (EndOfMessage taken from the core)."""
+        return self._eof
+
     def _fill(self) -> bool:
         """Pull one more piece of the body into the buffer; False once the body is complete."""
         data = self._pull()

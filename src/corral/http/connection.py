@@ -439,8 +439,13 @@ class ServerConnection:
         return self._keep_alive
 
     def close_after(self) -> None:
-        """Close after the current exchange: the coming response says Connection: close."""
-        self._close_after = True
+        """Close after the current exchange: the coming response says Connection: close.
+
+        Once a response head has gone out promising keep-alive it is too late: closing after
+        it anyway would race a client that reuses the connection, so the promise stands.
+        """
+        if self._sstate == _S_IDLE:
+            self._close_after = True
 
     @property
     def body_complete(self) -> bool:

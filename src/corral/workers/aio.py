@@ -87,9 +87,8 @@ class AsyncioWorker(Worker):
         try:
             acceptor.start()
             await self._run_until_stopped(ctx)
-            acceptor.stop()
             deadline = loop.time() + max(cfg.graceful_timeout, 0)
-            await self._finish_in_flight(ctx, deadline)
+            await self._finish_in_flight(ctx, acceptor, deadline)
         finally:
             acceptor.stop()
             tasks = [p.task for p in ctx.connections if p.task is not None]
@@ -115,9 +114,9 @@ class AsyncioWorker(Worker):
             )
         return AioContext(
             gateway=gateway,
+            policy=connection_policy(cfg, self),
             websocket=websocket,
             request_timeout=float(cfg.request_timeout),
-            **connection_policy(cfg),
         )
 
     def _watch_loop(self, ctx: AioContext) -> None:
@@ -149,15 +148,27 @@ class AsyncioWorker(Worker):
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), tick)
 
-    async def _finish_in_flight(self, ctx: AioContext, deadline: float) -> None:
-        """Graceful stop: close idle connections, let requests in flight finish by ``deadline``."""
+    async def _finish_in_flight(self, ctx: AioContext, acceptor: Acceptor, deadline: float) -> None:
+        """Graceful stop: requests in flight finish by ``deadline``, idle connections soon.
+
+        A retiring worker stops accepting at once. When the whole server drains, a worker goes
+        on accepting while it has connections open or queued: it is alive for those anyway,
+        and a connection still queued when the last worker lets go of the listeners would be
+        reset. New requests are answered with Connection: close.
+        """
         loop = asyncio.get_running_loop()
-        ctx.closing = True
+        ctx.policy.begin_stop(loop.time())
+        if not self.stopping():
+            acceptor.stop()
         for proto in list(ctx.connections):
             proto.shutdown()
         next_tick = 0.0
         tick = self._tick()
-        while ctx.connections and loop.time() < deadline:
+        while loop.time() < deadline:
+            if acceptor.running and not (ctx.connections or acceptor.backlog()):
+                acceptor.stop()
+            if not (acceptor.running or ctx.connections):
+                break
             now = loop.time()
             if now >= next_tick:
                 next_tick = now + tick
@@ -167,6 +178,7 @@ class AsyncioWorker(Worker):
                 for proto in list(ctx.connections):
                     proto.tick(now)
             await asyncio.sleep(STOP_POLL)
+        acceptor.stop()
         if ctx.connections:
             self.log.warning(
                 "graceful_timeout: dropping %d connection(s) still open", len(ctx.connections)

@@ -188,6 +188,24 @@ class Worker:
         """Whether the request about to be served spends the max_requests budget."""
         return bool(self.max_requests) and self.nr + 1 >= self.max_requests
 
+    def draining(self) -> bool:
+        """Whether the whole server is shutting down (its master got TERM), so that this
+        worker serves its listeners' backlog before it exits; False when only it retires."""
+        try:
+            return self.heartbeat.draining()
+        except OSError:
+            return False  # the heartbeat is closed: the worker is on its way out anyway
+
+    def stopping(self) -> bool:
+        """A graceful stop begins: log it, and say whether the server drains (see draining)."""
+        draining = self.draining()
+        self.log.debug(
+            "Worker stopping gracefully (pid: %s): %s",
+            self.pid,
+            "the server drains" if draining else "this worker retires",
+        )
+        return draining
+
     def parent_alive(self) -> bool:
         """False once the arbiter has gone (we were re-parented): then the worker stops."""
         if os.getppid() != self.ppid:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 from corral.drivers.blocking import DriverContext
+from corral.drivers.policy import DRAIN_LIMIT, ConnectionPolicy, PolicyWorker
 from corral.gateway.forwarded import TrustedPeers
+from corral.gateway.lifecycle import RequestLifecycle
 from corral.gateway.loader import LoadedApp
 from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import Limits
-from corral.lifecycle import RequestLifecycle
 from corral.metrics import make_metrics
 
 if TYPE_CHECKING:
@@ -36,19 +37,9 @@ def limits_from(cfg: Config) -> Limits:
     )
 
 
-class ConnectionPolicy(TypedDict):
-    """The per-connection rules every worker type takes from the settings, in one place."""
-
-    limits: Limits
-    proxy_limits: Limits | None  # for peers allowed to send a PROXY preamble
-    proxy_peers: TrustedPeers | None  # proxy_allow_ips
-    io_timeout: float
-    header_timeout: float
-    keepalive: float
-
-
-def connection_policy(cfg: Config) -> ConnectionPolicy:
-    """Limits, PROXY protocol, and timeouts for a worker's connections (any worker type)."""
+def connection_policy(cfg: Config, worker: PolicyWorker) -> ConnectionPolicy:
+    """Limits, PROXY protocol, timeouts and health checks for a worker's connections (any
+    worker type)."""
     limits = limits_from(cfg)
     proxy = cfg.proxy_protocol not in ("off", "none", "false")
     return ConnectionPolicy(
@@ -58,6 +49,8 @@ def connection_policy(cfg: Config) -> ConnectionPolicy:
         io_timeout=float(cfg.timeout) if cfg.timeout > 0 else 30.0,
         header_timeout=float(cfg.header_timeout),
         keepalive=float(cfg.keepalive),
+        worker=worker,
+        health_path=cfg.health_check_path or "",
     )
 
 
@@ -65,5 +58,7 @@ def driver_context(worker: Worker, loaded: LoadedApp, *, multithread: bool) -> D
     """One WSGI worker's shared connection context."""
     cfg = worker.cfg
     gateway = WSGIGateway(loaded.app, cfg, multithread=multithread, log_warning=worker.log.warning)
-    lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg, worker.tally))
-    return DriverContext(lifecycle=lifecycle, gateway=gateway, **connection_policy(cfg))
+    lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg, worker.tally), DRAIN_LIMIT)
+    return DriverContext(
+        lifecycle=lifecycle, gateway=gateway, policy=connection_policy(cfg, worker)
+    )

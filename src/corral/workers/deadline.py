@@ -11,6 +11,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from corral.gateway.ladder import RequestTimeout
+
 if TYPE_CHECKING:
     from corral.http.events import Request
     from corral.logging import Logger
@@ -21,14 +23,6 @@ if TYPE_CHECKING:
 # is only sent for TCP urgent data to a process that asked for it with F_SETOWN; the Go
 # runtime uses it for preemption for the same reasons. SIGALRM is left to apps (signal.alarm).
 STOP_SIGNAL = signal.SIGURG
-
-
-class RequestTimeout(BaseException):
-    """Raised in a request's thread when the request outlives request_timeout.
-
-    A BaseException, like asyncio.CancelledError, so that an app's ``except Exception`` does
-    not swallow it; ``finally`` blocks and context managers (a transaction's rollback) run.
-    """
 
 
 class Watchdog:

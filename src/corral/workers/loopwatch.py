@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from corral.workers.deadline import STOP_SIGNAL, RequestTimeout, Watchdog, thread_stack
+from corral.gateway.ladder import RequestTimeout
+from corral.workers.deadline import STOP_SIGNAL, Watchdog, thread_stack
 
 if TYPE_CHECKING:
     from corral.logging import Logger

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import select
 import selectors
 import socket
+import time
 from typing import cast
 
 from corral.drivers.blocking import DriverContext, Session
-from corral.drivers.transport import ClientDisconnected
+from corral.drivers.policy import AcceptGate
+from corral.gateway.ladder import ClientDisconnected
 from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
 from corral.workers.context import driver_context
@@ -25,6 +28,7 @@ class SyncWorker(Worker):
 
     def serve(self, app: LoadedApp) -> None:
         ctx = driver_context(self, app, multithread=False)
+        gate = AcceptGate(self.log)
         wake_r = self.signal_pipe()
         selector = selectors.DefaultSelector()
         names = {}
@@ -40,13 +44,56 @@ class SyncWorker(Worker):
                     drain_pipe(wake_r)
                     continue
                 listener = cast(socket.socket, key.fileobj)
-                try:
-                    sock, peer = listener.accept()
-                except (BlockingIOError, ConnectionAbortedError):
-                    continue
-                self._serve_connection(sock, peer, names[listener.fileno()], ctx)
+                pause = self._accept(listener, names[listener.fileno()], ctx, gate)
+                if pause:
+                    self._rest(pause, wake_r)
                 if not self.alive:
                     break
+        if self.stopping():
+            self._drain_backlog(names, ctx, gate)
+
+    def _accept(
+        self, listener: socket.socket, sockname: object, ctx: DriverContext, gate: AcceptGate
+    ) -> float:
+        """Accept and serve one connection; the seconds to rest when accept() failed."""
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return 0.0
+        except OSError as exc:
+            return gate.failed(exc, time.monotonic())
+        self._serve_connection(sock, peer, sockname, ctx)
+        return 0.0
+
+    def _rest(self, pause: float, wake_r: int) -> None:
+        """accept() ran out of descriptors: wait (beating, woken by signals) before retrying."""
+        until = time.monotonic() + pause
+        while self.alive and (left := until - time.monotonic()) > 0:
+            self.heartbeat.notify()
+            select.select([wake_r], [], [], min(left, self.heartbeat_interval()))
+            drain_pipe(wake_r)
+
+    def _drain_backlog(
+        self, names: dict[int, object], ctx: DriverContext, gate: AcceptGate
+    ) -> None:
+        """The server is shutting down: serve the connections already queued on the listeners
+        before this worker lets go of them (each would be reset otherwise), within
+        graceful_timeout."""
+        deadline = time.monotonic() + max(self.cfg.graceful_timeout, 0)
+        ctx.policy.begin_stop(time.monotonic())
+        served = True
+        while served and time.monotonic() < deadline:
+            served = False
+            self.heartbeat.notify()
+            for listener in self.listeners:
+                try:
+                    sock, peer = listener.accept()
+                except OSError as exc:
+                    if not isinstance(exc, BlockingIOError):
+                        gate.failed(exc, time.monotonic())
+                    continue
+                self._serve_connection(sock, peer, names[listener.fileno()], ctx)
+                served = True
 
     def _serve_connection(
         self, sock: socket.socket, peer: object, sockname: object, ctx: DriverContext

@@ -9,7 +9,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from corral.drivers.blocking import LINGER_SECONDS, DriverContext, Session
+from corral.drivers.blocking import DriverContext, Session
+from corral.drivers.policy import LINGER_SECONDS, AcceptGate
 from corral.drivers.transport import wait_in_kernel
 from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
@@ -66,6 +67,11 @@ class ThreadedWorker(Worker):
         self.pending: deque[int] = deque()  # fds taken from epoll (one-shot fired), not yet served
         self.idle_wait = self.heartbeat_interval()
         self.listening: dict[int, tuple[socket.socket, object]] = {}
+        self.gate = AcceptGate(self.log)
+        self.resting: dict[int, float] = {}  # listener fd -> when it may accept again
+        # Threads between accept() and the connection's registration: a stopping worker must
+        # not exit under them (the connection would be reset with its request unread).
+        self.in_accept: set[ThreadSlot] = set()
         self.accepting = True
         self.running = True
         self.progress = time.monotonic()
@@ -154,18 +160,34 @@ class ThreadedWorker(Worker):
                 pass  # closed meanwhile by the sweep, or the epoll is gone
 
     def _accept(self, lfd: int, slot: ThreadSlot) -> None:
+        self.in_accept.add(slot)
+        try:
+            session = self._take_connection(lfd, slot)
+        finally:
+            self.in_accept.discard(slot)
+        if session is not None:
+            # Most clients send the request with the handshake's last ACK (and
+            # TCP_DEFER_ACCEPT waits for it), so read it now instead of after a round trip
+            # through epoll.
+            self._read_and_rearm(session, slot, self.ep.register)
+
+    def _take_connection(self, lfd: int, slot: ThreadSlot) -> Session | None:
+        """Accept one connection and register it as this thread's; None when there was none."""
         if not self.accepting:
-            return  # an event taken before a graceful stop: the next worker takes the client
+            return None  # an event taken before a graceful stop: the next worker takes it
         listener, sockname = self.listening[lfd]
         try:
             sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             self._rearm_listener(lfd)
-            return
+            return None
         except OSError as exc:
-            self.log.error("accept() failed: %s", exc)
-            self._rearm_listener(lfd)
-            return
+            pause = self.gate.failed(exc, time.monotonic())
+            if pause:
+                self.resting[lfd] = time.monotonic() + pause  # re-armed by the monitor
+            else:
+                self._rearm_listener(lfd)
+            return None
         try:
             wait_in_kernel(sock, FOLLOW_SECONDS)
             if sock.family != socket.AF_UNIX:
@@ -179,9 +201,7 @@ class ThreadedWorker(Worker):
         finally:
             # Counted first, so that worker_connections holds; re-armed whatever happened.
             self._rearm_listener(lfd)
-        # Most clients send the request with the handshake's last ACK (and TCP_DEFER_ACCEPT
-        # waits for it), so read it now instead of after a round trip through epoll.
-        self._read_and_rearm(session, slot, self.ep.register)
+        return session
 
     def _rearm_listener(self, lfd: int) -> None:
         if not self.accepting:
@@ -236,8 +256,8 @@ class ThreadedWorker(Worker):
 
         A head still arriving goes back to epoll, where the sweep enforces its deadline.
         """
-        ctx = self.ctx
-        while self.watching and not session.in_head and not ctx.closing and not slot.retire:
+        policy = self.ctx.policy
+        while self.watching and not session.in_head and not policy.closing and not slot.retire:
             slot.end()  # the wait below is the client's time, not a request's (see pool.py)
             slot.following = True
             data = session.wait_next()
@@ -278,40 +298,78 @@ class ThreadedWorker(Worker):
                 self.parent_alive()
             if not self.alive and not stop_by:
                 stop_by = now + max(self.cfg.graceful_timeout, 0)
-                self._stop_accepting()
+                self._begin_stop(now)
             if now >= next_sweep or stop_by:
                 next_sweep = now + 1.0
-                self._sweep(now, closing=bool(stop_by))
-            if stop_by and (not self.sessions or now >= stop_by):
+                self._sweep(now)
+            self._wake_listeners(now)
+            if stop_by and self._stopped(now >= stop_by):
                 return
             self.tuner.tune()
 
+    def _begin_stop(self, now: float) -> None:
+        """A graceful stop: a retiring worker stops accepting at once; when the whole server
+        drains (TERM to the master), it first serves what is queued on the listeners."""
+        self.ctx.policy.begin_stop(now)
+        if not self.stopping():
+            self._stop_accepting()
+
+    def _stopped(self, late: bool) -> bool:
+        """Whether the stop is done: nothing left to serve, or graceful_timeout is over.
+
+        A draining worker goes on accepting while it has connections open or queued: it is
+        alive for those anyway, and a connection still queued when the last worker lets go of
+        the listeners would be reset. New requests are answered with Connection: close.
+        """
+        if self.accepting and (late or not (self.sessions or self._queued())):
+            self._stop_accepting()
+        return late or not (self.accepting or self.sessions or self.in_accept)
+
+    def _queued(self) -> bool:
+        """Whether a connection waits in a listener's backlog (or a thread is taking one)."""
+        if self.in_accept:
+            return True
+        poller = select.poll()
+        for lfd in self.listening:
+            poller.register(lfd, select.POLLIN)
+        return bool(poller.poll(0))
+
     def _stop_accepting(self) -> None:
         self.accepting = False
-        self.ctx.closing = True
-        # Responses not yet started tell their clients this connection ends with them.
-        for session in list(self.sessions.values()):
-            session.conn.close_after()
         for lfd in self.listening:
             try:
                 self.ep.unregister(lfd)
             except OSError:
                 pass
 
-    def _sweep(self, now: float, *, closing: bool) -> None:
-        """Close connections past their deadline, and every idle one during a graceful stop."""
+    def _wake_listeners(self, now: float) -> None:
+        """Accept again on listeners that rested after accept() failed (out of descriptors)."""
+        for lfd, until in list(self.resting.items()):
+            if now >= until:
+                del self.resting[lfd]
+                self._rearm_listener(lfd)
+
+    def _sweep(self, now: float) -> None:
+        """Close connections past their deadline, and idle ones once a stop caps their keepalive.
+
+        An idle connection whose client has just sent something is left to the thread that
+        epoll hands it to: closing it now would lose that request.
+        """
         expired = []
         claims = self.claims
+        stop_idle_by = self.ctx.policy.stop_idle_by
         taken = set(self.pending)  # ready, waiting for a thread: not idle
         for session in list(self.sessions.values()):
             if session in claims or session.fd in taken:
                 continue
-            due = now >= session.deadline or (closing and not session.in_head)
-            if due and claims.setdefault(session, _SWEEPER) is _SWEEPER:
+            deadline = session.deadline if session.in_head else min(session.deadline, stop_idle_by)
+            if now < deadline or (not session.in_head and session.has_input()):
+                continue
+            if claims.setdefault(session, _SWEEPER) is _SWEEPER:
                 expired.append(session)
         self._resume_listeners()
         for session in expired:
-            if now >= session.deadline:
+            if session.in_head:
                 session.expire()
             # No waiting here: the monitor sweeps every connection and beats the heartbeat,
             # and half a second per expired head would stall both.

@@ -1,0 +1,148 @@
+"""One connection policy for every worker: when a connection ends, and how it ends without loss."""
+
+from __future__ import annotations
+
+import errno
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from corral.gateway.forwarded import TrustedPeers
+from corral.http.connection import Limits, ServerConnection
+from corral.http.events import Request
+
+# After our last response on a connection (an error, or one that said Connection: close) the
+# client may still be sending: closing with unread input makes the kernel answer with RST, which
+# can destroy that response before the client reads it (RFC 9112 §9.6). So we stop sending and
+# read and discard what comes, for this long and this much at most, before closing.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 256 * 1024
+# Unread request body read and discarded to keep a connection; past this, closing is cheaper.
+DRAIN_LIMIT = 256 * 1024
+# A stopping worker keeps its idle kept-alive connections open this long at most (never longer
+# than their keepalive), so that a request a client is already sending on one is answered, with
+# Connection: close, instead of racing our close. gunicorn 27's gthread waits the same 2 s.
+STOP_KEEPALIVE_LINGER = 2.0
+# accept() failing for want of descriptors or memory: the listener rests this long, and the
+# failure is logged once per rest rather than once per attempt.
+ACCEPT_PAUSE = 1.0
+_SCARCE = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+
+
+class PolicyWorker(Protocol):
+    """What the policy needs to know of its worker process."""
+
+    def last_request(self) -> bool:
+        """The next request spends the max_requests budget."""
+        ...
+
+    def draining(self) -> bool:
+        """The whole server is shutting down (TERM), not just this worker retiring."""
+        ...
+
+
+@dataclass
+class ConnectionPolicy:
+    """The rules every worker's connections follow, whatever drives their I/O.
+
+    Both drivers (blocking, asyncio) ask it the same questions: which limits a peer gets, whether
+    a response must close its connection, how long an idle connection lives, whether a request
+    is a health check. A rule changed here changes for sync, threaded and asyncio at once.
+    """
+
+    limits: Limits
+    proxy_limits: Limits | None  # for peers allowed to send a PROXY preamble
+    proxy_peers: TrustedPeers | None  # proxy_allow_ips
+    io_timeout: float  # one stalled read or write of a request in progress
+    header_timeout: float  # a whole request head, from its first byte
+    keepalive: float  # idle time allowed between requests
+    worker: PolicyWorker
+    health_path: str = ""  # answered by corral itself; "" = off
+    closing: bool = False  # stopping: every response says Connection: close
+    stop_idle_by: float = math.inf  # stopping: when idle kept-alive connections close
+
+    def limits_for(self, peer: Any) -> tuple[Limits, bool]:
+        """The parser limits for a peer, and whether it may send a PROXY preamble."""
+        if self.proxy_limits is not None and self.proxy_peers is not None:
+            addr = peer[0] if isinstance(peer, tuple) else ""
+            if self.proxy_peers.trusts(addr):
+                return self.proxy_limits, True
+        return self.limits, False
+
+    def must_close(self, req: Request, conn: ServerConnection) -> bool:
+        """Whether the response to ``req`` ends its connection; the response then says so.
+
+        Said in the response rather than done silently after it: a client reusing the
+        connection would race our close (RFC 9112 §9.6). A stopping worker, or one spending its
+        max_requests budget, first answers the requests a client has already pipelined behind
+        this one, so that none of them is left for the client to resend.
+        """
+        if self.keepalive <= 0:
+            return True
+        if not (self.closing or self.worker.last_request()):
+            return False
+        pipelined = conn.buffered and req.content_length is None and not req.chunked
+        return not pipelined
+
+    def begin_stop(self, now: float) -> None:
+        """The worker stops: responses from now on close; idle connections end soon."""
+        self.closing = True
+        self.stop_idle_by = now + min(STOP_KEEPALIVE_LINGER, max(self.keepalive, 0.0))
+
+    def idle_until(self, now: float) -> float:
+        """When a connection idle from ``now`` on is closed: its keepalive, capped once stopping."""
+        return min(now + self.keepalive, self.stop_idle_by)
+
+    def health(self, req: Request, conn: ServerConnection) -> bytes | None:
+        """The answer to a health check (health_check_path), without calling the app; None
+        when ``req`` is not one. 200 while serving, 503 once the server is draining, so that a
+        readiness probe or load balancer stops sending before the listeners close."""
+        if not self.health_path or req.path != self.health_path:
+            return None
+        if self.worker.draining():
+            status, body = 503, b"draining\n"
+        else:
+            status, body = 200, b"OK\n"
+        headers = [
+            ("Content-Type", "text/plain"),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+        ]
+        return conn.send_full(status, headers, body)
+
+
+class AcceptLog(Protocol):
+    """Where accept failures are reported."""
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None: ...
+
+
+class AcceptGate:
+    """accept() failures: how long the listener rests, with one log line per rest.
+
+    Out of descriptors (EMFILE, ENFILE) or memory, every retry fails again until a connection
+    closes; retrying at once spins the CPU and floods the log. The worker keeps serving the
+    connections it has meanwhile, and accepts again after the rest.
+    """
+
+    def __init__(self, log: AcceptLog, pause: float = ACCEPT_PAUSE) -> None:
+        self.log = log
+        self.pause = pause
+        self._logged_at = -math.inf
+        self._unlogged = 0
+
+    def failed(self, exc: OSError, now: float) -> float:
+        """Seconds the listener should rest after ``exc`` (0: try again at once)."""
+        if exc.errno in (errno.ECONNABORTED, errno.EAGAIN, errno.EINTR, errno.EPROTO):
+            return 0.0  # that one connection is gone; the next may be fine
+        scarce = exc.errno in _SCARCE
+        if now - self._logged_at >= self.pause:
+            more = f" ({self._unlogged} more since the last report)" if self._unlogged else ""
+            advice = f"; pausing accepts for {self.pause:g} s" if scarce else ""
+            self.log.error("accept() failed: %s%s%s", exc, advice, more)
+            self._logged_at = now
+            self._unlogged = 0
+        else:
+            self._unlogged += 1
+        # Any other persistent failure would spin too: rest briefly.
+        return self.pause if scarce else min(self.pause, 0.1)
