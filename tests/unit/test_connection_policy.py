@@ -1,0 +1,133 @@
+"""The connection policy every worker follows: when a response closes, idle deadlines, health
+checks and accept back-off (drivers/policy.py)."""
+
+from __future__ import annotations
+
+import errno
+import math
+from typing import Any
+
+import pytest
+
+from corral.drivers.policy import STOP_KEEPALIVE_LINGER, AcceptGate, ConnectionPolicy
+from corral.http.connection import Limits, ServerConnection
+from corral.http.events import Request
+
+
+class FakeWorker:
+    """A worker's two answers, set by the test."""
+
+    def __init__(self, last: bool = False, draining: bool = False) -> None:
+        self.last = last
+        self.drains = draining
+
+    def last_request(self) -> bool:
+        return self.last
+
+    def draining(self) -> bool:
+        return self.drains
+
+
+class Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def error(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(msg % args)
+
+
+def policy(worker: FakeWorker | None = None, **kw: Any) -> ConnectionPolicy:
+    args: dict[str, Any] = {
+        "limits": Limits(),
+        "proxy_limits": None,
+        "proxy_peers": None,
+        "io_timeout": 30.0,
+        "header_timeout": 10.0,
+        "keepalive": 75.0,
+        "worker": worker or FakeWorker(),
+    }
+    args.update(kw)
+    return ConnectionPolicy(**args)
+
+
+def parsed(data: bytes) -> tuple[ServerConnection, Request]:
+    conn = ServerConnection(Limits())
+    conn.receive_data(data)
+    event = conn.next_event()
+    assert isinstance(event, Request)
+    return conn, event
+
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_a_serving_worker_keeps_connections() -> None:
+    conn, req = parsed(GET)
+    assert not policy().must_close(req, conn)
+
+
+def test_keepalive_zero_closes_every_response() -> None:
+    conn, req = parsed(GET + GET)
+    assert policy(keepalive=0).must_close(req, conn)
+
+
+@pytest.mark.parametrize("how", ["closing", "last request"])
+def test_a_stopping_worker_closes_after_the_last_request_it_has(how: str) -> None:
+    p = policy(FakeWorker(last=how == "last request"), closing=how == "closing")
+    conn, req = parsed(GET)
+    assert p.must_close(req, conn)
+    # With a second request already pipelined, that one is answered first.
+    conn, req = parsed(GET + GET)
+    assert not p.must_close(req, conn)
+    # Bytes after a request with a body may be its body: no exception then.
+    post = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+    conn, req = parsed(post)
+    assert p.must_close(req, conn)
+
+
+def test_idle_connections_live_their_keepalive_until_a_stop_caps_it() -> None:
+    p = policy(keepalive=75.0)
+    assert p.stop_idle_by == math.inf
+    assert p.idle_until(100.0) == 175.0
+    p.begin_stop(200.0)
+    assert p.closing
+    assert p.stop_idle_by == 200.0 + STOP_KEEPALIVE_LINGER
+    assert p.idle_until(201.0) == 200.0 + STOP_KEEPALIVE_LINGER
+
+
+def test_a_stop_never_keeps_an_idle_connection_past_its_own_keepalive() -> None:
+    p = policy(keepalive=1.0)
+    p.begin_stop(10.0)
+    assert p.stop_idle_by == 11.0
+
+
+@pytest.mark.parametrize(("draining", "status"), [(False, b" 200 "), (True, b" 503 ")])
+def test_the_health_check_is_answered_by_the_policy(draining: bool, status: bytes) -> None:
+    p = policy(FakeWorker(draining=draining), health_path="/healthz")
+    conn, req = parsed(b"GET /healthz?x=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = p.health(req, conn)
+    assert out is not None and status in out.split(b"\r\n", 1)[0]
+    assert b"Cache-Control: no-store" in out
+
+
+def test_other_paths_and_an_unset_health_path_go_to_the_app() -> None:
+    conn, req = parsed(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert policy().health(req, conn) is None
+    conn, req = parsed(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert policy(health_path="/healthz").health(req, conn) is None
+
+
+def test_out_of_descriptors_rests_the_listener_and_logs_once_per_rest() -> None:
+    log = Log()
+    gate = AcceptGate(log, pause=1.0)
+    emfile = OSError(errno.EMFILE, "Too many open files")
+    assert [gate.failed(emfile, 10.0 + i / 100) for i in range(50)] == [1.0] * 50
+    assert len(log.lines) == 1 and "pausing accepts for 1 s" in log.lines[0]
+    gate.failed(emfile, 11.5)
+    assert len(log.lines) == 2 and "(49 more since the last report)" in log.lines[1]
+
+
+def test_a_connection_aborted_before_accept_is_no_reason_to_rest() -> None:
+    log = Log()
+    assert AcceptGate(log).failed(OSError(errno.ECONNABORTED, "aborted"), 0.0) == 0.0
+    assert log.lines == []
