@@ -162,6 +162,8 @@ def test_client_going_away_is_seen_as_http_disconnect(
         "asyncio",
         "-w",
         "1",
+        "--log-level",
+        "debug",
         *BIND,
         "asgi_app:app",
         env={"ASGI_APP_DISCONNECT_LOG": str(log)},
@@ -170,6 +172,9 @@ def test_client_going_away_is_seen_as_http_disconnect(
         sock.sendall(b"POST /disconnect HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
     wait_until(lambda: log.read_text() if log.exists() else "", lambda text: text != "", 20)
     assert log.read_text() == "http.disconnect\n"
+    # The app then returns without a response, as a long poll should: no error for that.
+    server.wait_for("client left before the response to /disconnect")
+    assert "ASGI app returned without a complete response" not in server.log_text()
 
 
 def test_heartbeat_keeps_an_idle_worker_alive(corral_factory: Factory) -> None:

@@ -234,6 +234,7 @@ class HTTPCycle:
         "body_done",
         "body_sent",
         "channel",
+        "client_left",
         "complete",
         "gateway",
         "head_sent",
@@ -262,6 +263,7 @@ class HTTPCycle:
         self.complete = False  # the response is fully written
         self.aborted = False  # an error response went out instead: the connection closes
         self.body_done = False  # the request body was read to its end
+        self.client_left = False  # receive() told the app http.disconnect before the response
         self.timed_out = False  # request_timeout cancelled the app (drivers/aio.py)
         self.in_app = False  # the app is running: request_timeout may stop it
         self.length = 0
@@ -285,7 +287,12 @@ class HTTPCycle:
                 await gateway.app(scope, self.receive, self.send)
             finally:
                 self.in_app = False
-            if not (self.complete or self.aborted or self.channel.disconnected):
+            if self.client_left and not self.complete:
+                # A long poll whose client went away: returning without a response is what
+                # the app should do then, not an error (uvicorn does not log it either).
+                gateway.log.debug("client left before the response to %s", req.target)
+                self.aborted = True
+            elif not (self.complete or self.aborted or self.channel.disconnected):
                 if not self.head_sent:
                     gateway.log.error(
                         "ASGI app returned without a complete response: %s", req.target
@@ -337,9 +344,11 @@ class HTTPCycle:
         if self.body_done or self.complete:
             if not self.complete:
                 await self.channel.wait_disconnect()
+                self.client_left = not self.complete
             return {"type": "http.disconnect"}
         body = await self._read_body()
         if body is None:
+            self.client_left = not self.complete
             return {"type": "http.disconnect"}
         return {"type": "http.request", "body": body, "more_body": not self.body_done}
 
