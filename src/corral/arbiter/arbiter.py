@@ -355,8 +355,9 @@ class Arbiter:
         delay = self._backoff.record(Exit(requested, booted, code, now - child.spawned_at), now)
         if delay:
             self.log.warning(
-                "Worker (pid:%s) died while booting (%d in a row); next spawn in %.1fs",
+                "Worker (pid:%s) died %s (%d in a row); next spawn in %.1fs",
                 pid,
+                "within a second of booting" if booted else "while booting",
                 self._backoff.failures,
                 delay,
             )
