@@ -112,6 +112,8 @@ def open_loop(
     operator.join(timeout=DRAIN_S)
     if errors:
         raise errors[0]
+    if operator.is_alive():
+        raise TimeoutError(f"the operation was still running {DRAIN_S}s after the load")
 
 
 def _run_during(during: Callable[[], None] | None, errors: list[BaseException]) -> None:

@@ -140,7 +140,8 @@ class ServerProcess:
         return found
 
     def workers(self) -> set[int]:
-        return self.children(self.master)
+        """The master's children that serve: not helpers such as multiprocessing's tracker."""
+        return {pid for pid in self.children(self.master) if not _is_helper(pid)}
 
     def fds(self) -> tuple[int | None, list[int]]:
         """(the master's open fd count, each worker's), read from /proc."""
@@ -182,6 +183,15 @@ class ServerProcess:
                     os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
+
+
+def _is_helper(pid: int) -> bool:
+    # uvicorn's workers are spawned by multiprocessing, which starts a resource tracker too.
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"resource_tracker" in f.read()
+    except OSError:
+        return False
 
 
 def _is_python(pid: int) -> bool:

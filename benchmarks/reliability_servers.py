@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import socket
 import sys
 from collections.abc import Callable
@@ -81,11 +82,22 @@ def _corral(worker: str, app: str) -> Callable[[Options, str], list[str]]:
     return argv
 
 
+def _gunicorn_script() -> str:
+    """The `gunicorn` console script beside this interpreter, as users start it.
+
+    Not `python -m gunicorn`: on USR2 gunicorn re-executes its argv, and a re-executed
+    `gunicorn/__main__.py` puts gunicorn's own package first on sys.path, where its `http`
+    subpackage hides the standard library's (the asgi worker then fails to import).
+    """
+    beside = Path(sys.executable).with_name("gunicorn")
+    return str(beside) if beside.exists() else shutil.which("gunicorn") or "gunicorn"
+
+
 def _gunicorn(worker: str, app: str, *extra: str) -> Callable[[Options, str], list[str]]:
     def argv(opts: Options, bind: str) -> list[str]:
         # The control socket's default path is one per user: two gunicorns (or an upgrade)
         # would fight over it, and the rows do not use it.
-        args = [sys.executable, "-m", "gunicorn", *_common(opts), "-k", worker, *extra]
+        args = [_gunicorn_script(), *_common(opts), "-k", worker, *extra]
         return [*args, "--no-control-socket", "-b", bind, app]
 
     return argv
