@@ -89,10 +89,16 @@ def test_idle_connections_live_their_keepalive_until_a_stop_caps_it() -> None:
     p = policy(keepalive=75.0)
     assert p.stop_idle_by == math.inf
     assert p.idle_until(100.0) == 175.0
+    assert p.idle_deadline(100.0, 175.0) == 175.0
     p.begin_stop(200.0)
     assert p.closing
     assert p.stop_idle_by == 200.0 + STOP_KEEPALIVE_LINGER
-    assert p.idle_until(201.0) == 200.0 + STOP_KEEPALIVE_LINGER
+    # Idle since before the stop: closed at the stop's cap, not after its keepalive.
+    assert p.idle_deadline(150.0, 225.0) == 200.0 + STOP_KEEPALIVE_LINGER
+    # A response that began before the stop and ended 5 s into it promised keep-alive: its
+    # connection gets its own STOP_KEEPALIVE_LINGER, not an instant close.
+    assert p.idle_until(205.0) == 205.0 + STOP_KEEPALIVE_LINGER
+    assert p.idle_deadline(205.0, 280.0) == 205.0 + STOP_KEEPALIVE_LINGER
 
 
 def test_a_stop_never_keeps_an_idle_connection_past_its_own_keepalive() -> None:

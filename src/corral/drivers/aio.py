@@ -466,7 +466,6 @@ class Acceptor:
         self.pending = 0
         self.running = False
         self.paused = False
-        self.resting = False  # accept() ran out of descriptors: wait before trying again
         self.log = ctx.gateway.log
         self.gate = AcceptGate(self.log)
         self._names = {sock.fileno(): sock.getsockname() for sock in listeners}
@@ -510,9 +509,9 @@ class Acceptor:
             except OSError as exc:
                 pause = self.gate.failed(exc, self.loop.time())
                 if pause:
-                    self.paused = self.resting = True
+                    self.paused = True
                     self._unwatch()
-                    self.loop.call_later(pause, self._rested)
+                    self.loop.call_later(pause, self._connection_closed)
                 return
             sock.setblocking(False)
             self.pending += 1
@@ -529,12 +528,10 @@ class Acceptor:
             self.pending -= 1
 
     def _connection_closed(self) -> None:
-        if self.running and self.paused and not self.resting and not self._full():
+        # Also the end of a rest after EMFILE, which a closed connection (a descriptor freed)
+        # ends early.
+        if self.running and self.paused and not self._full():
             self._watch()
-
-    def _rested(self) -> None:
-        self.resting = False
-        self._connection_closed()
 
     def backlog(self) -> bool:
         """Whether a connection waits in a listener's backlog (or is being set up)."""

@@ -40,6 +40,7 @@ class Session:
         "env_base",
         "errored",
         "fd",
+        "idle_since",
         "in_head",
         "proxied",
         "sock",
@@ -58,7 +59,8 @@ class Session:
         self.env_base, self.trusted = ctx.gateway.connection_environ(peer, sockname)
         self.in_head = False
         self.errored = False
-        self.deadline = time.monotonic() + policy.header_timeout
+        self.idle_since = time.monotonic()
+        self.deadline = self.idle_since + policy.header_timeout
 
     def read_ready(self) -> bool:
         """Read what the socket holds now and serve every complete request; False to close."""
@@ -117,7 +119,8 @@ class Session:
             if not self._serve(event, policy.health(event, conn)):
                 return False
             conn.start_next_cycle()
-            self.deadline = policy.idle_until(time.monotonic())
+            self.idle_since = time.monotonic()
+            self.deadline = policy.idle_until(self.idle_since)
             got_bytes = False
 
     def _serve(self, req: Request, health: bytes | None) -> bool:

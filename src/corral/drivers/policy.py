@@ -23,8 +23,9 @@ DRAIN_LIMIT = 256 * 1024
 # than their keepalive), so that a request a client is already sending on one is answered, with
 # Connection: close, instead of racing our close. gunicorn 27's gthread waits the same 2 s.
 STOP_KEEPALIVE_LINGER = 2.0
-# accept() failing for want of descriptors or memory: the listener rests this long, and the
-# failure is logged once per rest rather than once per attempt.
+# accept() failing for want of descriptors or memory: the listener rests this long (or until
+# one of the worker's connections closes, freeing a descriptor), and the failure is logged once
+# per rest rather than once per attempt.
 ACCEPT_PAUSE = 1.0
 _SCARCE = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
@@ -90,8 +91,20 @@ class ConnectionPolicy:
         self.stop_idle_by = now + min(STOP_KEEPALIVE_LINGER, max(self.keepalive, 0.0))
 
     def idle_until(self, now: float) -> float:
-        """When a connection idle from ``now`` on is closed: its keepalive, capped once stopping."""
-        return min(now + self.keepalive, self.stop_idle_by)
+        """When a connection idle from ``now`` on is closed: after its keepalive, or once
+        stopping after STOP_KEEPALIVE_LINGER at most: a response that began before the stop
+        promised keep-alive, and its client may send again at once."""
+        if self.closing:
+            return now + min(self.keepalive, STOP_KEEPALIVE_LINGER)
+        return now + self.keepalive
+
+    def idle_deadline(self, idle_since: float, deadline: float) -> float:
+        """When a connection idle since ``idle_since`` closes: its ``deadline``, capped once
+        stopping, at the later of the stop's cap and its own STOP_KEEPALIVE_LINGER (for a
+        deadline set just before the stop, from the whole keepalive)."""
+        if not self.closing:
+            return deadline
+        return min(deadline, max(self.stop_idle_by, idle_since + STOP_KEEPALIVE_LINGER))
 
     def health(self, req: Request, conn: ServerConnection) -> bytes | None:
         """The answer to a health check (health_check_path), without calling the app; None

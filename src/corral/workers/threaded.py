@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import select
 import socket
 import threading
@@ -279,6 +280,8 @@ class ThreadedWorker(Worker):
         self.claims.pop(session, None)
         if self.paused:
             self._resume_listeners()
+        if self.resting:
+            self._wake_listeners(math.inf)  # a descriptor is free again
 
     # -- the main thread: signals, heartbeat, pool size, idle connections, graceful stop ----------
 
@@ -343,10 +346,11 @@ class ThreadedWorker(Worker):
                 pass
 
     def _wake_listeners(self, now: float) -> None:
-        """Accept again on listeners that rested after accept() failed (out of descriptors)."""
+        """Accept again on listeners that rested after accept() failed (out of descriptors),
+        once their rest is over; ``now`` = inf when a closed connection has freed one."""
         for lfd, until in list(self.resting.items()):
-            if now >= until:
-                del self.resting[lfd]
+            # pop: another thread may be waking the same listener.
+            if now >= until and self.resting.pop(lfd, None) is not None:
                 self._rearm_listener(lfd)
 
     def _sweep(self, now: float) -> None:
@@ -357,12 +361,14 @@ class ThreadedWorker(Worker):
         """
         expired = []
         claims = self.claims
-        stop_idle_by = self.ctx.policy.stop_idle_by
+        policy = self.ctx.policy
         taken = set(self.pending)  # ready, waiting for a thread: not idle
         for session in list(self.sessions.values()):
             if session in claims or session.fd in taken:
                 continue
-            deadline = session.deadline if session.in_head else min(session.deadline, stop_idle_by)
+            deadline = session.deadline
+            if not session.in_head:
+                deadline = policy.idle_deadline(session.idle_since, deadline)
             if now < deadline or (not session.in_head and session.has_input()):
                 continue
             if claims.setdefault(session, _SWEEPER) is _SWEEPER:
