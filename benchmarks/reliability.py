@@ -65,9 +65,11 @@ def cell(result: RowResult) -> str:
     if tally.failed:
         text += f" ({tally.breakdown()})"
     master, workers = result.fd_growth()
-    if master:
+    # Fewer fds after than before is no leak (a worker that served may have closed a lazily
+    # opened one); only growth is shown.
+    if master is not None and master > 0:
         text += f"; master fds {master:+d}"
-    if workers:
+    if workers is not None and workers > 0:
         text += f"; worker fds {workers:+d}"
     if result.replaced is False:
         text += "; no worker replaced"

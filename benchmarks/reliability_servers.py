@@ -113,8 +113,8 @@ def _uvicorn(opts: Options, bind: str) -> list[str]:
     return [*args, ASGI_APP]
 
 
-NO_MEMORY_LIMIT = "no setting that replaces a worker by its memory"
-NO_UPGRADE = "no USR2 re-exec of the master"
+NO_MEMORY_LIMIT = "no memory limit setting"
+NO_UPGRADE = "no USR2 upgrade"
 CORRAL_LACKS: dict[str, str] = {}
 GUNICORN_LACKS = {"max_worker_memory": NO_MEMORY_LIMIT}
 UVICORN_LACKS = {"max_worker_memory": NO_MEMORY_LIMIT, "usr2": NO_UPGRADE}
