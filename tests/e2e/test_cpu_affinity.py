@@ -49,8 +49,8 @@ def test_auto_pins_each_worker_and_its_threads_to_one_cpu(corral_factory: Start)
     placed = []
     for pid in pids:
         cpu = pinned_cpu(pid)
-        # The monitor and the 4 pool threads, once the worker has started them.
-        threads = wait_until(lambda pid=pid: thread_cpus(pid), lambda t: len(t) >= 5, 10)
+        # The monitor and the first pool thread (more start on demand), once started.
+        threads = wait_until(lambda pid=pid: thread_cpus(pid), lambda t: len(t) >= 2, 10)
         assert all(t == {cpu} for t in threads), f"threads of {pid}: {threads}"
         placed.append(cpu)
     assert sorted(placed) == spread(workers)

@@ -275,8 +275,9 @@ def test_clients_thinking_between_requests_do_not_grow_the_pool(corral_factory: 
                 time.sleep(0.002)
 
     assert in_parallel(20, client) == []
-    # The worker's main thread and its two pool threads, nothing more.
-    assert len(threads_of(worker)) == 3
+    # The worker's main thread and at most two pool threads (the pool starts with one), where
+    # counting the clients' pauses as busy time grew it to 8.
+    assert len(threads_of(worker)) <= 3
 
 
 def test_head_left_behind_by_a_pipelined_request_gets_header_timeout(

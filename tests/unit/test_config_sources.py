@@ -330,7 +330,7 @@ def test_bad_value_from_env() -> None:
 
 def test_bad_value_from_cli_and_file(tmp_path: Path) -> None:
     assert error(["--threads", "0"]) == (
-        "threads = '0' (from command line --threads): expected an integer >= 1"
+        "threads = '0' (from command line --threads): expected an integer >= 1, or auto"
     )
     conf = write(tmp_path / "c.py", "timeout = 'soon'\n")
     assert error(["-c", conf]) == f"timeout = 'soon' (from config file {conf}): expected an integer"

@@ -341,6 +341,19 @@ def _workers(value: object) -> int:
 
 
 WORKERS = Parser("an integer (0 = auto), or auto", _workers)
+
+
+def _threads(value: object) -> int:
+    """A thread count (at least 1), or `auto` (0): a pool that sizes itself (workers/pool.py)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return 0
+    try:
+        return POSITIVE_INT.convert(value)
+    except Invalid:
+        raise Invalid("expected an integer >= 1, or auto") from None
+
+
+THREADS = Parser("an integer >= 1, or auto", _threads)
 BOOL: Parser[bool] = Parser("boolean", _boolean)
 STRING: Parser[str] = Parser("string", _string)
 OPTIONAL_STRING: Parser[str | None] = Parser("string", _optional_string)

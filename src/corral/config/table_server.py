@@ -164,13 +164,18 @@ class ServerTable:
     threads: int = setting(
         1,
         section="Worker Processes",
-        parse=p.POSITIVE_INT,
+        parse=p.THREADS,
         cli=("--threads",),
-        metavar="INT",
+        metavar="INT|auto",
+        doc_default="1 (left unset, the threaded worker sizes its pool itself)",
         help="""
-        Threads per worker process for the threaded worker.
+        The most requests one threaded worker serves at once: its pool holds at most this
+        many threads, as in gunicorn, so an app may size its database pool to it. Threads
+        start on demand, one at first, so a large value costs nothing under light load.
 
-        More than 1 with the `sync` worker selects the threaded worker, as in gunicorn.
+        Left unset, or `auto`, the threaded worker sizes its pool itself: it grows while every
+        thread is busy waiting (not computing), up to `max_threads`. More than 1 (or `auto`)
+        with the `sync` worker selects the threaded worker, as in gunicorn.
         """,
     )
     max_threads: int = setting(
@@ -181,12 +186,12 @@ class ServerTable:
         metavar="INT",
         corral_only=True,
         help="""
-        Upper bound on the threaded worker's pool when it grows with demand.
+        Upper bound on a threaded worker's pool that sizes itself (`threads` unset or `auto`).
 
-        The pool starts at `threads` and grows while every thread is busy waiting (not
+        The pool starts with one thread and grows while every thread is busy waiting (not
         computing): it doubles up to 128 threads, then grows by an eighth at a time. 0 means
-        the automatic bound, 160 threads; set it equal to `threads` for a fixed-size pool.
-        Otherwise it must be at least `threads`.
+        the automatic bound, 160 threads. With `threads` set to a number it raises the bound
+        above `threads`, and must then be at least `threads`.
         """,
     )
     worker_connections: int = setting(

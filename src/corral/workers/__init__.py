@@ -19,10 +19,11 @@ _BUILTIN = {
 def resolve(worker_class: str, threads: int) -> type[Worker]:
     """The worker class for ``worker_class`` (a name or ``pkg.module.Class``) and ``threads``.
 
-    As in gunicorn, ``threads`` above one turns the default sync worker into the threaded one.
+    As in gunicorn, ``threads`` above one (or ``auto``, 0) turns the default sync worker into
+    the threaded one.
     """
     name = worker_class.strip()
-    if name == "sync" and threads > 1:
+    if name == "sync" and threads != 1:
         name = "threaded"
     target = _BUILTIN.get(name.lower())
     if target is None:

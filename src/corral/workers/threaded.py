@@ -9,6 +9,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from corral.drivers.blocking import DriverContext, Session
 from corral.drivers.policy import LINGER_SECONDS, AcceptGate
@@ -17,6 +18,9 @@ from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
 from corral.workers.context import driver_context
 from corral.workers.pool import PoolTuner, ThreadSlot
+
+if TYPE_CHECKING:
+    from corral.config import Config
 
 ARMED = select.EPOLLIN | select.EPOLLONESHOT
 MONITOR_INTERVAL = 0.1
@@ -32,6 +36,19 @@ FOLLOW_SECONDS = 0.05
 # start on.
 HARVEST = 8
 _SWEEPER = object()  # the monitor's claim on a connection it closes
+
+
+def pool_bound(cfg: Config) -> int:
+    """The most threads a worker's pool may run (0: the tuner's automatic bound).
+
+    ``threads = N`` caps it at N, as in gunicorn (corral's ``max_threads`` may raise that);
+    left unset, or ``auto``, the pool sizes itself up to ``max_threads``.
+    """
+    threads: int = cfg.threads
+    max_threads: int = cfg.max_threads
+    if threads > 0 and cfg.given("threads") is not None:
+        return max(threads, max_threads)
+    return max_threads
 
 
 class ThreadedWorker(Worker):
@@ -80,7 +97,7 @@ class ThreadedWorker(Worker):
             listener.setblocking(False)
             self.listening[listener.fileno()] = (listener, listener.getsockname())
             self.ep.register(listener.fileno(), ARMED)
-        self.tuner = PoolTuner(self.cfg.threads, self.cfg.max_threads, self._start_thread)
+        self.tuner = PoolTuner(1, pool_bound(self.cfg), self._start_thread)
         self.tuner.start()
         try:
             self._monitor()
