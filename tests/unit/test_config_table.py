@@ -33,6 +33,7 @@ CORRAL_ONLY = """
 limit_request_body limit_request_head require_host server_header interface loop lifespan
 websocket_max_message_size websocket_ping_interval websocket_ping_timeout header_timeout
 max_threads cpu_affinity max_worker_memory request_timeout metrics_bind health_check_path
+reload_include reload_exclude statsd_names
 """.split()  # noqa: SIM905
 
 # gunicorn's defaults (its documentation), which corral keeps unless the table says otherwise.

@@ -14,6 +14,7 @@ from corral.config.table_hooks import HookTable
 from corral.config.table_logging import LoggingTable
 from corral.config.table_mechanics import MechanicsTable
 from corral.config.table_server import ServerTable
+from corral.config.table_tls import TLSTable
 from corral.errors import ConfigError
 
 DEFAULT_SOURCE = "default"
@@ -49,7 +50,7 @@ def show_value(value: object, limit: int = 80) -> str:
 
 
 @dataclasses.dataclass
-class Config(HookTable, LoggingTable, MechanicsTable, ServerTable):
+class Config(HookTable, LoggingTable, MechanicsTable, ServerTable, TLSTable):
     """Every setting as a typed attribute named as in gunicorn; see docs/settings.md."""
 
     def __post_init__(self) -> None:

@@ -5,21 +5,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from corral.config import parsers as p
-from corral.config.spec import TLS_UNSUPPORTED, setting
+from corral.config.spec import setting
 
 
 def default_hook(*_args: object) -> None:
     """The default of every hook: do nothing."""
-
-
-def default_ssl_context(_config: object, default_ssl_context_factory: Callable[[], Any]) -> Any:
-    """The default ssl_context hook: the context built from the settings, unchanged."""
-    return default_ssl_context_factory()
 
 
 H = "Server Hooks"
@@ -126,14 +119,4 @@ class HookTable:
         section=H,
         parse=p.hook(1),
         help="`on_exit(server)`: in the arbiter, just before corral exits.",
-    )
-    ssl_context: p.Hook = setting(
-        default_ssl_context,
-        section=H,
-        parse=p.hook(2),
-        unsupported=TLS_UNSUPPORTED,
-        help="""
-        `ssl_context(config, default_ssl_context_factory)`: returns the `ssl.SSLContext`
-        to serve TLS with.
-        """,
     )

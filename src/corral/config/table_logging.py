@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from logging.handlers import SysLogHandler
 
 from corral.config import parsers as p
-from corral.config.spec import TLS_UNSUPPORTED, setting
+from corral.config.spec import setting
 
 # The local syslog endpoint differs by platform (a constant of the interpreter, not the
 # environment).
@@ -27,18 +27,6 @@ SYSLOG_FACILITIES = tuple(sorted(SysLogHandler.facility_names))
 
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 
-
-def _ssl_version(value: object) -> object:
-    # gunicorn ignores ssl_version and takes an int or an ssl.PROTOCOL_* name; corral only
-    # needs to tell the default (ssl.PROTOCOL_TLS, 2) from anything else.
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    if isinstance(value, (int, str)) and not isinstance(value, bool):
-        return value
-    raise p.Invalid("expected an int or an ssl.PROTOCOL_* name")
-
-
-SSL_VERSION: p.Parser[object] = p.Parser("int or name", _ssl_version)
 
 DEFAULT_LOGGER_CLASS = "corral.logging.Logger"
 
@@ -255,6 +243,20 @@ class LoggingTable:
         Prefix of every metric name (a `.` is added when missing).
         """,
     )
+    statsd_names: str = setting(
+        "gunicorn",
+        section="Logging",
+        parse=p.choice(("gunicorn", "corral")),
+        cli=("--statsd-names",),
+        metavar="gunicorn|corral",
+        corral_only=True,
+        help="""
+        The names statsd metrics are sent under: `gunicorn` (the default) sends gunicorn's
+        (`gunicorn.requests`, `gunicorn.request.duration`, `gunicorn.workers`,
+        `gunicorn.request.status.<code>`, `gunicorn.log.<level>`), so existing dashboards keep
+        working; `corral` sends the same series under `corral.`.
+        """,
+    )
     metrics_bind: str | None = setting(
         None,
         section="Logging",
@@ -349,79 +351,4 @@ class LoggingTable:
         Close a WebSocket connection whose pong has not come this long after a ping; 0
         waits forever.
         """,
-    )
-
-    # --- SSL ---------------------------------------------------------------------------------
-    keyfile: str | None = setting(
-        None,
-        section="SSL",
-        parse=p.OPTIONAL_STRING,
-        cli=("--keyfile",),
-        metavar="FILE",
-        unsupported=TLS_UNSUPPORTED,
-        help="TLS private key file.",
-    )
-    certfile: str | None = setting(
-        None,
-        section="SSL",
-        parse=p.OPTIONAL_STRING,
-        cli=("--certfile",),
-        metavar="FILE",
-        unsupported=TLS_UNSUPPORTED,
-        help="TLS certificate file.",
-    )
-    ssl_version: object = setting(
-        2,
-        section="SSL",
-        parse=SSL_VERSION,
-        cli=("--ssl-version",),
-        metavar="VERSION",
-        unsupported=TLS_UNSUPPORTED,
-        doc_default="2 (ssl.PROTOCOL_TLS)",
-        help="TLS protocol version (deprecated in gunicorn, which ignores it).",
-    )
-    cert_reqs: int = setting(
-        0,
-        section="SSL",
-        parse=p.INT,
-        cli=("--cert-reqs",),
-        metavar="INT",
-        unsupported=TLS_UNSUPPORTED,
-        help="Whether client certificates are required (0 none, 1 optional, 2 required).",
-    )
-    ca_certs: str | None = setting(
-        None,
-        section="SSL",
-        parse=p.OPTIONAL_STRING,
-        cli=("--ca-certs",),
-        metavar="FILE",
-        unsupported=TLS_UNSUPPORTED,
-        help="CA certificates file for verifying clients.",
-    )
-    suppress_ragged_eofs: bool = setting(
-        True,
-        section="SSL",
-        parse=p.BOOL,
-        cli=("--suppress-ragged-eofs",),
-        mode="true",
-        unsupported=TLS_UNSUPPORTED,
-        help="Treat a TLS connection closed without close_notify as a normal end.",
-    )
-    do_handshake_on_connect: bool = setting(
-        False,
-        section="SSL",
-        parse=p.BOOL,
-        cli=("--do-handshake-on-connect",),
-        mode="true",
-        unsupported=TLS_UNSUPPORTED,
-        help="Do the TLS handshake when the connection is accepted.",
-    )
-    ciphers: str | None = setting(
-        None,
-        section="SSL",
-        parse=p.OPTIONAL_STRING,
-        cli=("--ciphers",),
-        metavar="STRING",
-        unsupported=TLS_UNSUPPORTED,
-        help="TLS cipher suites, in OpenSSL cipher list format.",
     )

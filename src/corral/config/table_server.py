@@ -544,6 +544,33 @@ class ServerTable:
         More files for `reload` to watch (templates, configuration); repeatable.
         """,
     )
+    reload_include: list[str] = setting(
+        [],
+        section="Debugging",
+        parse=p.STRING_LIST,
+        cli=("--reload-include",),
+        metavar="PATTERN",
+        mode="append",
+        corral_only=True,
+        help="""
+        Glob patterns of more files for `reload` to watch under the working directory, as
+        uvicorn's `--reload-include` (`*.html`, `templates/*`); repeatable. Python files are
+        always watched.
+        """,
+    )
+    reload_exclude: list[str] = setting(
+        [],
+        section="Debugging",
+        parse=p.STRING_LIST,
+        cli=("--reload-exclude",),
+        metavar="PATTERN",
+        mode="append",
+        corral_only=True,
+        help="""
+        Glob patterns of files `reload` ignores, as uvicorn's `--reload-exclude`
+        (`*.pyc`, `.git/*`); repeatable.
+        """,
+    )
     spew: bool = setting(
         False,
         section="Debugging",
