@@ -9,10 +9,17 @@ from typing import Protocol
 
 from corral.hostport import port_number, split_host_port
 
+# The names the Metrics protocol speaks in. statsd sends them as they are with
+# `statsd_names = "corral"`, or under gunicorn's `gunicorn.` (the default), which is where
+# dashboards built for gunicorn look: gunicorn.requests, gunicorn.request.duration,
+# gunicorn.request.status.<code>, gunicorn.workers and gunicorn.log.<level>.
+NAMESPACE = "corral."
 REQUESTS = "corral.requests"
 REQUEST_DURATION = "corral.request.duration"
 REQUEST_STATUS = "corral.request.status."
 WORKERS = "corral.workers"
+STATSD_NAMES = ("gunicorn", "corral")
+DEFAULT_STATSD_NAMES = "gunicorn"
 DEFAULT_STATSD_PORT = 8125
 
 
@@ -41,6 +48,8 @@ class MetricsSettings(Protocol):
     def statsd_prefix(self) -> str: ...
     @property
     def dogstatsd_tags(self) -> str: ...
+    @property
+    def statsd_names(self) -> str: ...
 
 
 class NullMetrics:
@@ -90,17 +99,33 @@ def normalize_prefix(prefix: str) -> str:
     return f"{stripped}." if stripped else ""
 
 
+def statsd_namespace(names: str) -> str:
+    """What replaces `corral.` in metric names: `gunicorn.` or `corral.` (the `statsd_names`)."""
+    if names not in STATSD_NAMES:
+        raise ValueError(f"statsd_names {names!r}: expected one of {', '.join(STATSD_NAMES)}")
+    return f"{names}."
+
+
 class StatsdMetrics:
     """Sends statsd lines over UDP (or a unix datagram socket); never raises on send.
 
-    Counters carry gunicorn's `|@1.0` sample rate; dogstatsd tags are appended as `|#tags`.
-    The name is resolved once, here, so no DNS lookup happens on the request path; when
-    resolution fails `error` says why and every send is dropped.
+    The lines are gunicorn's: timers `|ms`, counters `|c` with its `|@1.0` sample rate,
+    gauges `|g`, dogstatsd tags appended as `|#tags`. Names given in corral's namespace
+    (`corral.requests`) go out under `names` (`gunicorn.requests` by default); other names go
+    out as given. The host is resolved once, here, so no DNS lookup happens on the request
+    path; when resolution fails `error` says why and every send is dropped.
     """
 
-    def __init__(self, host: str, prefix: str = "", tags: str = "") -> None:
+    def __init__(
+        self, host: str, prefix: str = "", tags: str = "", names: str = DEFAULT_STATSD_NAMES
+    ) -> None:
         family, address = parse_statsd_host(host)
         self.prefix = normalize_prefix(prefix)
+        self._namespace = statsd_namespace(names)
+        # The request path's three names, translated once rather than per request.
+        self._duration = self._name(REQUEST_DURATION)
+        self._requests = self._name(REQUESTS)
+        self._status = self._name(REQUEST_STATUS)
         self._suffix = f"|#{tags}" if tags else ""
         self.error: OSError | None = None
         self._address: StatsdAddress | None = None
@@ -117,6 +142,11 @@ class StatsdMetrics:
         except OSError as exc:
             self.error = exc
 
+    def _name(self, name: str) -> str:
+        if name.startswith(NAMESPACE):
+            return self._namespace + name[len(NAMESPACE) :]
+        return name
+
     def _line(self, name: str, value: str, kind: str) -> str:
         return f"{self.prefix}{name}:{value}|{kind}{self._suffix}"
 
@@ -130,16 +160,16 @@ class StatsdMetrics:
 
     def request(self, duration_s: float, status: int) -> None:
         self.send(
-            self._line(REQUEST_DURATION, f"{duration_s * 1000:.3f}", "ms"),
-            self._line(REQUESTS, "1", "c|@1.0"),
-            self._line(f"{REQUEST_STATUS}{status}", "1", "c|@1.0"),
+            self._line(self._duration, f"{duration_s * 1000:.3f}", "ms"),
+            self._line(self._requests, "1", "c|@1.0"),
+            self._line(f"{self._status}{status}", "1", "c|@1.0"),
         )
 
     def gauge(self, name: str, value: float) -> None:
-        self.send(self._line(name, str(value), "g"))
+        self.send(self._line(self._name(name), str(value), "g"))
 
     def incr(self, name: str, value: int = 1) -> None:
-        self.send(self._line(name, str(value), "c|@1.0"))
+        self.send(self._line(self._name(name), str(value), "c|@1.0"))
 
     def close(self) -> None:
         if self._sock is not None:
@@ -174,8 +204,10 @@ class BothMetrics:
 def make_metrics(cfg: MetricsSettings, tally: Metrics | None = None) -> Metrics:
     """StatsdMetrics when `statsd_host` is set; with a worker's `tally` (metrics_bind), that
     too; NullMetrics when neither."""
+    # Settings objects made before statsd_names existed (and test doubles) lack it.
+    names = getattr(cfg, "statsd_names", DEFAULT_STATSD_NAMES)
     statsd = (
-        StatsdMetrics(cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags)
+        StatsdMetrics(cfg.statsd_host, cfg.statsd_prefix, cfg.dogstatsd_tags, names)
         if cfg.statsd_host
         else None
     )

@@ -26,6 +26,7 @@ from corral.arbiter.signals import SignalQueue, signal_name
 from corral.arbiter.sizing import resolve_workers
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, CorralError, HaltServer
 from corral.logging import Logger
+from corral.metrics import WORKERS as WORKERS_GAUGE
 from corral.sockets import BindError, Listener, close_listeners, open_listeners
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class Arbiter:
         self._upgrade = reexec.Upgrade()
         self._cwd = os.getcwd() if cwd is None else cwd
         self._metrics: MetricsService  # made with the logger
+        self._workers_sent: int | None = None  # the workers gauge as last sent to statsd
 
     # -- attributes for hooks ----------------------------------------------------------------------
 
@@ -271,7 +273,20 @@ class Arbiter:
         for _ in range(plan.spawn):
             if not self._spawn():
                 break
+        self._send_workers_gauge()
         return max(0.0, min(MAX_SLEEP, plan.wake_at - time.monotonic()))
+
+    def _send_workers_gauge(self) -> None:
+        """statsd's workers gauge, sent when it changes, as gunicorn's arbiter does.
+
+        Like gunicorn's, it counts the workers serving or booting, up to the number wanted:
+        during a reload the old and new workers together still count `num_workers`.
+        """
+        active = sum(1 for child in self._children.values() if child.phase is Phase.ACTIVE)
+        count = min(active, self.num_workers)
+        if count != self._workers_sent:
+            self._workers_sent = count
+            self.log.metrics.gauge(WORKERS_GAUGE, count)
 
     def _signal(self, pid: int, sig: int, phase: Phase | None = None) -> None:
         child = self._children.get(pid)
@@ -403,6 +418,7 @@ class Arbiter:
         self._previous = reload.Generation(self.cfg, self._worker_class, self.app, self.num_workers)
         old_log, self.log = self.log, log
         old_log.close()
+        self._workers_sent = None  # the new logger may send to another statsd_host
         self._metrics.reconfigure(new.cfg.metrics_bind, log)
         cfg = self.cfg = new.cfg
         self._worker_class, self.app = new.worker_class, new.app
