@@ -392,6 +392,7 @@ class Arbiter:
         for pid, other in list(self._children.items()):
             if other.generation == self._generation:
                 self._signal(pid, signal.SIGTERM, Phase.RETIRING)
+        reload.switch_environ(self.cfg.raw_env, previous.cfg.raw_env)
         self.cfg = previous.cfg
         self._worker_class = previous.worker_class
         self.app = previous.app
@@ -411,7 +412,7 @@ class Arbiter:
 
     def _reload_config(self) -> None:
         try:
-            new, log = reload.prepare(self.argv, self._cwd)
+            new, log = reload.prepare(self.argv, self._cwd, self.cfg.raw_env)
         except Exception as exc:  # a config file can raise anything
             self.log.error("Reload failed, the current configuration stays: %s", exc)
             return

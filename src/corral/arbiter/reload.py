@@ -33,17 +33,57 @@ class Generation:
     num_workers: int
 
 
-def prepare(argv: Sequence[str], cwd: str) -> tuple[Generation, Logger]:
+# The environment as corral was started with, before raw_env: the CLI imports this module
+# before it applies raw_env, so this is what a HUP goes back to before it applies the new
+# raw_env (gunicorn's `env_orig`).
+ORIGINAL_ENVIRON = dict(os.environ)
+
+
+def raw_env_pairs(raw_env: Sequence[str]) -> dict[str, str]:
+    """`KEY=VALUE` items as a dict (a later item wins, as when they are applied in order)."""
+    pairs: dict[str, str] = {}
+    for item in raw_env:
+        key, _, value = item.partition("=")
+        pairs[key] = value
+    return pairs
+
+
+def switch_environ(old: Sequence[str], new: Sequence[str]) -> None:
+    """Undo raw_env `old` in os.environ (back to ORIGINAL_ENVIRON), then apply raw_env `new`.
+
+    Workers forked from here on inherit the result, so a HUP's new workers see the new raw_env.
+    """
+    for key in raw_env_pairs(old):
+        if key in ORIGINAL_ENVIRON:
+            os.environ[key] = ORIGINAL_ENVIRON[key]
+        else:
+            os.environ.pop(key, None)
+    os.environ.update(raw_env_pairs(new))
+
+
+def prepare(
+    argv: Sequence[str], cwd: str, raw_env: Sequence[str] = ()
+) -> tuple[Generation, Logger]:
     """HUP: the configuration as loaded now, its worker class, preloaded app and logger.
 
-    Raises whatever loading raises (a config file or an app can raise anything); nothing of
-    the running master has changed by then.
+    `raw_env` is the one in effect: as in gunicorn, the config file is read without it, and
+    the new raw_env is in os.environ before the app is preloaded and for the workers forked
+    after. Raises whatever loading raises (a config file or an app can raise anything); the
+    environment is then as before, and nothing else of the running master has changed.
     """
-    cfg = load_config(argv, cwd)
-    cls = worker_class(cfg)
-    app = preload(cfg) if cfg.preload_app else None
-    resolve_workers(cfg, cls)
-    return Generation(cfg, cls, app, cfg.workers), Logger(cfg)
+    applied: Sequence[str] = ()
+    switch_environ(raw_env, applied)
+    try:
+        cfg = load_config(argv, cwd)
+        applied = cfg.raw_env
+        switch_environ((), applied)
+        cls = worker_class(cfg)
+        app = preload(cfg) if cfg.preload_app else None
+        resolve_workers(cfg, cls)
+        return Generation(cfg, cls, app, cfg.workers), Logger(cfg)
+    except BaseException:
+        switch_environ(applied, raw_env)
+        raise
 
 
 def load_config(argv: Sequence[str], cwd: str) -> Config:
