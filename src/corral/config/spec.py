@@ -24,6 +24,7 @@ SECTIONS = (
     "WebSocket",
     "SSL",
     "Server Hooks",
+    "Not Implemented",
 )
 
 # How a setting's command-line flag behaves:
@@ -34,9 +35,6 @@ SECTIONS = (
 #   toggle    --name sets True and --no-name sets False (corral's settings that default to True)
 #   optional  FLAG [VALUE]; FLAG alone means `const`
 FlagMode = Literal["store", "append", "true", "false", "toggle", "optional"]
-
-# The `unsupported` reason of every TLS setting (ssl section, ssl_context hook).
-TLS_UNSUPPORTED = "TLS is not supported yet; terminate TLS in a proxy in front of corral"
 
 SPEC_KEY = "corral.setting"
 ENV_PREFIX = "CORRAL_"
@@ -64,6 +62,9 @@ class Spec:
     # gunicorn reads a few plain environment variables as defaults (PORT, WEB_CONCURRENCY...).
     legacy_env: str | None = None
     legacy_env_format: str = "{}"
+    # Another setting's name for the same value (gunicorn's asgi_loop for corral's loop):
+    # setting either sets both, so each source's precedence holds whichever name it used.
+    same_as: str | None = None
 
     @property
     def short(self) -> str:
@@ -88,6 +89,7 @@ def setting(
     unsupported: str | None = None,
     legacy_env: str | None = None,
     legacy_env_format: str = "{}",
+    same_as: str | None = None,
 ) -> T:
     """Declare one setting as a dataclass field; the field's metadata carries its Spec."""
     if section not in SECTIONS:
@@ -107,6 +109,7 @@ def setting(
         unsupported=unsupported,
         legacy_env=legacy_env,
         legacy_env_format=legacy_env_format,
+        same_as=same_as,
     )
     metadata = {SPEC_KEY: spec}
     made: Any

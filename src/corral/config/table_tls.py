@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corral.config import parsers as p
-from corral.config.spec import TLS_UNSUPPORTED, setting
+from corral.config.spec import setting
 
 
 def _ssl_version(value: object) -> object:
@@ -41,8 +41,36 @@ class TLSTable:
         parse=p.OPTIONAL_STRING,
         cli=("--keyfile",),
         metavar="FILE",
-        unsupported=TLS_UNSUPPORTED,
-        help="TLS private key file.",
+        help="""
+        TLS private key file (PEM); may be left out when `certfile` holds the key too.
+        """,
+    )
+    keyfile_password: str | None = setting(
+        None,
+        section="SSL",
+        parse=p.OPTIONAL_STRING,
+        cli=("--keyfile-password", "--ssl-keyfile-password"),
+        metavar="PASSWORD",
+        corral_only=True,
+        help="""
+        The password of an encrypted `keyfile` (uvicorn's `--ssl-keyfile-password`). Prefer
+        the config file or `CORRAL_KEYFILE_PASSWORD` to the command line, which other users
+        of the machine can read.
+        """,
+    )
+    ssl_min_version: str = setting(
+        "TLSv1.2",
+        section="SSL",
+        parse=p.choice(
+            ("TLSv1.2", "TLSv1.3"),
+            {"tlsv1.2": "TLSv1.2", "tlsv1.3": "TLSv1.3", "1.2": "TLSv1.2", "1.3": "TLSv1.3"},
+        ),
+        cli=("--ssl-min-version",),
+        metavar="TLSv1.2|TLSv1.3",
+        corral_only=True,
+        help="""
+        The lowest TLS version a client may use; older ones fail the handshake.
+        """,
     )
     certfile: str | None = setting(
         None,
@@ -50,8 +78,12 @@ class TLSTable:
         parse=p.OPTIONAL_STRING,
         cli=("--certfile",),
         metavar="FILE",
-        unsupported=TLS_UNSUPPORTED,
-        help="TLS certificate file.",
+        help="""
+        TLS certificate file (PEM, the server's certificate then its chain). Setting it serves
+        HTTPS on every listener, in every worker. HUP reloads it with the key: new workers use
+        the new certificate, and one that fails to load leaves the previous one serving, with
+        an error in the log.
+        """,
     )
     ssl_version: object = setting(
         2,
@@ -59,9 +91,11 @@ class TLSTable:
         parse=SSL_VERSION,
         cli=("--ssl-version",),
         metavar="VERSION",
-        unsupported=TLS_UNSUPPORTED,
         doc_default="2 (ssl.PROTOCOL_TLS)",
-        help="TLS protocol version (deprecated in gunicorn, which ignores it).",
+        help="""
+        Deprecated in gunicorn. A value that pinned a version (`PROTOCOL_TLSv1_2`, 5) is taken
+        as a minimum, never below `ssl_min_version`; the others negotiate the best version.
+        """,
     )
     cert_reqs: int = setting(
         0,
@@ -69,8 +103,11 @@ class TLSTable:
         parse=p.INT,
         cli=("--cert-reqs",),
         metavar="INT",
-        unsupported=TLS_UNSUPPORTED,
-        help="Whether client certificates are required (0 none, 1 optional, 2 required).",
+        help="""
+        Client certificates (mTLS): 0 none, 1 optional (verified against `ca_certs` when
+        given), 2 required. The verified certificate reaches the app as `SSL_CLIENT_*`
+        environ keys (WSGI) and the ASGI `tls` extension.
+        """,
     )
     ca_certs: str | None = setting(
         None,
@@ -78,7 +115,6 @@ class TLSTable:
         parse=p.OPTIONAL_STRING,
         cli=("--ca-certs",),
         metavar="FILE",
-        unsupported=TLS_UNSUPPORTED,
         help="CA certificates file for verifying clients.",
     )
     suppress_ragged_eofs: bool = setting(
@@ -87,8 +123,10 @@ class TLSTable:
         parse=p.BOOL,
         cli=("--suppress-ragged-eofs",),
         mode="true",
-        unsupported=TLS_UNSUPPORTED,
-        help="Treat a TLS connection closed without close_notify as a normal end.",
+        help="""
+        Treat a TLS connection closed without close_notify as a normal end; off, such a
+        close is a client error, as a reset is.
+        """,
     )
     do_handshake_on_connect: bool = setting(
         False,
@@ -96,8 +134,11 @@ class TLSTable:
         parse=p.BOOL,
         cli=("--do-handshake-on-connect",),
         mode="true",
-        unsupported=TLS_UNSUPPORTED,
-        help="Do the TLS handshake when the connection is accepted.",
+        help="""
+        Accepted for gunicorn configs. corral always completes the handshake as soon as the
+        client sends its hello, without blocking the acceptor or other connections, and drops
+        a client that has not finished it within `header_timeout`.
+        """,
     )
     ciphers: str | None = setting(
         None,
@@ -105,14 +146,12 @@ class TLSTable:
         parse=p.OPTIONAL_STRING,
         cli=("--ciphers",),
         metavar="STRING",
-        unsupported=TLS_UNSUPPORTED,
         help="TLS cipher suites, in OpenSSL cipher list format.",
     )
     ssl_context: p.Hook = setting(
         default_ssl_context,
         section="Server Hooks",  # where gunicorn documents it
         parse=p.hook(2),
-        unsupported=TLS_UNSUPPORTED,
         help="""
         `ssl_context(config, default_ssl_context_factory)`: returns the `ssl.SSLContext`
         to serve TLS with.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -16,6 +17,7 @@ from corral.drivers.policy import (
     AcceptGate,
     ConnectionPolicy,
 )
+from corral.drivers.tls import asgi_extension
 from corral.gateway.asgi import ASGIGateway, HTTPCycle, Peer
 from corral.gateway.ladder import ClientDisconnected
 from corral.gateway.websocket import WebSocketSession, WSSettings
@@ -38,6 +40,7 @@ class AioContext:
     gateway: ASGIGateway
     policy: ConnectionPolicy
     websocket: WSSettings | None  # None when wsproto is not installed
+    tls: ssl.SSLContext | None = None  # certfile set: every connection is TLS
     request_timeout: float = 0.0  # an HTTP request's task is cancelled past this; 0: never
     connections: set[HTTPProtocol] = field(default_factory=set)
     on_closed: Callable[[], None] = lambda: None
@@ -93,6 +96,9 @@ class HTTPProtocol(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.ctx.connections.add(self)
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:  # the handshake is done: what it says goes into every scope
+            self.peer.tls = asgi_extension(tls)
 
     def data_received(self, data: bytes) -> None:
         if self.ws is not None:
@@ -129,8 +135,9 @@ class HTTPProtocol(asyncio.Protocol):
                 self._finish_body()
             else:
                 self._next_request()
-        # Keep the sending side open: a client that half-closes still gets its response.
-        return True
+        # Keep the sending side open: a client that half-closes still gets its response
+        # (TLS has no half-close: there the transport closes either way).
+        return self.peer.tls is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -520,8 +527,19 @@ class Acceptor:
     async def _attach(self, sock: socket.socket, peer: Any, sockname: Any) -> None:
         try:
             proto = HTTPProtocol(self.ctx, peer, sockname)
-            await self.loop.connect_accepted_socket(lambda: proto, sock)
-        except OSError as exc:
+            ctx = self.ctx
+            if ctx.tls is None:
+                await self.loop.connect_accepted_socket(lambda: proto, sock)
+            else:
+                # The loop drives the handshake alongside every other connection, and drops
+                # a client that has not finished it within header_timeout.
+                await self.loop.connect_accepted_socket(
+                    lambda: proto,
+                    sock,
+                    ssl=ctx.tls,
+                    ssl_handshake_timeout=ctx.policy.header_timeout,
+                )
+        except (OSError, asyncio.TimeoutError, ConnectionError) as exc:
             self.log.debug("could not set up an accepted connection: %s", exc)
             sock.close()
         finally:

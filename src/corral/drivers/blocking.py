@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import select
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from corral.drivers.policy import LINGER_BYTES, LINGER_SECONDS, ConnectionPolicy
-from corral.drivers.transport import NOWAIT, RECV_SIZE, SocketTransport
+from corral.drivers.tls import wsgi_environ
+from corral.drivers.transport import RECV_SIZE, SocketTransport, TLSTransport, wait_fd
 from corral.gateway.ladder import ClientDisconnected
 from corral.gateway.lifecycle import RequestLifecycle
 from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, EndOfMessage, Request
+
+# Rounds of a TLS handshake whose flight waits for room in the socket buffer.
+HANDSHAKE_WRITES = 8
 
 
 @dataclass
@@ -24,6 +30,8 @@ class DriverContext:
     lifecycle: RequestLifecycle
     gateway: WSGIGateway
     policy: ConnectionPolicy
+    tls: ssl.SSLContext | None = None  # certfile set: every connection is TLS
+    ragged_eofs_ok: bool = True  # suppress_ragged_eofs
 
 
 class Session:
@@ -40,6 +48,7 @@ class Session:
         "env_base",
         "errored",
         "fd",
+        "handshaking",
         "idle_since",
         "in_head",
         "proxied",
@@ -49,28 +58,82 @@ class Session:
     )
 
     def __init__(self, sock: socket.socket, peer: Any, sockname: Any, ctx: DriverContext) -> None:
+        policy = ctx.policy
+        self.handshaking = ctx.tls is not None
+        self.transport: SocketTransport
+        if ctx.tls is not None:
+            # The handshake is driven by read_ready (or finish_handshake), never blocking.
+            sock.setblocking(False)
+            sock = ctx.tls.wrap_socket(
+                sock,
+                server_side=True,
+                do_handshake_on_connect=False,
+                suppress_ragged_eofs=ctx.ragged_eofs_ok,
+            )
+            self.transport = TLSTransport(sock, policy.io_timeout, ctx.ragged_eofs_ok)
+        else:
+            self.transport = SocketTransport(sock, policy.io_timeout)
         self.sock = sock
         self.fd = sock.fileno()
         self.ctx = ctx
-        policy = ctx.policy
         limits, self.proxied = policy.limits_for(peer)
         self.conn = ServerConnection(limits, server_header=ctx.lifecycle.server_header)
-        self.transport = SocketTransport(sock, policy.io_timeout)
-        self.env_base, self.trusted = ctx.gateway.connection_environ(peer, sockname)
-        self.in_head = False
+        scheme = "https" if self.handshaking else "http"
+        self.env_base, self.trusted = ctx.gateway.connection_environ(peer, sockname, scheme)
+        # A TLS handshake counts as the head: header_timeout bounds it, and the sweep drops a
+        # client that stalls in it (without a 408, which it could not read).
+        self.in_head = self.handshaking
         self.errored = False
         self.idle_since = time.monotonic()
         self.deadline = self.idle_since + policy.header_timeout
 
     def read_ready(self) -> bool:
         """Read what the socket holds now and serve every complete request; False to close."""
-        try:
-            data = self.sock.recv(RECV_SIZE, NOWAIT)
-        except BlockingIOError:
-            return True
-        except OSError:
+        if self.handshaking and not self._handshake():
             return False
-        return self.take(data)
+        transport = self.transport
+        while not self.handshaking:
+            data = transport.recv_now()
+            if data is None:
+                return True
+            if not self.take(data):
+                return False
+            if not transport.pending():  # a TLS record read only in part
+                return True
+        return True
+
+    def finish_handshake(self) -> bool:
+        """The sync worker's wait for the TLS handshake, bounded by header_timeout."""
+        while self.handshaking:
+            if not self._handshake():
+                return False
+            if self.handshaking and not wait_fd(
+                self.fd, select.POLLIN, self.deadline - time.monotonic()
+            ):
+                return False
+        return True
+
+    def _handshake(self) -> bool:
+        """One step of the TLS handshake; False when it failed (the connection then closes)."""
+        sock = self.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        for _ in range(HANDSHAKE_WRITES):
+            try:
+                sock.do_handshake()
+            except ssl.SSLWantReadError:
+                return True  # the client's next flight: epoll (or the caller) waits for it
+            except ssl.SSLWantWriteError:
+                # Our flight did not fit the socket buffer: wait for room, briefly.
+                if wait_fd(self.fd, select.POLLOUT, self.ctx.policy.io_timeout):
+                    continue
+                return False
+            except (ssl.SSLError, OSError) as exc:
+                self.ctx.lifecycle.log.debug("TLS handshake failed: %s", exc)
+                return False
+            self.handshaking = self.in_head = False
+            self.env_base = {**self.env_base, **wsgi_environ(sock)}
+            return True
+        return False
 
     def wait_next(self) -> bytes | None:
         """Block for the client's next bytes, up to the socket's receive timeout.
@@ -155,12 +218,9 @@ class Session:
 
     def expire(self) -> None:
         """Past the deadline: a head still arriving gets 408 (RFC 9110 §15.5.9); idle closes."""
-        if self.in_head:
+        if self.in_head and not self.handshaking:
             self.errored = True
-            try:
-                self.sock.send(render_error(408, server=self.ctx.lifecycle.server_header), NOWAIT)
-            except OSError:
-                pass
+            self.transport.send_now(render_error(408, server=self.ctx.lifecycle.server_header))
 
     def close(self, linger: float = LINGER_SECONDS) -> None:
         """Close the socket so that our last response is not destroyed by a reset.
@@ -172,13 +232,20 @@ class Session:
         before closing. With ``linger`` 0 only what has already arrived is discarded.
         """
         sock = self.sock
+        if isinstance(sock, ssl.SSLSocket) and not self.handshaking:
+            try:
+                # close_notify (RFC 8446 §6.1): the client can tell our close from a
+                # truncation, and OpenSSL keeps the session for resumption only after it.
+                sock.unwrap()
+            except (ssl.SSLError, OSError, ValueError):
+                pass  # sent; the client's own close_notify is not waited for
         if self.errored or self.has_input():
             try:
-                sock.shutdown(socket.SHUT_WR)
+                sock.shutdown(socket.SHUT_WR)  # on TLS, the raw socket's from here on
                 deadline = time.monotonic() + linger
                 discarded = 0
                 while discarded < LINGER_BYTES:
-                    data = self.transport.recv_by(deadline)
+                    data = SocketTransport.recv_by(self.transport, deadline)
                     if not data:
                         break
                     discarded += len(data)
@@ -187,8 +254,5 @@ class Session:
         sock.close()
 
     def has_input(self) -> bool:
-        """Whether the kernel holds input we have not read (one non-blocking peek)."""
-        try:
-            return bool(self.sock.recv(1, NOWAIT | socket.MSG_PEEK))
-        except OSError:
-            return False  # nothing there (EAGAIN), or the connection is already gone
+        """Whether the client has sent input we have not read."""
+        return self.transport.has_input()

@@ -72,9 +72,9 @@ class HTTPChannel(Protocol):
 
 
 class Peer:
-    """What is known of one connection before any request: addresses and trust."""
+    """What is known of one connection before any request: addresses, trust and TLS."""
 
-    __slots__ = ("client", "server", "trusted")
+    __slots__ = ("client", "server", "tls", "trusted")
 
     def __init__(
         self, client: tuple[str, int] | None, server: tuple[str, int | None], trusted: bool
@@ -82,6 +82,7 @@ class Peer:
         self.client = client
         self.server = server
         self.trusted = trusted
+        self.tls: dict[str, Any] | None = None  # the ASGI `tls` extension, on a TLS connection
 
 
 def _peer_tuple(addr: Any) -> tuple[str, int] | None:
@@ -162,9 +163,9 @@ class ASGIGateway:
     def scope(self, kind: str, req: Request, peer: Peer) -> dict[str, Any]:
         """The ``http`` or ``websocket`` connection scope of one request (ASGI spec 2.4)."""
         path = req.path
-        scheme = "http"
+        scheme = "https" if peer.tls is not None else "http"
         if peer.trusted and self._schemes:
-            scheme = self._schemes.scheme(req.headers) or "http"
+            scheme = self._schemes.scheme(req.headers) or scheme
         if kind == "websocket":
             scheme = "wss" if scheme == "https" else "ws"
         scope: dict[str, Any] = {
@@ -185,6 +186,8 @@ class ASGIGateway:
         }
         if kind == "http":
             scope["extensions"] = {"http.response.trailers": {}}
+            if peer.tls is not None:
+                scope["extensions"]["tls"] = peer.tls
         return scope
 
     def finish(

@@ -81,6 +81,7 @@ class AsyncioWorker(Worker):
         lifespan = Lifespan(app.app, cfg.lifespan, self.log)
         await lifespan.startup()  # AppLoadError on failure: the worker exits with APP_LOAD_ERROR
         ctx = self._context(app, lifespan.state)
+        ctx.tls = self.tls_context
         acceptor = Acceptor(loop, self.listeners, ctx, cfg.worker_connections)
         deadline = 0.0
         self._watch_loop(ctx)

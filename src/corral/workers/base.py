@@ -12,6 +12,7 @@ import traceback
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
+from corral.drivers.tls import TLS_CONTEXTS
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError
 from corral.gateway.loader import LoadedApp, load_app, resolve_interface
 from corral.reloader import Reloader
@@ -67,6 +68,9 @@ class Worker:
         self.tally: Tally | None = None
         if heartbeat.board is not None:
             self.tally = Tally(threaded=self.concurrent_threads)
+        # Made here, in the arbiter before the fork, and shared by every worker of one
+        # configuration: a client resumes its TLS session whichever worker it reaches.
+        self.tls_context = TLS_CONTEXTS.get(cfg, log.error)
 
     def _request_budget(self) -> int:
         """max_requests plus jitter, so that workers do not all restart at once; 0 = no limit."""

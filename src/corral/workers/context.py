@@ -60,5 +60,9 @@ def driver_context(worker: Worker, loaded: LoadedApp, *, multithread: bool) -> D
     gateway = WSGIGateway(loaded.app, cfg, multithread=multithread, log_warning=worker.log.warning)
     lifecycle = RequestLifecycle(worker, gateway, make_metrics(cfg, worker.tally), DRAIN_LIMIT)
     return DriverContext(
-        lifecycle=lifecycle, gateway=gateway, policy=connection_policy(cfg, worker)
+        lifecycle=lifecycle,
+        gateway=gateway,
+        policy=connection_policy(cfg, worker),
+        tls=worker.tls_context,
+        ragged_eofs_ok=cfg.suppress_ragged_eofs,
     )

@@ -104,6 +104,8 @@ class SyncWorker(Worker):
         session = Session(sock, peer, sockname, ctx)
         session.conn.close_after()
         try:
+            if session.handshaking and not session.finish_handshake():
+                return
             while True:
                 try:
                     data = session.transport.recv_by(session.deadline)

@@ -275,7 +275,14 @@ class ThreadedWorker(Worker):
         A head still arriving goes back to epoll, where the sweep enforces its deadline.
         """
         policy = self.ctx.policy
-        while self.watching and not session.in_head and not policy.closing and not slot.retire:
+        follows = session.transport.follows  # a TLS connection goes back to epoll at once
+        while (
+            follows
+            and self.watching
+            and not session.in_head
+            and not policy.closing
+            and not slot.retire
+        ):
             slot.end()  # the wait below is the client's time, not a request's (see pool.py)
             slot.following = True
             data = session.wait_next()
