@@ -8,6 +8,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 from corral.drivers.tls import TLS_CONTEXTS
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError
 from corral.gateway.loader import LoadedApp, load_app, resolve_interface
-from corral.reloader import Reloader
+from corral.reloader import Reloader, Watched, broken_app, choose_engine, failing_files
 from corral.tally import Tally
 from corral.workers.deadline import Deadlines
 
@@ -62,6 +63,7 @@ class Worker:
         self.server: Any = None  # the Arbiter, for hooks such as worker_exit(server, worker)
         self.max_requests = self._request_budget()
         self.deadlines: Deadlines | None = None  # request_timeout's watchdog (WSGI workers)
+        self._broken_files: list[str] = []  # reload: the files an import failure points at
         # metrics_bind: this worker's request counts, published on its heartbeat's board, which
         # the arbiter gives only when it serves metrics (so a HUP changing the setting does not
         # leave the two disagreeing).
@@ -95,13 +97,14 @@ class Worker:
             if self.cfg.capture_output:
                 self.log.redirect_stdio()
             self._install_signals()
+            loading_since = time.time()
             app = self._load()
             self.booted = True
             self.heartbeat.notify()
             self.cfg.post_worker_init(self)
             self._watch_requests()
             if self.cfg.reload:
-                Reloader(self.cfg.reload_extra_files, 1.0, self._code_changed).start()
+                self._start_reloader(loading_since)
             self.serve(app)
         except AppLoadError as exc:
             self.log.error("%s", exc)
@@ -129,7 +132,17 @@ class Worker:
             self.heartbeat.publish()
 
     def _load(self) -> LoadedApp:
-        loaded = self.preloaded or load_app(self._app_uri())
+        try:
+            loaded = self.preloaded or load_app(self._app_uri())
+        except AppLoadError as exc:
+            # Under reload, an error raised by the app's own code (a syntax error while it is
+            # being edited) keeps the worker up, as in gunicorn: it serves 500 and the next
+            # save reloads. A wrong APP (no such module or attribute) still stops the server.
+            if not self.cfg.reload or exc.__cause__ is None:
+                raise
+            self.log.error("%s\nServing 500 until a watched file changes (reload)", exc)
+            self._broken_files = failing_files(exc.__cause__)
+            return broken_app(self.interface)
         interface = resolve_interface(loaded.app, self.cfg.interface)
         if interface != self.interface:
             raise AppLoadError(
@@ -145,6 +158,26 @@ class Worker:
         if not uri:
             raise AppLoadError("no application given: pass APP as module:callable")
         return str(uri)
+
+    def _start_reloader(self, loading_since: float) -> None:
+        """``reload``: watch the app's files (and the ones that failed to import) from a thread."""
+        engine, why_not = choose_engine(self.cfg.reload_engine)
+        if why_not:
+            self.log.warning("%s: polling instead", why_not)
+        cfg = self.cfg
+        watched = Watched(
+            os.getcwd(), cfg.reload_extra_files, cfg.reload_include, cfg.reload_exclude
+        )
+        watched.added.update(self._broken_files)
+        reloader = Reloader(
+            watched,
+            self._code_changed,
+            engine=engine,
+            since=loading_since,
+            warn=self.log.warning,
+        )
+        self.log.debug("Reloader on (%s): watching the app's files", engine)
+        reloader.start()
 
     def _code_changed(self, path: str) -> None:
         """``reload``: a watched file changed; finish what is in flight, exit, get replaced."""
