@@ -6,6 +6,7 @@ import linecache
 import os
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args: list[str]) -> int:
     cfg = load(args, os.environ)
+    if not cfg.check_config:
+        report_unknown(cfg)
     # HUP and USR2 re-read the configuration from where corral was started, not from --chdir.
     cwd = os.getcwd()
     prepare_process(cfg)
@@ -49,6 +52,26 @@ def _run(args: list[str]) -> int:
     from corral.arbiter.arbiter import Arbiter
 
     return Arbiter(cfg, cwd=cwd).run()
+
+
+# The error log's level names, least severe first, and its default line format.
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def report_unknown(cfg: Config) -> None:
+    """Log the config file's near misses (WARNING) and old names (INFO) once, at start.
+
+    Written to stderr before the arbiter's logger exists, in its line format, so the person
+    starting corral sees them; the loglevel setting still filters them.
+    """
+    least = _LEVELS.index(cfg.loglevel) if cfg.loglevel in _LEVELS else 1
+    for unknown in cfg.unknown:
+        text = unknown.message()
+        if text is None or _LEVELS.index(unknown.level.lower()) < least:
+            continue
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        sys.stderr.write(f"[{stamp}] [{os.getpid()}] [{unknown.level}] {text}\n")
+    sys.stderr.flush()
 
 
 def prepare_process(cfg: Config) -> None:
@@ -97,5 +120,21 @@ def _check(cfg: Config) -> int:
     loaded = load_app(cfg.app_uri)
     interface = resolve_interface(loaded.app, cfg.interface)
     if cfg.check_config:
-        print(f"{PROG}: configuration OK; {cfg.app_uri} loads as an {interface} app")
+        _list_unknown(cfg)
+        article = "a" if interface == "wsgi" else "an"
+        print(f"{PROG}: configuration OK; {cfg.app_uri} loads as {article} {interface} app")
     return 0
+
+
+def _list_unknown(cfg: Config) -> None:
+    """--check-config: every warning and note, then the names ignored as helpers."""
+    for unknown in cfg.unknown:
+        text = unknown.message()
+        if text is not None:
+            print(f"{PROG}: {unknown.level.lower()}: {text}")
+    helpers: dict[str, list[str]] = {}
+    for unknown in cfg.unknown:
+        if unknown.message() is None:
+            helpers.setdefault(unknown.source, []).append(unknown.name)
+    for source, names in helpers.items():
+        print(f"{PROG}: {source}: ignored, not settings: {', '.join(names)}")

@@ -9,7 +9,8 @@ import pytest
 
 from corral.config import parsers as p
 from corral.config.table_mechanics import PROXY_PROTOCOL
-from corral.config.table_server import WORKER_CLASS
+from corral.config.worker_names import WORKER_CLASS
+from corral.http.connection import ServerConnection
 
 
 def refuses(parser: p.Parser[Any], value: object) -> str:
@@ -122,7 +123,14 @@ def test_worker_class() -> None:
     assert WORKER_CLASS("uvicorn.workers.UvicornWorker") == "asyncio"
     assert WORKER_CLASS("asgi") == "asyncio"
     assert WORKER_CLASS("mypkg.workers:Custom") == "mypkg.workers:Custom"
-    assert "dotted path" in refuses(WORKER_CLASS, "gevent")
+    assert WORKER_CLASS("gunicorn.workers.gasgi.ASGIWorker") == "asyncio"
+    assert "dotted path" in refuses(WORKER_CLASS, "meinheld")
+    for gevent in ("gevent", "gunicorn.workers.ggevent.GeventWorker", "eventlet"):
+        assert "use -k threaded" in refuses(WORKER_CLASS, gevent)
+        assert "docs/migrating.md" in refuses(WORKER_CLASS, gevent)
+    assert "tornado" in refuses(WORKER_CLASS, "tornado")
+    # gunicorn also takes the class object itself.
+    assert WORKER_CLASS(ServerConnection) == "corral.http.connection.ServerConnection"
 
 
 @pytest.mark.parametrize(

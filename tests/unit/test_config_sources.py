@@ -272,21 +272,110 @@ def test_file_prefix_and_any_extension(tmp_path: Path) -> None:
     assert load(["-c", f"file:{conf}"], {}).threads == 3
 
 
-def test_unknown_name_in_file_suggests_the_setting(tmp_path: Path) -> None:
+def messages(cfg: Config) -> list[str]:
+    return [m for u in cfg.unknown if (m := u.message())]
+
+
+def test_unknown_name_in_file_is_ignored_with_a_suggestion(tmp_path: Path) -> None:
     conf = write(tmp_path / "c.py", "worker = 4\n")
+    cfg = load(["-c", conf], {})
+    assert cfg.workers == 1
+    assert messages(cfg) == [
+        f"config file {conf}: unknown setting 'worker' ignored (did you mean 'workers'?)"
+    ]
+    assert cfg.unknown[0].level == "WARNING"
+
+
+def test_strict_config_makes_the_typo_fatal(tmp_path: Path) -> None:
+    conf = write(tmp_path / "c.py", "worker = 4\n")
+    message = error(["-c", conf, "--strict-config"])
+    assert message.startswith(
+        f"config file {conf}: unknown setting 'worker' (did you mean 'workers'?); strict_config"
+    )
+    conf = write(tmp_path / "s.py", "strict_config = True\ncores_zz = 4\n")
     message = error(["-c", conf])
-    assert f"config file {conf}: unknown setting 'worker' (did you mean 'workers'?)" in message
-    assert "leading '_'" in message
+    assert message.startswith(f"config file {conf}: unknown setting 'cores_zz'; strict_config")
+    assert "did you mean" not in message
 
 
-def test_unknown_plain_value_without_a_close_match(tmp_path: Path) -> None:
-    message = error(["-c", write(tmp_path / "c.py", "cores_zz = 4\n")])
-    assert "unknown setting 'cores_zz'" in message and "did you mean" not in message
+def test_unknown_plain_value_without_a_close_match_is_silent(tmp_path: Path) -> None:
+    cfg = load(["-c", write(tmp_path / "c.py", "cores_zz = 4\n")], {})
+    assert [(u.name, u.kind) for u in cfg.unknown] == [("cores_zz", "plain")]
+    assert messages(cfg) == []
 
 
-def test_function_named_like_a_hook_is_an_error(tmp_path: Path) -> None:
+HELPERS_CONF = """\
+    import multiprocessing
+    import os
+
+    cores = multiprocessing.cpu_count()
+    workers_per_core_str = os.getenv("WORKERS_PER_CORE", "1")
+    use_loglevel = os.getenv("LOG_LEVEL", "info")
+    loglevel = use_loglevel
+    web_concurrency = max(int(float(workers_per_core_str) * cores), 2)
+    workers = web_concurrency
+    host, port = "0.0.0.0", 8000
+    bind = f"{host}:{port}"
+    log_data = {"loglevel": loglevel, "workers": workers, "bind": bind}
+    for k, v in sorted(log_data.items()):
+        pass
+    max_workers = 4
+    env = "production"
+"""
+
+
+def test_helper_variables_are_ignored_without_a_word(tmp_path: Path) -> None:
+    conf = write(tmp_path / "c.py", HELPERS_CONF)
+    cfg = load(["-c", conf], {})
+    assert cfg.workers >= 2 and cfg.bind == ["0.0.0.0:8000"]
+    assert messages(cfg) == []
+    assert "cores" in [u.name for u in cfg.unknown]
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("preload", "preload_app"),
+        ("acceslogformat", "access_log_format"),
+        ("access_logfile", "accesslog"),
+        ("log_level", "loglevel"),
+        ("keep_alive", "keepalive"),
+        ("timout", "timeout"),
+        ("graceful_timout", "graceful_timeout"),
+        ("worker_connection", "worker_connections"),
+        ("deamon", "daemon"),
+        ("timeout_keep_alive", "keepalive"),
+    ],
+)
+def test_near_misses(tmp_path: Path, name: str, meant: str) -> None:
+    conf = write(tmp_path / "c.py", f"{name} = True\n")
+    (unknown,) = load(["-c", conf], {}).unknown
+    assert (unknown.kind, unknown.hint) == ("near", meant)
+
+
+def test_old_gunicorn_names_get_a_note(tmp_path: Path) -> None:
+    conf = write(tmp_path / "c.py", "debug = True\nlogfile = '/tmp/x.log'\ncommand = 'gunicorn'\n")
+    cfg = load(["-c", conf], {})
+    assert [(u.name, u.level) for u in cfg.unknown] == [
+        ("debug", "INFO"),
+        ("logfile", "INFO"),
+        ("command", "INFO"),
+    ]
+    assert messages(cfg)[0].startswith(
+        f"config file {conf}: 'debug' is an old gunicorn setting, ignored: "
+    )
+    assert cfg.errorlog == "-"
+
+
+def test_function_named_like_a_hook_is_a_warning(tmp_path: Path) -> None:
     conf = write(tmp_path / "c.py", "def post_forks(server, worker):\n    pass\n")
-    assert "'post_forks' is not a server hook (did you mean 'post_fork'?)" in error(["-c", conf])
+    assert messages(load(["-c", conf], {})) == [
+        f"config file {conf}: 'post_forks' is not a server hook, ignored "
+        "(did you mean 'post_fork'?)"
+    ]
+    assert "'post_forks' is not a server hook (did you mean 'post_fork'?); strict_config" in (
+        error(["-c", conf, "--strict-config"])
+    )
 
 
 def test_hook_with_wrong_arity(tmp_path: Path) -> None:
@@ -296,9 +385,13 @@ def test_hook_with_wrong_arity(tmp_path: Path) -> None:
     assert "expected a callable taking 2 positional arguments" in message
 
 
-def test_config_cannot_name_another_config(tmp_path: Path) -> None:
+def test_config_in_a_config_file_has_no_effect(tmp_path: Path) -> None:
     conf = write(tmp_path / "c.py", "config = 'other.py'\n")
-    assert "'config' cannot be set from a config file" in error(["-c", conf])
+    cfg = load(["-c", conf, "--strict-config"], {})
+    assert cfg.config == conf
+    assert messages(cfg) == [
+        f"config file {conf}: 'config' has no effect in a config file, ignored"
+    ]
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
@@ -357,9 +450,15 @@ def test_two_apps_are_refused() -> None:
     assert "unexpected argument 'b:app'" in error(["a:app", "b:app"])
 
 
-def test_misspelt_env_variable_is_an_error_other_corral_vars_are_not() -> None:
-    assert "did you mean CORRAL_WORKERS?" in error([], {"CORRAL_WOKRERS": "3"})
-    assert load([], {"CORRAL_TEST_DATABASE_URL": "x"}).workers == 1
+def test_misspelt_env_variable_is_a_warning_other_corral_vars_are_not() -> None:
+    cfg = load([], {"CORRAL_WOKRERS": "3"})
+    assert messages(cfg) == [
+        "unknown environment variable CORRAL_WOKRERS ignored (did you mean CORRAL_WORKERS?)"
+    ]
+    assert "did you mean CORRAL_WORKERS?); strict_config" in error(
+        ["--strict-config"], {"CORRAL_WOKRERS": "3"}
+    )
+    assert load([], {"CORRAL_TEST_DATABASE_URL": "x"}).unknown == []
 
 
 def test_env_lists_dicts_and_bools() -> None:
@@ -389,15 +488,72 @@ def test_toggle_and_optional_flags() -> None:
     assert load(["--proxy-protocol", "v2"], {}).proxy_protocol == "v2"
 
 
-def test_unsupported_settings_fail_loudly(tmp_path: Path) -> None:
-    message = error(["--certfile", "/etc/cert.pem"])
-    assert message.startswith("certfile = '/etc/cert.pem' (from command line --certfile): TLS")
-    conf = write(tmp_path / "c.py", "def ssl_context(conf, factory):\n    return factory()\n")
-    assert "ssl_context" in error(["-c", conf])
-    assert "PasteDeploy" in error(["--paste", "x.ini"])
-    # The defaults, spelt out as gunicorn config files sometimes do, are fine.
-    conf = write(tmp_path / "d.py", "keyfile = None\nsuppress_ragged_eofs = True\n")
-    assert load(["-c", conf], {}).keyfile is None
+def test_settings_asking_for_missing_features_fail_loudly(tmp_path: Path) -> None:
+    message = error(["--http-protocols", "h2,h1"])
+    assert message.startswith(
+        "http_protocols = ['h2', 'h1'] (from command line --http-protocols): corral serves HTTP/1.0"
+    )
+    assert error(["--protocol", "uwsgi"]).endswith("not uwsgi_pass")
+    conf = write(tmp_path / "c.py", "control_socket = '/run/app.ctl'\n")
+    assert error(["-c", conf]).startswith(
+        f"control_socket = '/run/app.ctl' (from config file {conf}): corral has no control socket"
+    )
+    conf = write(tmp_path / "d.py", "dirty_workers = 2\ndirty_apps = ['a.b:C']\n")
+    assert "corral has no dirty worker pool" in error(["-c", conf])
+    assert "no socket backlog metric" in error(["--enable-backlog-metric"])
+
+
+def test_settings_that_turn_missing_features_off_are_accepted(tmp_path: Path) -> None:
+    conf = write(
+        tmp_path / "c.py",
+        """\
+        control_socket = "/run/app.ctl"
+        control_socket_disable = True
+        control_socket_mode = 0o660
+        http_protocols = "h1"
+        http2_cleartext = False
+        http2_max_concurrent_streams = 200
+        http_parser = "python"
+        protocol = "http"
+        dirty_workers = 0
+        dirty_apps = ["app.ml:Model"]
+        enable_backlog_metric = False
+        asgi_disconnect_grace_period = 10
+        """,
+    )
+    cfg = load(["-c", conf], {})
+    assert (cfg.http_protocols, cfg.control_socket_mode) == (["h1"], 0o660)
+    assert load(["--no-control-socket", "--control-socket", "/x"], {}).control_socket == "/x"
+
+
+def test_asgi_names_are_synonyms_of_loop_and_lifespan(tmp_path: Path) -> None:
+    conf = write(tmp_path / "c.py", "asgi_loop = 'asyncio'\nasgi_lifespan = 'off'\n")
+    cfg = load(["-c", conf], {})
+    assert (cfg.loop, cfg.asgi_loop, cfg.lifespan, cfg.asgi_lifespan) == (
+        "asyncio",
+        "asyncio",
+        "off",
+        "off",
+    )
+    assert cfg.source_of("loop") == f"config file {conf}"
+    # The command line beats the file whichever name each used.
+    cfg = load(["-c", conf, "--loop", "uvloop", "--lifespan", "on"], {})
+    assert (cfg.asgi_loop, cfg.lifespan) == ("uvloop", "on")
+    assert cfg.source_of("asgi_loop") == "command line --loop"
+
+
+def test_logger_class_gunicorns_default_is_accepted_a_custom_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    for default in ("gunicorn.glogging.Logger", "simple", "corral.logging.Logger"):
+        assert load(["--logger-class", default], {}).logger_class == "corral.logging.Logger"
+    conf = write(tmp_path / "c.py", "logger_class = 'myapp.logs.JsonLogger'\n")
+    message = error(["-c", conf])
+    assert message.startswith(
+        f"logger_class = 'myapp.logs.JsonLogger' (from config file {conf}): corral does not "
+        "load logger classes"
+    )
+    assert "logconfig_dict" in message and "access_log_format = 'json'" in message
 
 
 def test_max_threads_must_cover_threads() -> None:

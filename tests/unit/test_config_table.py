@@ -9,7 +9,6 @@ import pytest
 
 from corral.config import SECTIONS, Config, settings_table
 from corral.config.flags import all_flags, build_parser
-from corral.config.spec import TLS_UNSUPPORTED
 from corral.config.table_hooks import default_hook
 
 # The settings issue 3 and the task name, by gunicorn section.
@@ -27,13 +26,19 @@ logconfig_json syslog_addr syslog syslog_prefix syslog_facility enable_stdio_inh
 statsd_host dogstatsd_tags statsd_prefix proc_name default_proc_name on_starting on_reload
 when_ready pre_fork post_fork post_worker_init worker_int worker_abort pre_exec pre_request
 post_request child_exit worker_exit nworkers_changed on_exit ssl_context keyfile certfile
+asgi_loop asgi_lifespan asgi_disconnect_grace_period root_path control_socket
+control_socket_mode control_socket_disable http_protocols http2_cleartext
+http2_max_concurrent_streams http2_initial_window_size http2_max_frame_size
+http2_max_header_list_size http_parser protocol uwsgi_allow_ips enable_backlog_metric
+dirty_apps dirty_workers dirty_timeout dirty_threads dirty_graceful_timeout on_dirty_starting
+dirty_post_fork dirty_worker_init dirty_worker_exit
 """.split()  # noqa: SIM905
 
 CORRAL_ONLY = """
-limit_request_body limit_request_head require_host server_header interface loop lifespan
+limit_request_body limit_request_head require_host server_header interface strict_config
 websocket_max_message_size websocket_ping_interval websocket_ping_timeout header_timeout
 max_threads cpu_affinity max_worker_memory request_timeout metrics_bind health_check_path
-reload_include reload_exclude statsd_names
+reload_include reload_exclude statsd_names keyfile_password ssl_min_version
 """.split()  # noqa: SIM905
 
 # gunicorn's defaults (its documentation), which corral keeps unless the table says otherwise.
@@ -180,8 +185,10 @@ def test_source_of_unknown_setting_is_a_key_error() -> None:
         Config().source_of("wrokers")
 
 
-def test_every_tls_setting_is_refused_with_the_same_reason() -> None:
+def test_gunicorns_tls_settings_are_all_there_and_served() -> None:
     table = settings_table()
     tls = [name for name, row in table.items() if row.spec.section == "SSL"] + ["ssl_context"]
-    assert len(tls) == 9
-    assert {table[name].spec.unsupported for name in tls} == {TLS_UNSUPPORTED}
+    gunicorns = {"keyfile", "certfile", "ssl_version", "cert_reqs", "ca_certs", "ciphers"}
+    gunicorns |= {"suppress_ragged_eofs", "do_handshake_on_connect", "ssl_context"}
+    assert gunicorns <= set(tls)
+    assert {table[name].spec.unsupported for name in tls} == {None}

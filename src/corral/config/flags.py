@@ -22,6 +22,44 @@ class Given(NamedTuple):
     flag: str
 
 
+class Shorthand(NamedTuple):
+    """A flag alone that stands for one value of a setting (uvicorn's `--no-access-log`)."""
+
+    flag: str
+    setting: str
+    value: object
+    help: str
+
+
+# uvicorn's flags that are not one setting's flag under another name (those are in the table).
+SHORTHANDS = (
+    Shorthand("--no-access-log", "accesslog", None, "no access log (corral's default)"),
+    Shorthand("--access-log", "accesslog", "-", "access log on stdout (accesslog = '-')"),
+    Shorthand(
+        "--no-proxy-headers",
+        "forwarded_allow_ips",
+        "",
+        "trust no proxy's scheme headers (forwarded_allow_ips = '')",
+    ),
+    Shorthand("--no-server-header", "server_header", "", "send no Server header"),
+)
+# uvicorn's flags that only confirm corral's default behaviour.
+NO_OPS = {
+    "--proxy-headers": "proxy headers are trusted from forwarded_allow_ips, as by default",
+}
+# uvicorn's TLS flags, by the setting each sets (when corral has it).
+TLS_FLAGS = {
+    "keyfile": "--ssl-keyfile",
+    "certfile": "--ssl-certfile",
+    "keyfile_password": "--ssl-keyfile-password",
+    "ca_certs": "--ssl-ca-certs",
+    "ciphers": "--ssl-ciphers",
+}
+# uvicorn's --host/--port/--uds/--fd make one `bind` address; the pieces' argparse dests.
+_ADDRESS = {"--host": "_host", "--port": "_port", "--uds": "_uds", "--fd": "_fd"}
+_DEFAULT_HOST, _DEFAULT_PORT = "127.0.0.1", "8000"
+
+
 class _Refused(Exception):
     """argparse reported a usage error."""
 
@@ -38,7 +76,7 @@ class _SettingAction(argparse.Action):
 
     def __init__(self, option_strings: Sequence[str], dest: str, mode: str, **kwargs: Any):
         self.mode = mode
-        if mode in ("true", "false", "toggle"):
+        if mode in ("true", "false", "toggle", "const", "noop"):
             kwargs["nargs"] = 0
         elif mode == "optional":
             kwargs["nargs"] = "?"
@@ -57,8 +95,10 @@ class _SettingAction(argparse.Action):
             value = self.mode == "true"
         elif self.mode == "toggle":
             value = not flag.startswith("--no-")
-        elif self.mode == "optional" and values is None:
+        elif self.mode == "const" or (self.mode == "optional" and values is None):
             value = self.const
+        elif self.mode == "noop":
+            return
         elif self.mode == "append":
             previous = getattr(namespace, self.dest, None)
             earlier = list(cast(list[str], previous.value)) if isinstance(previous, Given) else []
@@ -111,7 +151,78 @@ def build_parser(prog: str = "corral") -> argparse.ArgumentParser:
             help=_help(row.spec, row.default),
             **kwargs,
         )
+    _add_uvicorn_flags(parser)
     return parser
+
+
+def _add_uvicorn_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "uvicorn's flags", "uvicorn's names for the same settings, so its command lines work."
+    )
+    for flag, dest in _ADDRESS.items():
+        group.add_argument(
+            flag,
+            dest=dest,
+            mode="store",
+            action=_SettingAction,
+            metavar=dest[1:].upper(),
+            help=f"with the others of --host, --port, --uds, --fd: one bind address "
+            f"[default: {_DEFAULT_HOST}:{_DEFAULT_PORT}]",
+        )
+    for short in SHORTHANDS:
+        group.add_argument(
+            short.flag,
+            dest=short.setting,
+            mode="const",
+            const=short.value,
+            action=_SettingAction,
+            help=short.help,
+        )
+    group.add_argument(
+        "--proxy-headers",
+        dest="_noop",
+        mode="noop",
+        action=_SettingAction,
+        help=NO_OPS["--proxy-headers"],
+    )
+    table, known = settings_table(), set(all_flags(parser))
+    for name, flag in TLS_FLAGS.items():
+        # The TLS table may already spell a flag uvicorn's way.
+        if name in table and flag not in known:
+            group.add_argument(
+                flag,
+                dest=name,
+                mode="store",
+                action=_SettingAction,
+                metavar="VALUE",
+                help=f"sets {name}",
+            )
+
+
+def _bind_from_address(given: dict[str, Given], where: str) -> None:
+    """uvicorn's --host/--port (or --uds, --fd) become one `bind` address."""
+    parts = {dest: given.pop(dest) for dest in _ADDRESS.values() if dest in given}
+    if not parts:
+        return
+    flags = "/".join(part.flag for part in parts.values())
+    if "bind" in given:
+        raise ConfigError(
+            f"{where}: {flags} and {given['bind'].flag} both give the address; use one"
+        )
+    values = {dest: str(part.value).strip() for dest, part in parts.items()}
+    if "_uds" in values:
+        address = "unix:" + values["_uds"]
+    elif "_fd" in values:
+        if not values["_fd"].isdigit():
+            raise ConfigError(f"{where}: --fd {values['_fd']!r}: expected a file descriptor number")
+        address = "fd://" + values["_fd"]
+    else:
+        host = values.get("_host", _DEFAULT_HOST)
+        port = values.get("_port", _DEFAULT_PORT)
+        if not port.isdigit() or int(port) > 65535:
+            raise ConfigError(f"{where}: --port {port!r}: expected a port number from 0 to 65535")
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    given["bind"] = Given([address], flags)
 
 
 def all_flags(parser: argparse.ArgumentParser) -> list[str]:
@@ -132,4 +243,6 @@ def parse_flags(args: Sequence[str], where: str) -> dict[str, Given]:
             hint = did_you_mean(first.split("=", 1)[0], all_flags(parser), "{}")
             raise ConfigError(f"{where}: unrecognized option {first!r}{hint}")
         raise ConfigError(f"{where}: unexpected argument {first!r} (only one APP is taken)")
-    return {name: given for name, given in vars(namespace).items() if isinstance(given, Given)}
+    given = {name: value for name, value in vars(namespace).items() if isinstance(value, Given)}
+    _bind_from_address(given, where)
+    return given

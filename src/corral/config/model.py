@@ -10,12 +10,16 @@ from typing import Any, NamedTuple
 
 from corral.config.parsers import Invalid
 from corral.config.spec import Spec, env_name, spec_of
+from corral.config.table_compat import CompatTable
+from corral.config.table_debug import DebugTable
 from corral.config.table_hooks import HookTable
 from corral.config.table_logging import LoggingTable
 from corral.config.table_mechanics import MechanicsTable
 from corral.config.table_server import ServerTable
 from corral.config.table_tls import TLSTable
+from corral.config.unknown import Unknown
 from corral.errors import ConfigError
+from corral.gateway.loader import paste_uri
 
 DEFAULT_SOURCE = "default"
 
@@ -50,12 +54,15 @@ def show_value(value: object, limit: int = 80) -> str:
 
 
 @dataclasses.dataclass
-class Config(HookTable, LoggingTable, MechanicsTable, ServerTable, TLSTable):
+class Config(
+    CompatTable, HookTable, LoggingTable, MechanicsTable, DebugTable, ServerTable, TLSTable
+):
     """Every setting as a typed attribute named as in gunicorn; see docs/settings.md."""
 
     def __post_init__(self) -> None:
         self._sources: dict[str, str] = {}
         self._given: dict[str, object] = {}
+        self._unknown: list[Unknown] = []
 
     def set(
         self, name: str, value: object, source: str = "set in code", *, from_text: bool = False
@@ -74,9 +81,20 @@ class Config(HookTable, LoggingTable, MechanicsTable, ServerTable, TLSTable):
             parsed = parse.from_text(str(value)) if from_text else parse(value)
         except Invalid as exc:
             raise ConfigError(f"{name} = {show_value(value)} (from {source}): {exc}") from None
-        setattr(self, name, parsed)
-        self._sources[name] = source
-        self._given[name] = value
+        for each in (name, row.spec.same_as):
+            if each:
+                setattr(self, each, parsed)
+                self._sources[each] = source
+                self._given[each] = value
+
+    def note_unknown(self, unknown: Unknown) -> None:
+        """Record a name that is not a setting (from a config file or the environment)."""
+        self._unknown.append(unknown)
+
+    @property
+    def unknown(self) -> list[Unknown]:
+        """The names that were not settings, in the order they were met."""
+        return list(self._unknown)
 
     def source_of(self, name: str) -> str:
         """Where the value of `name` came from: default, config file, env or command line."""
@@ -95,11 +113,18 @@ class Config(HookTable, LoggingTable, MechanicsTable, ServerTable, TLSTable):
 
     @property
     def app_uri(self) -> str | None:
-        """The application to load: the APP argument, or `wsgi_app` from another source."""
+        """The application to load: a `paste` file, else the APP argument or `wsgi_app`."""
+        if self.paste:
+            return paste_uri(self.paste, self.raw_paste_global_conf)
         return self.wsgi_app
 
     def check(self) -> None:
         """Checks across settings, run once every source is applied."""
+        if self.strict_config:
+            for unknown in self._unknown:
+                fatal = unknown.fatal()
+                if fatal:
+                    raise ConfigError(fatal)
         for name, row in settings_table().items():
             value = getattr(self, name)
             if row.spec.unsupported and not _is_default(name, value):
@@ -107,10 +132,27 @@ class Config(HookTable, LoggingTable, MechanicsTable, ServerTable, TLSTable):
                     f"{name} = {show_value(value)} (from {self.source_of(name)}): "
                     f"{row.spec.unsupported}"
                 )
+        self._check_gunicorn_features()
         if self.max_threads and self.max_threads < self.threads:
             raise ConfigError(
                 f"max_threads = {self.max_threads} (from {self.source_of('max_threads')}): "
                 f"expected 0 or at least threads ({self.threads})"
+            )
+
+    def _check_gunicorn_features(self) -> None:
+        """Settings that ask for a gunicorn feature only in combination with another."""
+        if self.control_socket and not self.control_socket_disable:
+            raise ConfigError(
+                f"control_socket = {self.control_socket!r} (from "
+                f"{self.source_of('control_socket')}): corral has no control socket (gunicornc); "
+                "send signals to the master (HUP, TTIN, TTOU, TERM), or set "
+                "control_socket_disable = True (--no-control-socket)"
+            )
+        if self.dirty_workers > 0 and self.dirty_apps:
+            raise ConfigError(
+                f"dirty_workers = {self.dirty_workers} (from {self.source_of('dirty_workers')}): "
+                "corral has no dirty worker pool; run the dirty apps in a task queue or a "
+                "service of their own, and set dirty_workers = 0"
             )
 
     def dump(self) -> str:
@@ -118,7 +160,8 @@ class Config(HookTable, LoggingTable, MechanicsTable, ServerTable, TLSTable):
         width = max(len(name) for name in settings_table())
         lines = []
         for name in settings_table():
-            value = show_value(getattr(self, name), limit=200)
+            # Whole values (no ellipsis): the output is compared with gunicorn's, line by line.
+            value = show_value(getattr(self, name), limit=1 << 20)
             lines.append(f"{name:<{width}} = {value}  # {self.source_of(name)}")
         return "\n".join(lines)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import configparser
 import difflib
+import functools
 import importlib
-import inspect
+import importlib.util
 import os
 import shlex
 import sys
@@ -13,15 +15,15 @@ import types
 from collections.abc import Mapping, Sequence
 
 from corral.config.flags import Given, parse_flags
-from corral.config.model import Config, did_you_mean, settings_table
+from corral.config.model import Config, settings_table
 from corral.config.spec import ENV_PREFIX
+from corral.config.unknown import Unknown, classify
 from corral.errors import ConfigError
+from corral.gateway.loader import PASTE_MISSING
 
 DEFAULT_CONFIG_FILES = ("corral.conf.py", "gunicorn.conf.py")
 # Extra command-line arguments held in the environment, lowest precedence first.
 CMD_ARGS_VARS = ("GUNICORN_CMD_ARGS", "CORRAL_CMD_ARGS")
-# Unknown names holding these types in a config file are taken for misspelt settings.
-_PLAIN_DATA = (type(None), bool, int, float, str, bytes, list, tuple, dict, set, frozenset)
 
 
 def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
@@ -45,11 +47,42 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     for var, given in env_command_lines:
         _apply_flags(cfg, given, f"env {var}")
     _apply_flags(cfg, command_line, "command line")
-    if cfg.app_uri and cfg.source_of("default_proc_name") == "default":
+    if cfg.paste:
+        _apply_paste(cfg)
+    elif cfg.app_uri and cfg.source_of("default_proc_name") == "default":
         # As gunicorn does: process titles name the application.
         cfg.set("default_proc_name", cfg.app_uri, "default (the APP)")
     cfg.check()
     return cfg
+
+
+def _apply_paste(cfg: Config) -> None:
+    """`paste`: an absolute path that exists, and gunicorn's defaults taken from the file."""
+    source = cfg.source_of("paste")
+    path, sep, name = str(cfg.paste).partition("#")
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"paste = {cfg.paste!r} (from {source}): {path} not found")
+    try:
+        found = importlib.util.find_spec("paste.deploy") is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise ConfigError(f"paste = {cfg.paste!r} (from {source}): {PASTE_MISSING}")
+    cfg.set("paste", path + sep + name, source)
+    if cfg.source_of("default_proc_name") == "default":
+        cfg.set("default_proc_name", path, "default (the paste file)")
+    if cfg.source_of("logconfig") == "default" and _has_loggers(path):
+        cfg.set("logconfig", path, "default (the paste file's [loggers])")
+
+
+def _has_loggers(path: str) -> bool:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read([path])
+    except configparser.Error:
+        return False  # PasteDeploy reports a broken file when it loads the app
+    return parser.has_section("loggers")
 
 
 def _split(text: str, var: str) -> list[str]:
@@ -84,7 +117,7 @@ def _apply_env(cfg: Config, environ: Mapping[str, str]) -> None:
             # setting's variable is taken for a typo.
             close = difflib.get_close_matches(var, list(known), n=1, cutoff=0.8)
             if close:
-                raise ConfigError(f"unknown environment variable {var} (did you mean {close[0]}?)")
+                cfg.note_unknown(Unknown(var, "environment", "env", close[0]))
 
 
 def _config_location(
@@ -115,34 +148,30 @@ def _apply_config_file(cfg: Config, location: str) -> None:
         source = f"config file {path}"
         namespace = _run_config_file(path)
     for name, value in namespace.items():
-        if _is_helper(name, value, source):
-            continue
         if name == "config":
-            raise ConfigError(f"{source}: 'config' cannot be set from a config file")
-        cfg.set(name, value, source)
-
-
-def _is_helper(name: str, value: object, source: str) -> bool:
-    """Whether a config file name is not meant as a setting (raises for likely typos)."""
-    if name in settings_table():
-        return False
-    if name.startswith("_") or (name.isupper() and name != name.lower()):
-        return True  # private names and ALL_CAPS constants
-    if isinstance(value, types.ModuleType) or inspect.isclass(value):
-        return True
-    if callable(value):
-        hooks = [n for n, row in settings_table().items() if row.spec.section == "Server Hooks"]
-        close = difflib.get_close_matches(name, hooks, n=1, cutoff=0.85)
-        if close:
-            raise ConfigError(
-                f"{source}: {name!r} is not a server hook (did you mean {close[0]!r}?)"
+            # The file is already chosen; gunicorn ignores it too.
+            cfg.note_unknown(
+                Unknown(name, source, "noeffect", "has no effect in a config file, ignored")
             )
-        return True
-    if not isinstance(value, _PLAIN_DATA):
-        return True  # an object made or imported for use in the file, such as a logger
-    hint = did_you_mean(name, settings_table(), "{!r}")
-    raise ConfigError(
-        f"{source}: unknown setting {name!r}{hint}; name helper variables with a leading '_'"
+        elif name in settings_table():
+            cfg.set(name, value, source)
+        else:
+            unknown = classify(name, value, source, _long_flags(), _hook_names())
+            if unknown is not None:
+                cfg.note_unknown(unknown)
+
+
+@functools.cache
+def _long_flags() -> dict[str, tuple[str, ...]]:
+    return {name: row.spec.cli for name, row in settings_table().items()}
+
+
+@functools.cache
+def _hook_names() -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, row in settings_table().items()
+        if row.spec.parse.type_name.startswith("callable")
     )
 
 

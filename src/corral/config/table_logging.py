@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from dataclasses import dataclass
 from logging.handlers import SysLogHandler
@@ -29,11 +30,22 @@ DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s"
 
 
 DEFAULT_LOGGER_CLASS = "corral.logging.Logger"
+# gunicorn's default logger, by its names, and corral's own path: all mean corral's logger.
+_DEFAULT_LOGGERS = {"simple", "gunicorn.glogging.logger", "corral.logs.logger.logger"}
+_LOGGER_CLASS_REFUSED = (
+    "corral does not load logger classes, gunicorn.glogging.Logger subclasses included: "
+    "configure handlers, formatters and filters with logconfig_dict (its 'gunicorn.error' "
+    "and 'gunicorn.access' loggers are corral's), use access_log_format = 'json' for JSON "
+    "access lines and health_check_path to keep probes out of the access log "
+    "(docs/migrating.md, section logger_class)"
+)
 
 
 def _logger_class(value: object) -> str:
-    # gunicorn spells its default "simple".
-    if isinstance(value, str) and value.strip() == "simple":
+    if inspect.isclass(value):
+        # gunicorn also takes the class itself.
+        value = f"{value.__module__}.{value.__qualname__}"
+    if isinstance(value, str) and value.strip().lower() in _DEFAULT_LOGGERS:
         return DEFAULT_LOGGER_CLASS
     return p.DOTTED_PATH(value)
 
@@ -97,12 +109,14 @@ class LoggingTable:
         section="Logging",
         parse=p.choice(
             ("debug", "info", "warning", "error", "critical"),
-            {"warn": "warning", "fatal": "critical"},
+            {"warn": "warning", "fatal": "critical", "trace": "debug"},
         ),
         cli=("--log-level",),
         metavar="LEVEL",
         help="""
         Least severe level written to the error log: debug, info, warning, error, critical.
+
+        uvicorn's `trace` means `debug`.
         """,
     )
     capture_output: bool = setting(
@@ -123,9 +137,16 @@ class LoggingTable:
         metavar="STRING",
         gunicorn_default="gunicorn.glogging.Logger",
         differs_because="corral has its own logger.",
-        unsupported="replacing corral's logger class is not supported yet",
+        unsupported=_LOGGER_CLASS_REFUSED,
         help="""
-        Dotted path of the logger class (`simple` means the default).
+        Dotted path of the logger class: only the default is accepted, spelt as corral's
+        (`corral.logging.Logger`) or gunicorn's (`gunicorn.glogging.Logger`, `simple`).
+
+        A custom logger class (a subclass of gunicorn's `Logger`, which gunicorn configs often
+        name) is refused at start with what to use instead: `logconfig_dict` for handlers,
+        formatters and filters (the `gunicorn.error` and `gunicorn.access` loggers named there
+        are corral's), `access_log_format = 'json'` for JSON access lines, and
+        `health_check_path` to keep health probes out of the access log.
         """,
     )
     logconfig: str | None = setting(
@@ -286,7 +307,10 @@ class LoggingTable:
         parse=p.BOOL,
         cli=("--enable-backlog-metric",),
         mode="true",
-        unsupported="the socket backlog metric is not supported yet",
+        unsupported=(
+            "corral has no socket backlog metric; watch the listen queue with "
+            "`ss -ltn` (Recv-Q) or node_exporter's netstat collector"
+        ),
         help="""
         Report the listen queue length as a metric (Linux only).
         """,

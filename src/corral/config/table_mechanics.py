@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from corral.config import parsers as p
 from corral.config.spec import setting
 
-_PASTE = "PasteDeploy applications are not supported yet; name the app as module:attr"
-
 _SAME_EFFECT = (
     "same effect; corral's default is a constant meaning 'leave it as it is', rather than a "
     "value read from the process when the settings module is imported."
@@ -245,9 +243,14 @@ class MechanicsTable:
         parse=p.OPTIONAL_STRING,
         cli=("--paste", "--paster"),
         metavar="STRING",
-        unsupported=_PASTE,
         help="""
-        Load the application from a PasteDeploy config file (`production.ini#app`).
+        Load the application from a PasteDeploy config file (`production.ini`, or
+        `production.ini#name` for an app other than `main`), as `paste.deploy.loadapp` does.
+
+        It takes the place of APP. Needs PasteDeploy (`pip install 'corral[paste]'`). As in
+        gunicorn, when the file has a `[loggers]` section and `logconfig` is unset, logging is
+        configured from it, and the process title names the file. The path is made absolute
+        when the settings are read.
         """,
     )
     raw_paste_global_conf: list[str] = setting(
@@ -257,7 +260,6 @@ class MechanicsTable:
         cli=("--paste-global",),
         metavar="CONF",
         mode="append",
-        unsupported=_PASTE,
         help="""
         PasteDeploy global config variables as `KEY=VALUE`; repeatable.
         """,

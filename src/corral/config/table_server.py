@@ -1,57 +1,20 @@
-"""Settings table, part 1: config file, sockets, worker processes, security limits, debugging."""
+"""Settings table, part 1: config file, sockets, worker processes, security limits."""
 
 # ruff: noqa: RUF009  (setting() returns a dataclasses.Field, the documented way to attach
 # metadata; it is not a default computed once and shared.)
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from corral.config import parsers as p
 from corral.config.spec import setting
-
-# gunicorn's worker class names, and the class paths of gunicorn's and uvicorn's workers
-# (written with a dot or a colon before the class), that one of corral's workers stands in for.
-# uvicorn's workers run ASGI apps (FastAPI, Starlette): corral's asyncio worker serves those.
-WORKER_ALIASES = {
-    "gthread": "threaded",
-    "asgi": "asyncio",
-    "gunicorn.workers.sync.syncworker": "sync",
-    "gunicorn.workers.gthread.threadworker": "threaded",
-    "uvicorn.workers.uvicornworker": "asyncio",
-    "uvicorn.workers.uvicornh11worker": "asyncio",
-    "uvicorn_worker.uvicornworker": "asyncio",
-    "uvicorn_worker.uvicornh11worker": "asyncio",
-}
-
-_WORKER_CHOICE = p.choice(("sync", "threaded", "asyncio"), WORKER_ALIASES)
-
-
-def _worker_class(value: object) -> str:
-    if isinstance(value, str):
-        text = value.strip()
-        alias = WORKER_ALIASES.get(text.lower().replace(":", "."))
-        if alias is not None:
-            return alias
-        # Any other dotted path names a corral Worker subclass of the user's;
-        # corral.workers.resolve imports and checks it.
-        if re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[.:][A-Za-z_]\w*", text):
-            return text
-    try:
-        return _WORKER_CHOICE(value)
-    except p.Invalid:
-        raise p.Invalid(
-            "expected sync, threaded, asyncio, or the dotted path of a corral Worker class"
-        ) from None
-
-
-WORKER_CLASS = p.Parser("sync | threaded | asyncio | dotted path", _worker_class)
+from corral.config.worker_names import WORKER_CLASS
 
 
 @dataclass
 class ServerTable:
-    """Config File, Server Socket, Worker Processes, Security and Debugging settings."""
+    """Config File, Server Socket, Worker Processes and Security settings."""
 
     # --- Config File -------------------------------------------------------------------------
     config: str | None = setting(
@@ -69,10 +32,11 @@ class ServerTable:
         help="""
         The Python config file to read: `PATH`, `file:PATH` or `python:MODULE`.
 
-        The file is executed and its module-level names become settings. Ignored: names
-        starting with `_`, ALL_CAPS constants, modules, classes, functions that are not
-        hooks, and objects that are not plain data. An unknown name holding plain data (a
-        number, string, list, dict...) is an error, so a typo is never silently ignored.
+        The file is executed, as gunicorn executes it, and each module-level name that is a
+        setting sets it. Other names are ignored, as in gunicorn, so helper variables, loops
+        and imports are fine; a name close to a setting (`preload`, `acceslogformat`) gets one
+        warning at start saying which setting it resembles, and names from old gunicorn
+        versions (`debug`, `logfile`) a note. `strict_config` makes such names errors.
         Without this setting, `./corral.conf.py` is read when it exists, else
         `./gunicorn.conf.py`.
         """,
@@ -231,7 +195,7 @@ class ServerTable:
         0,
         section="Worker Processes",
         parse=p.INT,
-        cli=("--max-requests",),
+        cli=("--max-requests", "--limit-max-requests"),
         metavar="INT",
         help="""
         Restart a worker after it has served this many requests; 0 disables.
@@ -328,7 +292,7 @@ class ServerTable:
         30,
         section="Worker Processes",
         parse=p.INT,
-        cli=("--graceful-timeout",),
+        cli=("--graceful-timeout", "--timeout-graceful-shutdown"),
         metavar="INT",
         help="""
         Seconds a worker has to finish its requests after a graceful stop or restart.
@@ -359,7 +323,7 @@ class ServerTable:
         75,
         section="Worker Processes",
         parse=p.INT,
-        cli=("--keep-alive",),
+        cli=("--keep-alive", "--timeout-keep-alive"),
         metavar="INT",
         gunicorn_default="2",
         differs_because=(
@@ -378,7 +342,7 @@ class ServerTable:
     interface: str = setting(
         "auto",
         section="Worker Processes",
-        parse=p.choice(("auto", "wsgi", "asgi")),
+        parse=p.choice(("auto", "wsgi", "asgi"), {"asgi3": "asgi", "asgi2": "asgi"}),
         cli=("--interface",),
         metavar="auto|wsgi|asgi",
         corral_only=True,
@@ -386,7 +350,8 @@ class ServerTable:
         Whether the application is WSGI or ASGI; `auto` detects it.
 
         Detection: a coroutine function, an object whose `__call__` is a coroutine function,
-        or an awaitable class is ASGI; anything else is WSGI.
+        or an awaitable class is ASGI; anything else is WSGI. uvicorn's `asgi3` and `asgi2`
+        mean `asgi`.
         """,
     )
     loop: str = setting(
@@ -395,9 +360,11 @@ class ServerTable:
         parse=p.choice(("auto", "asyncio", "uvloop")),
         cli=("--loop",),
         metavar="auto|asyncio|uvloop",
-        corral_only=True,
+        same_as="asgi_loop",
         help="""
         Event loop of the asyncio worker; `auto` uses uvloop when it is installed.
+
+        gunicorn calls it `asgi_loop`, uvicorn `--loop`: setting either name sets both.
         """,
     )
     lifespan: str = setting(
@@ -406,12 +373,13 @@ class ServerTable:
         parse=p.choice(("auto", "on", "off")),
         cli=("--lifespan",),
         metavar="auto|on|off",
-        corral_only=True,
+        same_as="asgi_lifespan",
         help="""
         ASGI lifespan protocol: `on` requires it, `off` skips it, `auto` tries it.
 
         With `auto`, an application that does not support lifespan is served anyway; with
-        `on`, a failed startup stops the worker.
+        `on`, a failed startup stops the worker. gunicorn calls it `asgi_lifespan`, uvicorn
+        `--lifespan`: setting either name sets both.
         """,
     )
 
@@ -507,102 +475,5 @@ class ServerTable:
 
         A client that trickles its head in more slowly is disconnected, so it cannot hold a
         sync worker (or a connection slot) indefinitely.
-        """,
-    )
-
-    # --- Debugging ---------------------------------------------------------------------------
-    reload: bool = setting(
-        False,
-        section="Debugging",
-        parse=p.BOOL,
-        cli=("--reload",),
-        mode="true",
-        help="""
-        Restart workers when the application's code changes. For development only.
-        """,
-    )
-    reload_engine: str = setting(
-        "auto",
-        section="Debugging",
-        parse=p.choice(("auto", "poll", "inotify")),
-        cli=("--reload-engine",),
-        metavar="STRING",
-        help="""
-        How `reload` watches files. corral polls the files' modification times once a
-        second, which needs no extra package; `inotify` is accepted from gunicorn configs and
-        also polls.
-        """,
-    )
-    reload_extra_files: list[str] = setting(
-        [],
-        section="Debugging",
-        parse=p.STRING_LIST,
-        cli=("--reload-extra-file",),
-        metavar="FILES",
-        mode="append",
-        help="""
-        More files for `reload` to watch (templates, configuration); repeatable.
-        """,
-    )
-    reload_include: list[str] = setting(
-        [],
-        section="Debugging",
-        parse=p.STRING_LIST,
-        cli=("--reload-include",),
-        metavar="PATTERN",
-        mode="append",
-        corral_only=True,
-        help="""
-        Glob patterns of more files for `reload` to watch under the working directory, as
-        uvicorn's `--reload-include` (`*.html`, `templates/*`); repeatable. Python files are
-        always watched.
-        """,
-    )
-    reload_exclude: list[str] = setting(
-        [],
-        section="Debugging",
-        parse=p.STRING_LIST,
-        cli=("--reload-exclude",),
-        metavar="PATTERN",
-        mode="append",
-        corral_only=True,
-        help="""
-        Glob patterns of files `reload` ignores, as uvicorn's `--reload-exclude`
-        (`*.pyc`, `.git/*`); repeatable.
-        """,
-    )
-    spew: bool = setting(
-        False,
-        section="Debugging",
-        parse=p.BOOL,
-        cli=("--spew",),
-        mode="true",
-        help="""
-        Trace every line the server executes. A last resort for debugging.
-        """,
-    )
-    check_config: bool = setting(
-        False,
-        section="Debugging",
-        parse=p.BOOL,
-        cli=("--check-config",),
-        mode="true",
-        help="""
-        Load the configuration and import the application, then exit.
-
-        Exit status 0 when both succeed; otherwise the error is printed and the status is
-        non-zero.
-        """,
-    )
-    print_config: bool = setting(
-        False,
-        section="Debugging",
-        parse=p.BOOL,
-        cli=("--print-config",),
-        mode="true",
-        help="""
-        Print every setting with its value and where it came from, then exit.
-
-        When an application is given it is also imported, as with `check_config`.
         """,
     )
