@@ -9,9 +9,10 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from corral.errors import AppLoadError
 
@@ -20,6 +21,10 @@ _MODULE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _BARE_MODULE_NAMES = ("application", "app")
 _MAX_FRAMES = 8
 _IMPORTLIB_DIR = os.path.dirname(importlib.__file__)
+# An APP that names a PasteDeploy config file (`paste` setting): "paste:" + the quoted absolute
+# path (with its "#name"), then "?" and the global conf. A module:attr never has "/" after ":".
+PASTE_SCHEME = "paste:/"
+PASTE_MISSING = "PasteDeploy is not installed: pip install 'corral[paste]'"
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,20 @@ class LoadedApp:
     interface: str
 
 
+def paste_uri(config: str, global_conf: Sequence[str] = ()) -> str:
+    """The APP for a PasteDeploy file (`config.ini` or `config.ini#name`) and `KEY=VALUE`s."""
+    uri = "paste:" + quote(os.path.abspath(config), safe="/#:@+,=~")
+    pairs = [item.partition("=")[::2] for item in global_conf]
+    return uri + ("?" + urlencode(pairs) if pairs else "")
+
+
 def load_app(uri: str) -> LoadedApp:
     """Import `module:attr`, `module:factory(literal args)` or bare `module` (its `application`
-    or `app`). Raises AppLoadError with a readable message; never exits the process."""
+    or `app`), or load a PasteDeploy app (`paste_uri`). Raises AppLoadError with a readable
+    message; never exits the process."""
+    if uri.startswith(PASTE_SCHEME):
+        app = _load_paste(uri)
+        return LoadedApp(app, _detect(app))
     module_name, _, expression = uri.partition(":")
     if not _MODULE.fullmatch(module_name) or (":" in uri and not expression.strip()):
         raise AppLoadError(
@@ -48,6 +64,21 @@ def load_app(uri: str) -> LoadedApp:
     if kind == "asgi2":
         return LoadedApp(_single_callable(app), "asgi")
     return LoadedApp(app, kind)
+
+
+def _load_paste(uri: str) -> Any:
+    quoted, _, query = uri.removeprefix("paste:").partition("?")
+    config = unquote(quoted)
+    try:
+        from paste.deploy import loadapp  # type: ignore[import-untyped]
+    except ImportError:
+        raise AppLoadError(f"paste = {config!r}: {PASTE_MISSING}") from None
+    global_conf = dict(parse_qsl(query, keep_blank_values=True)) or None
+    try:
+        # As gunicorn's --paste: relative paths inside the file are relative to the cwd.
+        return loadapp("config:" + config, relative_to=os.getcwd(), global_conf=global_conf)
+    except Exception as exc:
+        raise AppLoadError(_failure(f"cannot load the PasteDeploy app {config!r}", exc)) from exc
 
 
 def resolve_interface(app: object, setting: str) -> str:

@@ -40,6 +40,16 @@ class GatewaySettings(Protocol):
     sendfile: bool
 
 
+def mount_point(cfg: object) -> str:
+    """SCRIPT_NAME (WSGI) and root_path (ASGI): the `root_path` setting, else $SCRIPT_NAME.
+
+    Read with getattr: settings objects made for the gateway alone may not carry it.
+    """
+    root = getattr(cfg, "root_path", "") or os.environ.get("SCRIPT_NAME", "")
+    # "/api/" and "/api" mount the same point; PATH_INFO keeps its leading "/".
+    return str(root).rstrip("/")
+
+
 def _names(spec: list[str]) -> list[str]:
     return [s.strip().upper() for s in spec if s.strip()]
 
@@ -110,7 +120,7 @@ class WSGIGateway:
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
             "SERVER_SOFTWARE": "corral/" + __version__,
-            "SCRIPT_NAME": os.environ.get("SCRIPT_NAME", ""),
+            "SCRIPT_NAME": mount_point(cfg),
         }
 
     def connection_environ(

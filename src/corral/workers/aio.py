@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 from typing import Any
 
@@ -14,6 +13,7 @@ from corral.gateway.asgi import ASGIGateway
 from corral.gateway.lifespan import Lifespan
 from corral.gateway.loader import LoadedApp
 from corral.gateway.websocket import WSSettings, engine_available
+from corral.gateway.wsgi import mount_point
 from corral.metrics import make_metrics
 from corral.workers.base import Worker
 from corral.workers.context import connection_policy
@@ -103,9 +103,7 @@ class AsyncioWorker(Worker):
 
     def _context(self, app: LoadedApp, state: dict[str, Any]) -> AioContext:
         cfg = self.cfg
-        gateway = ASGIGateway(
-            app.app, self, make_metrics(cfg, self.tally), state, os.environ.get("SCRIPT_NAME", "")
-        )
+        gateway = ASGIGateway(app.app, self, make_metrics(cfg, self.tally), state, mount_point(cfg))
         websocket = None
         if engine_available():
             websocket = WSSettings(
