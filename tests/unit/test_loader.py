@@ -204,3 +204,48 @@ def test_real_frameworks_are_detected() -> None:
     flask = pytest.importorskip("flask")
     assert resolve_interface(starlette.Starlette(), "auto") == "asgi"
     assert resolve_interface(flask.Flask("corral_test"), "auto") == "wsgi"
+
+
+# --- PasteDeploy (paste / --paste) ------------------------------------------------------------
+
+PASTE_INI = """\
+[app:main]
+use = call:corral_testapp_paste:make_app
+greeting = hello
+
+[app:other]
+use = call:corral_testapp_paste:make_app
+greeting = other
+"""
+
+PASTE_APP = """\
+def make_app(global_conf, **local_conf):
+    text = local_conf["greeting"] + " " + global_conf.get("who", "nobody")
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [text.encode()]
+
+    return app
+"""
+
+
+def _call(app: Any) -> bytes:
+    return b"".join(app({"REQUEST_METHOD": "GET"}, lambda status, headers: None))
+
+
+def test_paste_config_loads_with_pastedeploy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.gateway.loader import paste_uri
+
+    (tmp_path / "corral_testapp_paste.py").write_text(PASTE_APP)
+    (tmp_path / "my app.ini").write_text(PASTE_INI)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ini = str(tmp_path / "my app.ini")
+    loaded = load_app(paste_uri(ini, ["who=world"]))
+    assert loaded.interface == "wsgi"
+    assert _call(loaded.app) == b"hello world"
+    assert _call(load_app(paste_uri(ini + "#other")).app) == b"other nobody"
+    message = _error(paste_uri(str(tmp_path / "my app.ini#nope")))
+    assert message.startswith(f"cannot load the PasteDeploy app '{ini}#nope': LookupError")

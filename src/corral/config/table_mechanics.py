@@ -231,7 +231,7 @@ class MechanicsTable:
         None,
         section="Server Mechanics",
         parse=p.OPTIONAL_STRING,
-        cli=("--pythonpath",),
+        cli=("--pythonpath", "--app-dir"),
         metavar="STRING",
         help="""
         Comma-separated directories to put first on `sys.path` before the app is imported.
