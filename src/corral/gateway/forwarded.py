@@ -14,21 +14,20 @@ class TrustedPeers:
         items = [s.strip() for s in spec]
         self.everyone = "*" in items
         self.networks = []
-        self.unix = False
         for item in items:
-            if not item or item == "*":
-                continue
-            if item.startswith("unix:") or item == "unix":
-                self.unix = True
+            # "unix" is accepted as older corral configs wrote it; unix peers need no entry.
+            if not item or item == "*" or item == "unix" or item.startswith("unix:"):
                 continue
             self.networks.append(ipaddress.ip_network(item, strict=False))
 
     def trusts(self, addr: str) -> bool:
-        """True when requests from ``addr`` (an IP, or "" for a unix socket peer) are trusted."""
-        if self.everyone:
+        """True when requests from ``addr`` (an IP, or "" for a unix socket peer) are trusted.
+
+        A unix socket peer always is, as in gunicorn 27: only a local process can reach the
+        socket, behind the file's permissions, and it is how nginx on the same host connects.
+        """
+        if self.everyone or not addr:
             return True
-        if not addr:
-            return self.unix
         try:
             ip = ipaddress.ip_address(addr)
         except ValueError:

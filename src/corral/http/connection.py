@@ -218,6 +218,11 @@ class ServerConnection:
             parsed = None, 0  # the peer stopped; let the head reader judge its bytes
         self._proxy_pending = False
         self.proxy, used = parsed
+        want = self._limits.proxy_version
+        if self.proxy is not None and want and self.proxy.version != want:
+            raise ProtocolError(
+                400, f"PROXY protocol v{self.proxy.version} preamble; only v{want} is accepted"
+            )
         if used:
             buf = self._buf = buf[used:]
         return buf

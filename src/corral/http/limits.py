@@ -35,5 +35,7 @@ class Limits:
     require_host: bool = True
     #: Parse a PROXY protocol v1/v2 preamble before the first request, when one is sent.
     proxy_protocol: bool = False
+    #: Only this PROXY protocol version (1 or 2) is accepted; 0 accepts either.
+    proxy_version: int = 0
     #: Reject header names containing ``_`` (gunicorn's ``header_map = "refuse"``).
     refuse_underscore_headers: bool = False

@@ -44,7 +44,15 @@ def connection_policy(cfg: Config, worker: PolicyWorker) -> ConnectionPolicy:
     proxy = cfg.proxy_protocol not in ("off", "none", "false")
     return ConnectionPolicy(
         limits=limits,
-        proxy_limits=dataclasses.replace(limits, proxy_protocol=True) if proxy else None,
+        proxy_limits=(
+            dataclasses.replace(
+                limits,
+                proxy_protocol=True,
+                proxy_version={"v1": 1, "v2": 2}.get(cfg.proxy_protocol, 0),
+            )
+            if proxy
+            else None
+        ),
         proxy_peers=TrustedPeers(cfg.proxy_allow_ips) if proxy else None,
         io_timeout=float(cfg.timeout) if cfg.timeout > 0 else 30.0,
         header_timeout=float(cfg.header_timeout),
