@@ -78,6 +78,8 @@ def test_a_syntax_error_keeps_serving_and_the_fix_reloads(
     until_served(server, (200, "version two"))
     assert server.proc.poll() is None
     assert "Shutting down" not in server.log_text()
+    if engine == "inotify":  # watchfiles is in the test extra: no fallback to polling
+        assert "polling" not in server.log_text()
     assert server.stop() == 0
 
 
@@ -145,4 +147,5 @@ def test_include_and_exclude_patterns(corral_factory: Start, tmp_path: Path, eng
     server.wait_for("Booting worker", count=2)
     until_served(server, (200, "same code"))
     assert "draft.html" not in server.log_text() and "notes.txt" not in server.log_text()
+    assert "polling" not in server.log_text()
     assert server.stop() == 0
