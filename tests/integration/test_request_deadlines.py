@@ -8,10 +8,11 @@ import threading
 import time
 from typing import Any
 
+from corral.drivers.awaits import await_stack
 from corral.gateway.ladder import RequestTimeout
 from corral.http.events import Request
 from corral.workers.deadline import STOP_SIGNAL, Deadlines
-from corral.workers.loopwatch import LoopWatch, await_stack
+from corral.workers.loopwatch import LoopWatch
 
 LIMIT = 0.2
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from corral.drivers.awaits import await_stack
 from corral.drivers.policy import (
     DRAIN_LIMIT,
     LINGER_BYTES,
@@ -25,7 +26,6 @@ from corral.gateway.ws_handshake import is_websocket_upgrade
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, PAUSED, Data, EndOfMessage, Request
-from corral.workers.loopwatch import await_stack
 
 # Request bytes we take in while the app is not reading them; past this we stop reading.
 READ_HIGH = 256 * 1024

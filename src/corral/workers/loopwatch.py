@@ -1,4 +1,4 @@
-"""request_timeout on the asyncio worker: code holding the event loop, and where a task waits."""
+"""request_timeout on the asyncio worker: a watchdog thread for code holding the event loop."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import asyncio
 import signal
 import threading
 import time
-import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -84,21 +83,3 @@ class LoopWatch(Watchdog):
             return
         if task is not None and self.claim(task):
             raise RequestTimeout()
-
-
-def await_stack(coro: Any) -> str:
-    """Where a suspended coroutine waits: its chain of awaits, outermost first.
-
-    ``Task.get_stack`` shows only the outermost frame of a suspended coroutine; the frames it
-    awaits hang off ``cr_await`` (``gi_yieldfrom`` for generator-based ones).
-    """
-    return "".join(traceback.StackSummary.extract(_await_frames(coro)).format())
-
-
-def _await_frames(coro: Any) -> Iterator[tuple[FrameType, int]]:
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is None:
-            return
-        yield frame, frame.f_lineno
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
