@@ -78,7 +78,9 @@ def test_gunicorn_cmd_args_takes_gunicorn_27_and_uvicorn_flags() -> None:
     assert (cfg.workers, cfg.bind, cfg.asgi_disconnect_grace_period) == (3, ["127.0.0.1:9100"], 5)
     assert cfg.source_of("loop") == "env GUNICORN_CMD_ARGS --asgi-loop"
     message = error([], {"GUNICORN_CMD_ARGS": "--http-protocols h2"})
-    assert message.startswith("http_protocols = ['h2'] (from env GUNICORN_CMD_ARGS --http-protocols)")
+    assert message.startswith(
+        "http_protocols = ['h2'] (from env GUNICORN_CMD_ARGS --http-protocols)"
+    )
 
 
 def test_paste_setting_resolves_the_file_and_takes_its_logging(tmp_path: Path) -> None:

@@ -362,7 +362,7 @@ def test_old_gunicorn_names_get_a_note(tmp_path: Path) -> None:
         ("command", "INFO"),
     ]
     assert messages(cfg)[0].startswith(
-        f"config file {conf}: 'debug' is an old gunicorn setting, ignored: "
+        f"config file {conf}: 'debug' is not a gunicorn 27 setting, ignored: "
     )
     assert cfg.errorlog == "-"
 
@@ -524,6 +524,21 @@ def test_settings_that_turn_missing_features_off_are_accepted(tmp_path: Path) ->
     cfg = load(["-c", conf], {})
     assert (cfg.http_protocols, cfg.control_socket_mode) == (["h1"], 0o660)
     assert load(["--no-control-socket", "--control-socket", "/x"], {}).control_socket == "/x"
+
+
+def test_gevent_is_refused_unless_a_later_source_replaces_it(tmp_path: Path) -> None:
+    conf = write(tmp_path / "c.py", "worker_class = 'gevent'\n")
+    message = error(["-c", conf])
+    assert message.startswith(
+        f"worker_class = 'gevent' (from config file {conf}): corral has no gevent worker; "
+        "use -k threaded"
+    )
+    assert "docs/migrating.md" in message
+    assert load(["-c", conf, "-k", "threaded"], {}).worker_class == "threaded"
+    assert "corral has no eventlet worker" in error(["-k", "eventlet"])
+    assert "corral has no tornado worker" in error(
+        ["-k", "gunicorn.workers.gtornado.TornadoWorker"]
+    )
 
 
 def test_asgi_names_are_synonyms_of_loop_and_lifespan(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from corral.config.table_mechanics import MechanicsTable
 from corral.config.table_server import ServerTable
 from corral.config.table_tls import TLSTable
 from corral.config.unknown import Unknown
+from corral.config.worker_names import foreign_worker
 from corral.errors import ConfigError
 from corral.gateway.loader import paste_uri
 
@@ -140,7 +141,13 @@ class Config(
             )
 
     def _check_gunicorn_features(self) -> None:
-        """Settings that ask for a gunicorn feature only in combination with another."""
+        """Settings that ask for a gunicorn feature corral lacks, alone or together."""
+        refused = foreign_worker(self.worker_class)
+        if refused is not None:
+            raise ConfigError(
+                f"worker_class = {self.worker_class!r} (from {self.source_of('worker_class')}): "
+                f"{refused}"
+            )
         if self.control_socket and not self.control_socket_disable:
             raise ConfigError(
                 f"control_socket = {self.control_socket!r} (from "

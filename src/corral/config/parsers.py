@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import importlib
 import inspect
@@ -241,15 +242,24 @@ def hook(arity: int) -> Parser[Hook]:
     return Parser(f"callable({arity} args)", convert)
 
 
+def _named_like(func: Hook, wrapper: Hook) -> Hook:
+    """`wrapper` under `func`'s name, so --print-config shows the user's hook. No __wrapped__
+    (functools.wraps): the arity checks would then see `func`'s signature, not the wrapper's."""
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        with contextlib.suppress(AttributeError, TypeError):
+            setattr(wrapper, attr, getattr(func, attr))
+    return wrapper
+
+
 def _post_request(value: object) -> Hook:
     # gunicorn lets post_request take (worker, req), (worker, req, environ) or all four.
     func = _resolve_callable(value)
     if _accepts(func, 4):
         return func
     if _accepts(func, 3):
-        return lambda worker, req, environ, _resp: func(worker, req, environ)
+        return _named_like(func, lambda worker, req, environ, _resp: func(worker, req, environ))
     if _accepts(func, 2):
-        return lambda worker, req, _environ, _resp: func(worker, req)
+        return _named_like(func, lambda worker, req, _environ, _resp: func(worker, req))
     raise Invalid("expected a callable taking 2, 3 or 4 positional arguments")
 
 

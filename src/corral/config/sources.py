@@ -47,6 +47,9 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     for var, given in env_command_lines:
         _apply_flags(cfg, given, f"env {var}")
     _apply_flags(cfg, command_line, "command line")
+    if cfg.interface == "asgi" and cfg.source_of("worker_class") == "default":
+        # An app said to be ASGI (uvicorn's --interface asgi3) needs the asyncio worker.
+        cfg.set("worker_class", "asyncio", "default (interface = asgi)")
     if cfg.paste:
         _apply_paste(cfg)
     elif cfg.app_uri and cfg.source_of("default_proc_name") == "default":

@@ -55,7 +55,9 @@ class Unknown(NamedTuple):
                 f"(did you mean {self.hint!r}?)"
             )
         if self.kind == "old":
-            return f"{self.source}: {self.name!r} is an old gunicorn setting, ignored: {self.hint}"
+            return (
+                f"{self.source}: {self.name!r} is not a gunicorn 27 setting, ignored: {self.hint}"
+            )
         if self.kind == "env":
             return f"unknown environment variable {self.name} ignored (did you mean {self.hint}?)"
         if self.kind == "noeffect":

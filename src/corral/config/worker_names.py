@@ -57,9 +57,10 @@ def _worker_class(value: object) -> str:
         value = f"{value.__module__}.{value.__qualname__}"
     if isinstance(value, str):
         text = value.strip()
-        refused = foreign_worker(text)
-        if refused is not None:
-            raise p.Invalid(refused)
+        if foreign_worker(text) is not None:
+            # Refused by Config.check once every source is read: a later source (-k threaded
+            # on the command line) may replace a config file's gevent.
+            return text
         alias = WORKER_ALIASES.get(text.lower().replace(":", "."))
         if alias is not None:
             return alias
