@@ -97,3 +97,10 @@ def test_paste_setting_resolves_the_file_and_takes_its_logging(tmp_path: Path) -
     assert error(["--paste", "missing.ini"]) == (
         f"paste = 'missing.ini' (from command line --paste): {tmp_path / 'missing.ini'} not found"
     )
+
+
+def test_uvicorn_and_granian_tls_flags_set_the_tls_settings() -> None:
+    cfg = load(["--ssl-certificate", "/c.pem", "--ssl-keyfile", "/k.pem"], {})
+    assert (cfg.certfile, cfg.keyfile) == ("/c.pem", "/k.pem")
+    assert cfg.source_of("certfile") == "command line --ssl-certificate"
+    assert load(["--ssl-certfile", "/c.pem"], {}).certfile == "/c.pem"

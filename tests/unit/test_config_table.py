@@ -31,12 +31,12 @@ control_socket_mode control_socket_disable http_protocols http2_cleartext
 http2_max_concurrent_streams http2_initial_window_size http2_max_frame_size
 http2_max_header_list_size http_parser protocol uwsgi_allow_ips enable_backlog_metric
 dirty_apps dirty_workers dirty_timeout dirty_threads dirty_graceful_timeout on_dirty_starting
-dirty_post_fork dirty_worker_init dirty_worker_exit
+dirty_post_fork dirty_worker_init dirty_worker_exit websocket_max_message_size
 """.split()  # noqa: SIM905
 
 CORRAL_ONLY = """
 limit_request_body limit_request_head require_host server_header interface strict_config
-websocket_max_message_size websocket_ping_interval websocket_ping_timeout header_timeout
+websocket_ping_interval websocket_ping_timeout header_timeout
 max_threads cpu_affinity max_worker_memory request_timeout metrics_bind health_check_path
 reload_include reload_exclude statsd_names keyfile_password ssl_min_version
 """.split()  # noqa: SIM905

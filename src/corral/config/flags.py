@@ -47,13 +47,14 @@ SHORTHANDS = (
 NO_OPS = {
     "--proxy-headers": "proxy headers are trusted from forwarded_allow_ips, as by default",
 }
-# uvicorn's TLS flags, by the setting each sets (when corral has it).
+# uvicorn's (and granian's) TLS flags, by the setting each sets (when corral has it).
 TLS_FLAGS = {
-    "keyfile": "--ssl-keyfile",
-    "certfile": "--ssl-certfile",
-    "keyfile_password": "--ssl-keyfile-password",
-    "ca_certs": "--ssl-ca-certs",
-    "ciphers": "--ssl-ciphers",
+    "keyfile": ("--ssl-keyfile",),
+    "certfile": ("--ssl-certfile", "--ssl-certificate"),
+    "keyfile_password": ("--ssl-keyfile-password",),
+    "ca_certs": ("--ssl-ca-certs",),
+    "cert_reqs": ("--ssl-cert-reqs",),
+    "ciphers": ("--ssl-ciphers",),
 }
 # uvicorn's --host/--port/--uds/--fd make one `bind` address; the pieces' argparse dests.
 _ADDRESS = {"--host": "_host", "--port": "_port", "--uds": "_uds", "--fd": "_fd"}
@@ -186,11 +187,12 @@ def _add_uvicorn_flags(parser: argparse.ArgumentParser) -> None:
         help=NO_OPS["--proxy-headers"],
     )
     table, known = settings_table(), set(all_flags(parser))
-    for name, flag in TLS_FLAGS.items():
+    for name, flags in TLS_FLAGS.items():
         # The TLS table may already spell a flag uvicorn's way.
-        if name in table and flag not in known:
+        new = [flag for flag in flags if flag not in known]
+        if name in table and new:
             group.add_argument(
-                flag,
+                *new,
                 dest=name,
                 mode="store",
                 action=_SettingAction,

@@ -348,7 +348,6 @@ class LoggingTable:
         parse=p.POSITIVE_INT,
         cli=("--websocket-max-message-size",),
         metavar="INT",
-        corral_only=True,
         help="""
         Largest WebSocket message in bytes, after reassembly; larger closes with 1009.
         """,
