@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from corral.drivers.blocking import DriverContext, Session
 from corral.drivers.policy import LINGER_SECONDS, AcceptGate
 from corral.drivers.transport import wait_in_kernel
+from corral.errors import AppLoadError
 from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
 from corral.workers.context import driver_context
@@ -72,6 +73,14 @@ class ThreadedWorker(Worker):
     concurrent_threads = True
 
     def serve(self, app: LoadedApp) -> None:
+        if not hasattr(select, "epoll"):
+            # gevent's monkey.patch_all() left in an app moved from -k gevent replaces select
+            # without epoll: say so once, rather than crash at every boot.
+            raise AppLoadError(
+                "select.epoll is gone: the app (or its config) monkey-patches the standard "
+                "library, as gevent.monkey.patch_all() does; remove that to run on "
+                "corral's threaded worker (docs/migrating.md, gevent)"
+            )
         self.ctx: DriverContext = driver_context(self, app, multithread=True)
         self.ep = select.epoll()
         self.sessions: dict[int, Session] = {}
