@@ -51,17 +51,18 @@ A Python file, executed as gunicorn executes it, so a `gunicorn.conf.py` works u
 `python:MODULE` imports a module instead. Each module-level name that is a setting sets it;
 hooks are set by defining functions with the hook's name. These names are ignored: names
 starting with `_`, ALL_CAPS constants, imported modules, classes, functions whose name is not
-a hook's, and objects that are not plain data (a logger, a path). Any other name, a plain
-value under an unknown name, is an error with a suggestion, so a misspelt setting is never
-silently ignored: name helper variables with a leading `_`.
+a hook's, and objects that are not plain data (a logger, a path). Every other name is ignored,
+as in gunicorn: a name close to a setting gets one warning at start with a did-you-mean, and an
+old gunicorn name a note saying what replaced it (`--check-config` lists both); `strict_config`
+(`--strict-config`) makes them errors instead.
 
 ### Values in the environment
 
 Numbers and strings as written; booleans as `true`/`false` (also `1`/`0`, `yes`/`no`,
 `on`/`off`); lists split like a shell command line (`CORRAL_BIND="127.0.0.1:8000 [::1]:8000"`);
 dicts as JSON objects; hooks as a dotted import path (`CORRAL_POST_FORK=myapp.hooks.post_fork`).
-Another `CORRAL_*` variable is ignored unless its name is a near miss of a setting's, which is
-an error.
+Another `CORRAL_*` variable is ignored unless its name is a near miss of a setting's, which gets
+a warning.
 
 ### Errors
 
@@ -72,13 +73,12 @@ status 2:
 """
 
 MISSING = """\
-### gunicorn settings corral does not have
+### gunicorn settings for features corral does not have
 
-These are unknown to corral, so using them is an error: the HTTP/2 settings (`http_protocols`,
-`http2_*`), the uWSGI protocol (`protocol`, `uwsgi_allow_ips`), `root_path`, `http_parser`,
-`asgi_loop`, `asgi_lifespan` and `asgi_disconnect_grace_period` (corral's `loop` and
-`lifespan` do the work of the middle two), the dirty arbiters (`dirty_*`) and the control
-socket (`control_socket*`).
+Every gunicorn 27 setting is in the table. Those for features corral does not have (HTTP/2,
+the uWSGI protocol, the dirty arbiters, the control socket) are accepted when they only turn
+something off and stop corral with one line when they ask for the feature: see the "Not
+Implemented" section below and [migrating.md](migrating.md).
 """
 
 

@@ -6,7 +6,6 @@ import linecache
 import os
 import sys
 import threading
-import time
 from types import FrameType
 from typing import Any
 
@@ -37,8 +36,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def _run(args: list[str]) -> int:
     cfg = load(args, os.environ)
-    if not cfg.check_config:
-        report_unknown(cfg)
     # HUP and USR2 re-read the configuration from where corral was started, not from --chdir.
     cwd = os.getcwd()
     prepare_process(cfg)
@@ -52,26 +49,6 @@ def _run(args: list[str]) -> int:
     from corral.arbiter.arbiter import Arbiter
 
     return Arbiter(cfg, cwd=cwd).run()
-
-
-# The error log's level names, least severe first, and its default line format.
-_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-def report_unknown(cfg: Config) -> None:
-    """Log the config file's near misses (WARNING) and old names (INFO) once, at start.
-
-    Written to stderr before the arbiter's logger exists, in its line format, so the person
-    starting corral sees them; the loglevel setting still filters them.
-    """
-    least = _LEVELS.index(cfg.loglevel) if cfg.loglevel in _LEVELS else 1
-    for unknown in cfg.unknown:
-        text = unknown.message()
-        if text is None or _LEVELS.index(unknown.level.lower()) < least:
-            continue
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S %z")
-        sys.stderr.write(f"[{stamp}] [{os.getpid()}] [{unknown.level}] {text}\n")
-    sys.stderr.flush()
 
 
 def prepare_process(cfg: Config) -> None:

@@ -385,7 +385,10 @@ def test_logconfig_dict_configures_our_loggers_by_either_name(
     fn = "test_logconfig_dict_configures_our_loggers_by_either_name"
     assert lines(error_path) == [f"corral.error DEBUG {fn} details"]
     assert lines(access_path) == ["corral.access INFO access GET /hello"]
-    assert logging.getLogger("gunicorn.error").handlers == []
+    # gunicorn's name shares corral's handlers (no second set that would print twice).
+    assert (
+        logging.getLogger("gunicorn.error").handlers is logging.getLogger("corral.error").handlers
+    )
 
 
 def test_logconfig_dict_without_our_loggers_keeps_the_errorlog_file(
@@ -576,3 +579,24 @@ def test_redirect_stdio_in_a_forked_child(tmp_path: Path) -> None:
     assert old[:3] == ["from print", "raw fd 1", "raw fd 2"]
     assert old[3].endswith("[INFO] from the logger")
     assert lines(path) == ["after reopen", "stderr after reopen"]
+
+
+def test_gunicorns_logger_names_are_corrals(
+    tmp_path: Path, make_logger: Callable[..., Logger]
+) -> None:
+    """Flask's recipe takes logging.getLogger("gunicorn.error")'s handlers and level: they must
+    be corral's, or the app's log lines go nowhere."""
+    path = tmp_path / "error.log"
+    make_logger(errorlog=str(path), loglevel="warning")
+    theirs = logging.getLogger("gunicorn.error")
+    assert theirs.handlers == logging.getLogger("corral.error").handlers != []
+    assert theirs.level == logging.WARNING
+    app_logger = logging.getLogger("myapp")
+    app_logger.handlers = theirs.handlers
+    app_logger.setLevel(theirs.level)
+    app_logger.warning("from the app")
+    theirs.error("straight to gunicorn.error")
+    assert [ERROR_LINE.match(line)["msg"] for line in lines(path)] == [  # type: ignore[index]
+        "from the app",
+        "straight to gunicorn.error",
+    ]

@@ -138,6 +138,12 @@ class Arbiter:
 
     def _start(self) -> None:
         self.log.info("Starting corral %s", __version__)
+        # The config file's near misses (WARNING) and old gunicorn names (INFO), once, where
+        # the operator reads the log (errorlog, syslog), not only on the terminal.
+        for unknown in self.cfg.unknown:
+            text = unknown.message()
+            if text is not None:
+                self.log.log(unknown.level, "%s", text)
         self._upgrade.take_environment(os.environ)
         self._signals.install()
         set_title("master", self.proc_name)

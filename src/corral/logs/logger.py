@@ -10,7 +10,7 @@ import threading
 from typing import Any, TextIO
 
 from corral.logs.access import make_renderer
-from corral.logs.logconfig import ACCESS_LOGGER, ERROR_LOGGER, apply_logconfig
+from corral.logs.logconfig import ACCESS_LOGGER, ERROR_LOGGER, GUNICORN_ALIASES, apply_logconfig
 from corral.logs.record import AccessRecord
 from corral.logs.settings import LogSettings
 from corral.logs.syslog import make_syslog_handler
@@ -115,6 +115,14 @@ class Logger:
             if not cfg.disable_redirect_access_to_syslog:
                 self._attach(self.access_log, make_syslog_handler(cfg, "access"), "syslog-access")
         apply_logconfig(cfg)
+        # Apps find gunicorn's loggers by name (Flask's recipe copies
+        # logging.getLogger("gunicorn.error").handlers): make them ours, sharing our handler
+        # lists, so what is set up above (and by a logging config) serves them too.
+        for alias, name in GUNICORN_ALIASES.items():
+            ours, theirs = logging.getLogger(name), logging.getLogger(alias)
+            theirs.handlers = ours.handlers
+            theirs.setLevel(ours.level)
+            theirs.propagate = False
 
     def _attach(self, log: logging.Logger, handler: logging.Handler, role: str) -> None:
         handler.set_name(f"{_OWNED}{role}")
