@@ -23,6 +23,10 @@ class DebugTable:
         mode="true",
         help="""
         Restart workers when the application's code changes. For development only.
+
+        A file saved with a syntax error (or any error the app's code raises while importing)
+        does not stop the server: the worker logs the traceback, answers 500, and reloads on
+        the next save. A wrong APP still stops it.
         """,
     )
     reload_engine: str = setting(
@@ -32,9 +36,10 @@ class DebugTable:
         cli=("--reload-engine",),
         metavar="STRING",
         help="""
-        How `reload` watches files. corral polls the files' modification times once a
-        second, which needs no extra package; `inotify` is accepted from gunicorn configs and
-        also polls.
+        How `reload` watches files. `auto` uses inotify through watchfiles when it is
+        installed (`pip install 'corral[reload]'`), else polls modification times once a
+        second; `inotify` wants watchfiles and polls, with a warning, without it; `poll`
+        always polls.
         """,
     )
     reload_extra_files: list[str] = setting(
@@ -58,8 +63,10 @@ class DebugTable:
         corral_only=True,
         help="""
         Glob patterns of more files for `reload` to watch under the working directory, as
-        uvicorn's `--reload-include` (`*.html`, `templates/*`); repeatable. Python files are
-        always watched.
+        uvicorn's `--reload-include`; repeatable. The source files of loaded modules are
+        always watched. Patterns match from the right, as uvicorn's (`*.html` at any depth,
+        `templates/*`); hidden files and directories, bytecode and editor swap files never
+        match.
         """,
     )
     reload_exclude: list[str] = setting(
@@ -71,8 +78,9 @@ class DebugTable:
         mode="append",
         corral_only=True,
         help="""
-        Glob patterns of files `reload` ignores, as uvicorn's `--reload-exclude`
-        (`*.pyc`, `.git/*`); repeatable.
+        Glob patterns of files `reload` ignores, as uvicorn's `--reload-exclude`; repeatable.
+        Matched against the path below the working directory and each directory it is in
+        (`drafts`, `.git`, `*.tmp`); applies to module files too.
         """,
     )
     spew: bool = setting(

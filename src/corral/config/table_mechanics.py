@@ -115,7 +115,8 @@ class MechanicsTable:
         Environment variables to set before the application loads, as `KEY=VALUE`.
 
         Repeat the flag for several: `-e FOO=1 -e BAR=2`; in a config file,
-        `raw_env = ["FOO=1", "BAR=2"]`.
+        `raw_env = ["FOO=1", "BAR=2"]`. Applied again on HUP: new workers see the new values;
+        names dropped from it return to corral's own environment.
         """,
     )
     pidfile: str | None = setting(

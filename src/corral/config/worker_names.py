@@ -27,7 +27,8 @@ _WORKER_CHOICE = p.choice(("sync", "threaded", "asyncio"), WORKER_ALIASES)
 # gunicorn's workers built on other concurrency libraries, by name and class path.
 _GREEN = (
     "corral has no {} worker; use -k threaded, which serves many waiting requests per "
-    "process without monkey-patching (see docs/migrating.md, section gevent)"
+    "process without monkey-patching, with threads set to the requests a worker must hold "
+    "waiting at once (see docs/migrating.md, section gevent)"
 )
 _TORNADO = (
     "corral has no tornado worker; serve a WSGI app with -k threaded (a "
