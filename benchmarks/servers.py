@@ -73,6 +73,19 @@ def _corral_threaded_pinned(port: str, w: Workload, tmp: Path) -> Launch:
     return Launch([*launch.argv, "--cpu-affinity", "auto"], f"{launch.config}, cpu_affinity=auto")
 
 
+def _corral_threads(count: int) -> Callable[[str, Workload, Path], Launch]:
+    """The threaded worker with `--threads N`, as gunicorn users set it: a cap of N, threads
+    started on demand (so it should cost nothing against the default under light load)."""
+
+    def launch(port: str, w: Workload, tmp: Path) -> Launch:
+        argv = _python("corral", "-w", str(WORKERS), "-k", "threaded", "--threads", str(count))
+        return Launch(
+            [*argv, "-b", f"{HOST}:{port}", w.app], f"{WORKERS} workers x {count} threads"
+        )
+
+    return launch
+
+
 def _gunicorn_sync(port: str, w: Workload, tmp: Path) -> Launch:
     argv = _python("gunicorn", "-w", str(WORKERS), "-k", "sync", "-b", f"{HOST}:{port}", w.app)
     return Launch(argv, f"{WORKERS} workers")
@@ -172,6 +185,8 @@ SERVERS: tuple[Server, ...] = (
     Server("corral-sync", "corral", _corral_sync),
     Server("corral-threaded", "corral", _corral_threaded),
     Server("corral-threaded-pinned", "corral", _corral_threaded_pinned),
+    Server("corral-threads-8", "corral", _corral_threads(8)),
+    Server("corral-threads-128", "corral", _corral_threads(128)),
     Server("gunicorn-sync", "gunicorn", _gunicorn_sync),
     Server("gunicorn-gthread", "gunicorn", _gunicorn_gthread),
     Server("granian", "granian", _granian),
