@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from corral.gateway.forwarded import SchemeHeaders
+from corral.gateway.forwarded import SchemeHeaders, TrustedPeers, forwarded_client
 from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError
@@ -20,10 +20,13 @@ GUNICORN_DEFAULT = {
 }
 
 
-def gateway(schemes: dict[str, str], header_map: str = "drop") -> WSGIGateway:
+def gateway(
+    schemes: dict[str, str], header_map: str = "drop", proxy_headers: bool = False
+) -> WSGIGateway:
     cfg = SimpleNamespace(
         header_map=header_map,
         forwarded_allow_ips=["127.0.0.1"],
+        proxy_headers=proxy_headers,
         secure_scheme_headers=schemes,
         forwarder_headers=[],
         sendfile=True,
@@ -107,3 +110,31 @@ def test_fields_without_an_http_prefix_are_looked_for_under_their_own_keys() -> 
     env = environ_for(gw, b"Content-Type: application/x-https\r\n")
     assert env["CONTENT_TYPE"] == "application/x-https"
     assert env["wsgi.url_scheme"] == "https"
+
+
+TRUSTED = TrustedPeers(["127.0.0.1", "10.0.0.0/8"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "client"),
+    [
+        ([("X-Forwarded-For", "203.0.113.9")], "203.0.113.9"),
+        # The client may write anything left of the first hop we trust: read from the right.
+        ([("X-Forwarded-For", "6.6.6.6, 203.0.113.9, 10.1.2.3")], "203.0.113.9"),
+        ([("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "203.0.113.9")], "203.0.113.9"),
+        ([("X-Forwarded-For", "10.0.0.5, 10.1.2.3")], "10.0.0.5"),  # every hop ours: the first
+        ([("Forwarded", 'for="[2001:db8::1]:4711";proto=https, for=10.1.2.3')], "2001:db8::1"),
+        ([("Forwarded", "for=192.0.2.60:8080"), ("X-Forwarded-For", "6.6.6.6")], "192.0.2.60"),
+        ([("Forwarded", "for=unknown")], None),
+        ([("X-Forwarded-For", "not-an-address")], None),
+        ([], None),
+    ],
+)
+def test_forwarded_client(fields: list[tuple[str, str]], client: str | None) -> None:
+    assert forwarded_client(fields, TRUSTED) == client
+
+
+@pytest.mark.parametrize(("on", "addr"), [(False, "127.0.0.1"), (True, "203.0.113.9")])
+def test_proxy_headers_sets_remote_addr_only_when_asked(on: bool, addr: str) -> None:
+    env = environ_for(gateway({}, proxy_headers=on), b"X-Forwarded-For: 203.0.113.9\r\n")
+    assert env["REMOTE_ADDR"] == addr

@@ -43,10 +43,6 @@ SHORTHANDS = (
     ),
     Shorthand("--no-server-header", "server_header", "", "send no Server header"),
 )
-# uvicorn's flags that only confirm corral's default behaviour.
-NO_OPS = {
-    "--proxy-headers": "proxy headers are trusted from forwarded_allow_ips, as by default",
-}
 # uvicorn's (and granian's) TLS flags, by the setting each sets (when corral has it).
 TLS_FLAGS = {
     "keyfile": ("--ssl-keyfile",),
@@ -77,7 +73,7 @@ class _SettingAction(argparse.Action):
 
     def __init__(self, option_strings: Sequence[str], dest: str, mode: str, **kwargs: Any):
         self.mode = mode
-        if mode in ("true", "false", "toggle", "const", "noop"):
+        if mode in ("true", "false", "toggle", "const"):
             kwargs["nargs"] = 0
         elif mode == "optional":
             kwargs["nargs"] = "?"
@@ -98,8 +94,6 @@ class _SettingAction(argparse.Action):
             value = not flag.startswith("--no-")
         elif self.mode == "const" or (self.mode == "optional" and values is None):
             value = self.const
-        elif self.mode == "noop":
-            return
         elif self.mode == "append":
             previous = getattr(namespace, self.dest, None)
             earlier = list(cast(list[str], previous.value)) if isinstance(previous, Given) else []
@@ -179,13 +173,6 @@ def _add_uvicorn_flags(parser: argparse.ArgumentParser) -> None:
             action=_SettingAction,
             help=short.help,
         )
-    group.add_argument(
-        "--proxy-headers",
-        dest="_noop",
-        mode="noop",
-        action=_SettingAction,
-        help=NO_OPS["--proxy-headers"],
-    )
     table, known = settings_table(), set(all_flags(parser))
     for name, flags in TLS_FLAGS.items():
         # The TLS table may already spell a flag uvicorn's way.

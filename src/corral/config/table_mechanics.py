@@ -228,6 +228,21 @@ class MechanicsTable:
         environment variable gives the default.
         """,
     )
+    proxy_headers: bool = setting(
+        False,
+        section="Server Mechanics",
+        parse=p.BOOL,
+        cli=("--proxy-headers",),
+        mode="true",
+        corral_only=True,
+        help="""
+        Take the client's address from `X-Forwarded-For` (or RFC 7239 `Forwarded`) sent by a
+        peer in `forwarded_allow_ips`: the rightmost address in it that is not a trusted proxy
+        becomes `REMOTE_ADDR` (WSGI) and the ASGI scope's `client`, as uvicorn's
+        `--proxy-headers` does. Off by default, as in gunicorn, where `REMOTE_ADDR` is the
+        peer (the proxy) and the app reads the header itself.
+        """,
+    )
     pythonpath: str | None = setting(
         None,
         section="Server Mechanics",

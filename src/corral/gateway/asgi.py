@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
-from corral.gateway.forwarded import SchemeHeaders, TrustedPeers
+from corral.gateway.forwarded import SchemeHeaders, TrustedPeers, forwarded_client
 from corral.gateway.ladder import ClientDisconnected, RequestTimeout, answer
 from corral.gateway.lifecycle import Bookkeeping, Outcome, ServingWorker
 from corral.http.connection import ServerConnection
@@ -150,6 +150,7 @@ class ASGIGateway:
         server = cfg.server_header
         self.server_header: bytes | None = server.encode("latin-1") if server else None
         self._trusted = TrustedPeers(cfg.forwarded_allow_ips)
+        self._client_from_proxy = bool(cfg.proxy_headers)
         self._schemes = SchemeHeaders(cfg.secure_scheme_headers)
         self._names: dict[str, bytes] = {}
         self._drop_underscore = cfg.header_map == "drop"
@@ -159,6 +160,14 @@ class ASGIGateway:
         client = _peer_tuple(peername)
         server: tuple[str, int | None] = _peer_tuple(sockname) or (str(sockname or ""), None)
         return Peer(client, server, self._trusted.trusts(client[0] if client else ""))
+
+    def _client(self, req: Request, peer: Peer) -> tuple[str, int] | None:
+        """The scope's client: the peer, or what a trusted proxy says (proxy_headers)."""
+        if self._client_from_proxy and peer.trusted:
+            client = forwarded_client(req.headers, self._trusted)
+            if client is not None:
+                return (client, 0)
+        return peer.client
 
     def scope(self, kind: str, req: Request, peer: Peer) -> dict[str, Any]:
         """The ``http`` or ``websocket`` connection scope of one request (ASGI spec 2.4)."""
@@ -180,7 +189,7 @@ class ASGIGateway:
             "query_string": req.query.encode("latin-1"),
             "root_path": self.root_path,
             "headers": _lower_names(req.headers, self._names, self._drop_underscore),
-            "client": peer.client,
+            "client": self._client(req, peer),
             "server": peer.server,
             "state": self.state.copy(),
         }

@@ -73,3 +73,52 @@ class SchemeHeaders:
                 raise ProtocolError(400, "contradictory scheme headers")
             found = this
         return found
+
+
+def forwarded_client(headers: list[tuple[str, str]], peers: TrustedPeers) -> str | None:
+    """The client's address as a trusted proxy chain reports it (``proxy_headers``).
+
+    RFC 7239 ``Forwarded`` (its ``for=`` parameters) when present, else ``X-Forwarded-For``,
+    read from the right: each hop appends the address it received from, so the rightmost
+    address that is not one of our trusted proxies is the client, and anything left of it
+    could have been written by the client itself. None when neither field names one.
+    """
+    hops = _forwarded_for(headers) or _x_forwarded_for(headers)
+    for addr in reversed(hops):
+        if not peers.trusts(addr):
+            return addr
+    return hops[0] if hops else None
+
+
+def _x_forwarded_for(headers: list[tuple[str, str]]) -> list[str]:
+    hops: list[str] = []
+    for name, value in headers:
+        if name.lower() == "x-forwarded-for":
+            hops += [_address(part) for part in value.split(",") if part.strip()]
+    return [hop for hop in hops if hop]
+
+
+def _forwarded_for(headers: list[tuple[str, str]]) -> list[str]:
+    hops: list[str] = []
+    for name, value in headers:
+        if name.lower() != "forwarded":
+            continue
+        for element in value.split(","):
+            for pair in element.split(";"):
+                key, _, val = pair.partition("=")
+                if key.strip().lower() == "for":
+                    hops.append(_address(val))
+    return [hop for hop in hops if hop]
+
+
+def _address(token: str) -> str:
+    """An address from a hop: quotes, IPv6 brackets and a port removed (RFC 7239 §6)."""
+    text = token.strip().strip('"')
+    if text.startswith("["):
+        return text[1 : text.find("]")] if "]" in text else ""
+    if text.count(":") == 1:  # IPv4 with a port; a bare IPv6 address has several colons
+        text = text.split(":", 1)[0]
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return ""  # "unknown", an obfuscated identifier (_hidden), or garbage: no address

@@ -11,7 +11,7 @@ from urllib.parse import unquote_to_bytes
 
 from corral import __version__
 from corral.gateway.file_wrapper import FileWrapper
-from corral.gateway.forwarded import SchemeHeaders, TrustedPeers
+from corral.gateway.forwarded import SchemeHeaders, TrustedPeers, forwarded_client
 from corral.gateway.wsgi_input import BodySource, WSGIInput
 from corral.http.connection import ServerConnection
 from corral.http.errors import LocalProtocolError
@@ -35,6 +35,7 @@ class GatewaySettings(Protocol):
 
     header_map: str
     forwarded_allow_ips: list[str]
+    proxy_headers: bool
     secure_scheme_headers: dict[str, str]
     forwarder_headers: list[str]
     sendfile: bool
@@ -97,6 +98,7 @@ class WSGIGateway:
         self.app = app
         self._header_map = cfg.header_map
         self._trusted = TrustedPeers(cfg.forwarded_allow_ips)
+        self._client_from_proxy = cfg.proxy_headers
         self._schemes = SchemeHeaders(cfg.secure_scheme_headers)
         # The environ keys the scheme fields arrive under: a request whose environ holds none of
         # them carries none (nor does any request when none is configured), and its headers
@@ -187,6 +189,10 @@ class WSGIGateway:
         if script and path.startswith(script):
             path = path[len(script) :]
         environ["PATH_INFO"] = path
+        if trusted and self._client_from_proxy:
+            client = forwarded_client(req.headers, self._trusted)
+            if client is not None:
+                environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client, "0"
         keys = self._scheme_keys
         # Asked of the dict's view, isdisjoint() walks the smaller side (these few keys).
         if trusted and (keys is None or not environ.keys().isdisjoint(keys)):
