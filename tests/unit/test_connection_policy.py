@@ -137,3 +137,23 @@ def test_a_connection_aborted_before_accept_is_no_reason_to_rest() -> None:
     log = Log()
     assert AcceptGate(log).failed(OSError(errno.ECONNABORTED, "aborted"), 0.0) == 0.0
     assert log.lines == []
+
+
+@pytest.mark.parametrize(
+    ("head", "sent", "gathers"),
+    [
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", b"abc", True),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", b"abc", False),  # all here
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n", b"a", False),  # big
+        # The client waits for 100 Continue, which the app's first read sends.
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n", b"",
+         False),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", b"5\r\nab", False),
+        (GET, b"", False),
+    ],
+)  # fmt: skip
+def test_a_small_body_still_arriving_is_gathered_before_the_app(
+    head: bytes, sent: bytes, gathers: bool
+) -> None:
+    conn, req = parsed(head + sent)
+    assert policy().gathers(req, conn) is gathers

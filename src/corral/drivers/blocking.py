@@ -7,7 +7,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from corral.drivers.policy import LINGER_BYTES, LINGER_SECONDS, ConnectionPolicy
 from corral.drivers.tls import wsgi_environ
@@ -49,6 +49,7 @@ class Session:
         "errored",
         "fd",
         "handshaking",
+        "held",
         "idle_since",
         "in_head",
         "proxied",
@@ -83,6 +84,7 @@ class Session:
         # A TLS handshake counts as the head: header_timeout bounds it, and the sweep drops a
         # client that stalls in it (without a 408, which it could not read).
         self.in_head = self.handshaking
+        self.held: Request | None = None  # a request whose body is still being gathered
         self.errored = False
         self.idle_since = time.monotonic()
         self.deadline = self.idle_since + policy.header_timeout
@@ -158,33 +160,60 @@ class Session:
         conn = self.conn
         policy = self.ctx.policy
         while True:
-            try:
-                event = conn.next_event()
-            except ProtocolError as exc:
-                self.reject(exc.status)
+            req = self._next_request(got_bytes)
+            if req is None:
+                return True  # waiting for more bytes
+            if req is False:
                 return False
-            if event is NEED_DATA:
-                # A head has begun when this read brought bytes, or when a pipelined request
-                # left the start of the next one behind: either way header_timeout applies.
-                if not self.in_head and (got_bytes or conn.buffered):
-                    self.in_head = True
-                    self.deadline = time.monotonic() + policy.header_timeout
-                return True
-            if type(event) is not Request:
-                # ConnectionClosed, or PAUSED after an upgrade request: a WSGI app cannot
-                # take the connection over.
-                return False
-            self.in_head = False
-            if self.proxied and conn.proxy is not None:
-                self._apply_proxy()
-            if policy.must_close(event, conn):
+            if policy.must_close(req, conn):
                 conn.close_after()
-            if not self._serve(event, policy.health(event, conn)):
+            if not self._serve(req, policy.health(req, conn)):
                 return False
             conn.start_next_cycle()
             self.idle_since = time.monotonic()
             self.deadline = policy.idle_until(self.idle_since)
             got_bytes = False
+
+    def _next_request(self, got_bytes: bool) -> Request | Literal[False] | None:
+        """The next request ready to serve (its head, and its body when gathered); None while
+        more bytes are needed; False when the connection must close."""
+        conn = self.conn
+        policy = self.ctx.policy
+        if self.held is not None:
+            if conn.buffered_size < (self.held.content_length or 0):
+                if conn.peer_closed:
+                    return False  # the body will never be whole
+                if got_bytes:  # still coming: the stall limit starts again
+                    self.deadline = time.monotonic() + policy.io_timeout
+                return None
+            req, self.held, self.in_head = self.held, None, False
+            return req
+        try:
+            event = conn.next_event()
+        except ProtocolError as exc:
+            self.reject(exc.status)
+            return False
+        if event is NEED_DATA:
+            # A head has begun when this read brought bytes, or when a pipelined request left
+            # the start of the next one behind: either way header_timeout applies.
+            if not self.in_head and (got_bytes or conn.buffered):
+                self.in_head = True
+                self.deadline = time.monotonic() + policy.header_timeout
+            return None
+        if type(event) is not Request:
+            # ConnectionClosed, or PAUSED after an upgrade request: a WSGI app cannot take the
+            # connection over.
+            return False
+        self.in_head = False
+        if self.proxied and conn.proxy is not None:
+            self._apply_proxy()
+        if policy.gathers(event, conn) and not conn.peer_closed:
+            # In epoll, not on a thread, until the body is here (or stalls past io_timeout,
+            # when the sweep answers 408 as for a head).
+            self.held, self.in_head = event, True
+            self.deadline = time.monotonic() + policy.io_timeout
+            return None
+        return event
 
     def _serve(self, req: Request, health: bytes | None) -> bool:
         """One request: the app's, or a health check answered here; True to keep going."""

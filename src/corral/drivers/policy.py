@@ -19,6 +19,9 @@ LINGER_SECONDS = 1.0
 LINGER_BYTES = 256 * 1024
 # Unread request body read and discarded to keep a connection; past this, closing is cheaper.
 DRAIN_LIMIT = 256 * 1024
+# A request body up to this size is gathered before the app runs, while the connection waits in
+# epoll: a client trickling its body then holds a descriptor, not one of the pool's threads.
+BODY_BUFFER = 256 * 1024
 # A stopping worker keeps its idle kept-alive connections open this long at most (never longer
 # than their keepalive), so that a request a client is already sending on one is answered, with
 # Connection: close, instead of racing our close. gunicorn 27's gthread waits the same 2 s.
@@ -84,6 +87,19 @@ class ConnectionPolicy:
             return False
         pipelined = conn.buffered and req.content_length is None and not req.chunked
         return not pipelined
+
+    def gathers(self, req: Request, conn: ServerConnection) -> bool:
+        """Whether ``req``'s body is still arriving and should be waited for before the app
+        runs: a body of known length up to BODY_BUFFER, not sent yet in full. Not when the
+        client waits for ``100 Continue`` (RFC 9110 §10.1.1), which the app's first read sends.
+        """
+        length = req.content_length
+        return (
+            length is not None
+            and 0 < length <= BODY_BUFFER
+            and not req.expect_continue
+            and conn.buffered_size < length
+        )
 
     def begin_stop(self, now: float) -> None:
         """The worker stops: responses from now on close; idle connections end soon."""

@@ -468,6 +468,16 @@ class ServerConnection:
         return bool(self._buf)
 
     @property
+    def buffered_size(self) -> int:
+        """How many received bytes are not consumed yet (after a head: its body so far)."""
+        return len(self._buf)
+
+    @property
+    def peer_closed(self) -> bool:
+        """The peer has closed its sending side (``receive_data(b"")``)."""
+        return self._eof
+
+    @property
     def trailing_data(self) -> bytes:
         """Bytes received and not consumed (after a switch: the new protocol's)."""
         return bytes(self._buf)
