@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import select
 import socket
 import ssl
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from corral.drivers.policy import (
     ConnectionPolicy,
 )
 from corral.drivers.tls import asgi_extension
+from corral.drivers.transport import any_readable
 from corral.gateway.asgi import ASGIGateway, HTTPCycle, Peer
 from corral.gateway.ladder import ClientDisconnected
 from corral.gateway.websocket import WebSocketSession, WSSettings
@@ -553,12 +553,7 @@ class Acceptor:
 
     def backlog(self) -> bool:
         """Whether a connection waits in a listener's backlog (or is being set up)."""
-        if self.pending:
-            return True
-        poller = select.poll()
-        for sock in self.listeners:
-            poller.register(sock.fileno(), select.POLLIN)
-        return bool(poller.poll(0))
+        return bool(self.pending) or any_readable(sock.fileno() for sock in self.listeners)
 
 
 def _may_stop(cycle: HTTPCycle) -> bool:

@@ -8,6 +8,7 @@ import socket
 import ssl
 import struct
 import time
+from collections.abc import Iterable
 
 from corral.gateway.ladder import ClientDisconnected
 
@@ -25,6 +26,15 @@ def wait_fd(fd: int, events: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(fd, events)
     return bool(poller.poll(timeout * 1000.0))
+
+
+def any_readable(fds: Iterable[int]) -> bool:
+    """Whether one of ``fds`` is readable now: for a listener, a connection waits in its
+    backlog (a draining worker serves those before it lets go of the listeners)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 def _timeval(seconds: float) -> bytes:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from corral.drivers.blocking import DriverContext, Session
 from corral.drivers.policy import LINGER_SECONDS, AcceptGate
-from corral.drivers.transport import wait_in_kernel
+from corral.drivers.transport import any_readable, wait_in_kernel
 from corral.errors import AppLoadError
 from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
@@ -397,12 +397,7 @@ class ThreadedWorker(Worker):
 
     def _queued(self) -> bool:
         """Whether a connection waits in a listener's backlog (or a thread is taking one)."""
-        if self.in_accept:
-            return True
-        poller = select.poll()
-        for lfd in self.listening:
-            poller.register(lfd, select.POLLIN)
-        return bool(poller.poll(0))
+        return bool(self.in_accept) or any_readable(self.listening)
 
     def _stop_accepting(self) -> None:
         self.accepting = False
