@@ -100,7 +100,9 @@ class Session:
                 return True
             if not self.take(data):
                 return False
-            if not transport.pending():  # a TLS record read only in part
+            # Read on while a TLS record was read only in part, or while a body is gathered:
+            # what the kernel already holds is read now, not after a round trip through epoll.
+            if self.held is None and not transport.pending():
                 return True
         return True
 
