@@ -445,14 +445,14 @@ def test_client_that_stops_reading_is_cut_off_after_timeout(
         except OSError as exc:
             raised.append(exc)
 
-    server = serve(app, "--timeout", "1")
+    server = serve(app, "--send-timeout", "1")
     sock = socket.create_connection(server.addr)
     sock.sendall(request("GET", "/"))  # and never read a byte
     wait_for(lambda: bool(raised), "send() to give up on the stalled client", timeout=15)
     sock.close()
 
 
-def test_client_that_stops_sending_its_body_is_a_disconnect(
+def test_client_that_stops_sending_its_body_is_a_disconnect_and_gets_408(
     serve: Callable[..., Server],
 ) -> None:
     seen: list[Any] = []
@@ -465,11 +465,12 @@ def test_client_that_stops_sending_its_body_is_a_disconnect(
             if message["type"] == "http.disconnect" or not message["more_body"]:
                 return
 
-    server = serve(app, "--timeout", "1")
+    server = serve(app, "--body-timeout", "1")
     with RawClient(server.addr) as c:
         c.send(request("POST", "/", {"Content-Length": "10"}) + b"ab")
         wait_for(lambda: bool(seen) and seen[-1][0] == "http.disconnect", "disconnect", 15)
         assert seen == [("http.request", b"ab"), ("http.disconnect", None)]
+        assert c.read_response().status == 408  # RFC 9110 §15.5.9
         assert c.at_eof()
 
 

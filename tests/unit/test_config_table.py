@@ -39,6 +39,7 @@ limit_request_body limit_request_head require_host server_header interface stric
 websocket_ping_interval websocket_ping_timeout header_timeout
 max_threads cpu_affinity max_worker_memory request_timeout metrics_bind health_check_path
 reload_include reload_exclude statsd_names keyfile_password ssl_min_version proxy_headers
+body_timeout send_timeout
 """.split()  # noqa: SIM905
 
 # gunicorn's defaults (its documentation), which corral keeps unless the table says otherwise.

@@ -16,6 +16,7 @@ from corral.config.table_hooks import HookTable
 from corral.config.table_logging import LoggingTable
 from corral.config.table_mechanics import MechanicsTable
 from corral.config.table_server import ServerTable
+from corral.config.table_timeouts import TimeoutTable
 from corral.config.table_tls import TLSTable
 from corral.config.unknown import Unknown
 from corral.config.worker_names import foreign_worker
@@ -56,7 +57,14 @@ def show_value(value: object, limit: int = 80) -> str:
 
 @dataclasses.dataclass
 class Config(
-    CompatTable, HookTable, LoggingTable, MechanicsTable, DebugTable, ServerTable, TLSTable
+    CompatTable,
+    HookTable,
+    LoggingTable,
+    MechanicsTable,
+    DebugTable,
+    ServerTable,
+    TimeoutTable,
+    TLSTable,
 ):
     """Every setting as a typed attribute named as in gunicorn; see docs/settings.md."""
 

@@ -463,17 +463,3 @@ class ServerTable:
         RFC 9112 section 3.2 requires this of a server.
         """,
     )
-    header_timeout: float = setting(
-        10.0,
-        section="Security",
-        parse=p.seconds(allow_zero=False),
-        cli=("--header-timeout",),
-        metavar="SECONDS",
-        corral_only=True,
-        help="""
-        Seconds a client may take to send a complete request head.
-
-        A client that trickles its head in more slowly is disconnected, so it cannot hold a
-        sync worker (or a connection slot) indefinitely.
-        """,
-    )

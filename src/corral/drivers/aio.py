@@ -82,6 +82,8 @@ class HTTPProtocol(asyncio.Protocol):
         self.write_blocked = False  # write_paused or lost: drain() would wait or raise
         self.read_paused = False
         self.stalled_at = 0.0  # since when the cycle waits on the client (0: it does not)
+        self.stall_limit = 0.0  # how long it may: body_timeout or send_timeout
+        self.body_stalled = False  # the request body stopped arriving for body_timeout
         self.cycle_began = 0.0  # loop time the current cycle started, with request_timeout
         self.closing_at = 0.0
         self.unread = 0
@@ -153,6 +155,7 @@ class HTTPProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = self.write_blocked = True
         self.stalled_at = self.loop.time()
+        self.stall_limit = self.ctx.policy.send_timeout
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -193,12 +196,13 @@ class HTTPProtocol(asyncio.Protocol):
         self.resume_reading()
         self._data_waiter = self.loop.create_future()
         self.stalled_at = self.loop.time()
+        self.stall_limit = self.ctx.policy.body_timeout
         try:
             await self._data_waiter
         finally:
             self._data_waiter = None
             self.stalled_at = 0.0
-        return not self.lost
+        return not (self.lost or self.body_stalled)
 
     async def wait_disconnect(self) -> None:
         """Wait until the peer closes its side or the connection is lost."""
@@ -387,11 +391,8 @@ class HTTPProtocol(asyncio.Protocol):
             elif now - self.closing_at > LINGER_SECONDS:
                 transport.abort()
             return
-        if self.stalled_at and now - self.stalled_at > self.ctx.policy.io_timeout:
-            # The client stopped reading our response, or sending its body: the app sees
-            # a disconnect instead of waiting forever.
-            self.ctx.gateway.log.debug("client stalled for %.0fs", now - self.stalled_at)
-            self.abort()
+        if self.stalled_at and now - self.stalled_at > self.stall_limit:
+            self._stalled(now)
             return
         if self.ws is not None:
             self.ws.tick(now)
@@ -411,6 +412,18 @@ class HTTPProtocol(asyncio.Protocol):
             self._reject(408)
             return
         self.close()
+
+    def _stalled(self, now: float) -> None:
+        """The client stopped sending its body (body_timeout: the cycle answers 408 when it
+        can, and the app receives http.disconnect) or reading our response (send_timeout: the
+        connection is dropped, and the app's send() fails)."""
+        self.ctx.gateway.log.debug("client stalled for %.0fs", now - self.stalled_at)
+        self.stalled_at = 0.0
+        if self._data_waiter is not None and not self.write_paused:
+            self.body_stalled = True
+            _wake(self._data_waiter)
+        else:
+            self.abort()
 
     def _time_out(self, cycle: HTTPCycle, ran: float) -> None:
         """request_timeout: log where the app's task waits, then cancel it (HTTPCycle answers)."""

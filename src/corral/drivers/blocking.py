@@ -71,9 +71,11 @@ class Session:
                 do_handshake_on_connect=False,
                 suppress_ragged_eofs=ctx.ragged_eofs_ok,
             )
-            self.transport = TLSTransport(sock, policy.io_timeout, ctx.ragged_eofs_ok)
+            self.transport = TLSTransport(
+                sock, policy.body_timeout, policy.send_timeout, ctx.ragged_eofs_ok
+            )
         else:
-            self.transport = SocketTransport(sock, policy.io_timeout)
+            self.transport = SocketTransport(sock, policy.body_timeout, policy.send_timeout)
         self.sock = sock
         self.fd = sock.fileno()
         self.ctx = ctx
@@ -128,7 +130,7 @@ class Session:
                 return True  # the client's next flight: epoll (or the caller) waits for it
             except ssl.SSLWantWriteError:
                 # Our flight did not fit the socket buffer: wait for room, briefly.
-                if wait_fd(self.fd, select.POLLOUT, self.ctx.policy.io_timeout):
+                if wait_fd(self.fd, select.POLLOUT, self.ctx.policy.send_timeout):
                     continue
                 return False
             except (ssl.SSLError, OSError) as exc:
@@ -186,7 +188,7 @@ class Session:
                 if conn.peer_closed:
                     return False  # the body will never be whole
                 if got_bytes:  # still coming: the stall limit starts again
-                    self.deadline = time.monotonic() + policy.io_timeout
+                    self.deadline = time.monotonic() + policy.body_timeout
                 return None
             req, self.held, self.in_head = self.held, None, False
             return req
@@ -210,10 +212,10 @@ class Session:
         if self.proxied and conn.proxy is not None:
             self._apply_proxy()
         if policy.gathers(event, conn) and not conn.peer_closed:
-            # In epoll, not on a thread, until the body is here (or stalls past io_timeout,
+            # In epoll, not on a thread, until the body is here (or stalls past body_timeout,
             # when the sweep answers 408 as for a head).
             self.held, self.in_head = event, True
-            self.deadline = time.monotonic() + policy.io_timeout
+            self.deadline = time.monotonic() + policy.body_timeout
             return None
         return event
 

@@ -57,7 +57,8 @@ class ConnectionPolicy:
     limits: Limits
     proxy_limits: Limits | None  # for peers allowed to send a PROXY preamble
     proxy_peers: TrustedPeers | None  # proxy_allow_ips
-    io_timeout: float  # one stalled read or write of a request in progress
+    body_timeout: float  # a request body that stops arriving (408)
+    send_timeout: float  # a response the client stops reading
     header_timeout: float  # a whole request head, from its first byte
     keepalive: float  # idle time allowed between requests
     worker: PolicyWorker

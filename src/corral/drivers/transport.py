@@ -10,7 +10,7 @@ import struct
 import time
 from collections.abc import Iterable
 
-from corral.gateway.ladder import ClientDisconnected
+from corral.gateway.ladder import BodyStalled, ClientDisconnected
 
 RECV_SIZE = 65536
 # Every read and write of the transport is a single non-blocking attempt first, whatever the
@@ -56,18 +56,20 @@ def wait_in_kernel(sock: socket.socket, recv_wait: float) -> None:
 
 
 class SocketTransport:
-    """One client socket seen as blocking calls bounded by ``timeout``.
+    """One client socket seen as blocking calls, each wait bounded: a read of the request
+    body by ``recv_timeout`` (body_timeout), a write by ``send_timeout``.
 
     Each call first tries once without waiting, so the fast path is a single syscall; ``poll``
     is only used when the kernel has nothing for us yet, or no room.
     """
 
-    __slots__ = ("fd", "sock", "timeout")
+    __slots__ = ("fd", "recv_timeout", "send_timeout", "sock")
 
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
+    def __init__(self, sock: socket.socket, recv_timeout: float, send_timeout: float) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.timeout = timeout
+        self.recv_timeout = recv_timeout
+        self.send_timeout = send_timeout
 
     # A thread may wait on this connection in the kernel for the client's next request
     # (threaded worker, wait_in_kernel); a TLS one only waits in epoll.
@@ -101,11 +103,22 @@ class SocketTransport:
         return False
 
     def recv(self) -> bytes:
-        """Wait up to ``timeout`` for bytes; ``b""`` when the peer closed its side."""
-        return self.recv_by(time.monotonic() + self.timeout)
+        """The request body's next bytes, waiting up to ``recv_timeout``; ``b""`` when the peer
+        closed its side. A client silent for longer raises BodyStalled (408)."""
+        data = self.recv_until(time.monotonic() + self.recv_timeout)
+        if data is None:
+            raise BodyStalled(f"no request body bytes for {self.recv_timeout:g}s (body_timeout)")
+        return data
 
     def recv_by(self, deadline: float) -> bytes:
         """Wait until the monotonic ``deadline`` for bytes; ``b""`` when the peer closed."""
+        data = self.recv_until(deadline)
+        if data is None:
+            raise ClientDisconnected("timed out waiting for the client to send")
+        return data
+
+    def recv_until(self, deadline: float) -> bytes | None:
+        """Bytes, or ``b""`` when the peer closed; None when ``deadline`` passed first."""
         while True:
             try:
                 return self.sock.recv(RECV_SIZE, NOWAIT)
@@ -114,10 +127,10 @@ class SocketTransport:
             except OSError as exc:
                 raise ClientDisconnected(str(exc)) from exc
             if not wait_fd(self.fd, select.POLLIN, deadline - time.monotonic()):
-                raise ClientDisconnected("timed out waiting for the client to send")
+                return None
 
     def sendall(self, data: bytes) -> None:
-        """Write every byte, waiting (bounded by ``timeout`` per stall) while the peer is slow."""
+        """Write every byte, waiting (``send_timeout`` per stall at most) while the peer is slow."""
         try:
             sent = self.sock.send(data, NOWAIT)
         except BlockingIOError:
@@ -128,7 +141,7 @@ class SocketTransport:
             return
         view = memoryview(data)[sent:]
         while view:
-            if not wait_fd(self.fd, select.POLLOUT, self.timeout):
+            if not wait_fd(self.fd, select.POLLOUT, self.send_timeout):
                 raise ClientDisconnected("timed out waiting for the client to read")
             try:
                 view = view[self.sock.send(view, NOWAIT) :]
@@ -157,7 +170,7 @@ class SocketTransport:
                 pass
             except OSError as exc:
                 raise ClientDisconnected(str(exc)) from exc
-            if not wait_fd(self.fd, select.POLLOUT, self.timeout):
+            if not wait_fd(self.fd, select.POLLOUT, self.send_timeout):
                 raise ClientDisconnected("timed out waiting for the client to read")
 
 
@@ -172,8 +185,10 @@ class TLSTransport(SocketTransport):
     __slots__ = ("ragged_eof_ok",)
     follows = False
 
-    def __init__(self, sock: ssl.SSLSocket, timeout: float, ragged_eof_ok: bool) -> None:
-        super().__init__(sock, timeout)
+    def __init__(
+        self, sock: ssl.SSLSocket, recv_timeout: float, send_timeout: float, ragged_eof_ok: bool
+    ) -> None:
+        super().__init__(sock, recv_timeout, send_timeout)
         # suppress_ragged_eofs: a close without close_notify ends the stream as a FIN would.
         self.ragged_eof_ok = ragged_eof_ok
 
@@ -189,13 +204,13 @@ class TLSTransport(SocketTransport):
         except OSError:
             return b""
 
-    def recv_by(self, deadline: float) -> bytes:
+    def recv_until(self, deadline: float) -> bytes | None:
         while True:
             data = self.recv_now()
             if data is not None:
                 return data
             if not wait_fd(self.fd, select.POLLIN, deadline - time.monotonic()):
-                raise ClientDisconnected("timed out waiting for the client to send")
+                return None
 
     def sendall(self, data: bytes) -> None:
         view = memoryview(data)
@@ -209,7 +224,7 @@ class TLSTransport(SocketTransport):
                 events = select.POLLOUT
             except OSError as exc:
                 raise ClientDisconnected(str(exc)) from exc
-            if not wait_fd(self.fd, events, self.timeout):
+            if not wait_fd(self.fd, events, self.send_timeout):
                 raise ClientDisconnected("timed out waiting for the client to read")
 
     def send_now(self, data: bytes) -> None:

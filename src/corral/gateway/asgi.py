@@ -40,6 +40,8 @@ class HTTPChannel(Protocol):
     # True while drain() would wait or raise (the transport is paused or gone): a plain flag,
     # so that the common case costs no coroutine per response message.
     write_blocked: bool
+    # The request body stopped arriving for body_timeout: wait_data() said False for that.
+    body_stalled: bool
 
     @property
     def disconnected(self) -> bool:
@@ -395,6 +397,9 @@ class HTTPCycle:
                 if pieces:
                     break
                 if not await channel.wait_data():
+                    if channel.body_stalled:  # RFC 9110 §15.5.9; the connection then closes
+                        self._fail(408)
+                        self.body_done = True
                     return None
                 continue
             return None  # PAUSED / ConnectionClosed: nothing more of this body

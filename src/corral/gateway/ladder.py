@@ -16,6 +16,14 @@ class ClientDisconnected(OSError):
     """
 
 
+class BodyStalled(ClientDisconnected):
+    """The client stopped sending a request body it had begun, for longer than body_timeout.
+
+    Still there, unlike a client that left: it is answered with 408 (RFC 9110 §15.5.9) when
+    no response has started, and the connection then closes.
+    """
+
+
 class RequestTimeout(BaseException):
     """request_timeout's stop, raised in the code serving a request that ran too long.
 
@@ -48,6 +56,9 @@ def answer(
     that is not an Exception (SystemExit, a cancel while the worker exits) is raised again:
     it is the worker's, not the request's.
     """
+    if isinstance(exc, BodyStalled):
+        log.debug("request body stalled for %s %s: %s", req.method, req.path, exc)
+        return 408
     if isinstance(exc, ClientDisconnected):
         log.debug("client went away during %s %s: %s", req.method, req.path, exc)
         return None

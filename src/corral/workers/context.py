@@ -54,7 +54,8 @@ def connection_policy(cfg: Config, worker: PolicyWorker) -> ConnectionPolicy:
             else None
         ),
         proxy_peers=TrustedPeers(cfg.proxy_allow_ips) if proxy else None,
-        io_timeout=float(cfg.timeout) if cfg.timeout > 0 else 30.0,
+        body_timeout=float(cfg.body_timeout),
+        send_timeout=float(cfg.send_timeout),
         header_timeout=float(cfg.header_timeout),
         keepalive=float(cfg.keepalive),
         worker=worker,
