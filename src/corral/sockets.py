@@ -132,9 +132,9 @@ class Listener:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def url(self) -> str:
-        """Where clients connect: `http://127.0.0.1:8000`, `http://[::1]:8000`, `unix:/path`."""
-        return format_address(self.sock.family, self.sock.getsockname())
+    def url(self, scheme: str = "http") -> str:
+        """Where clients connect: `http://127.0.0.1:8000`, `https://[::1]:8000`, `unix:/path`."""
+        return format_address(self.sock.family, self.sock.getsockname(), scheme)
 
     def unix_path(self) -> str | None:
         """The filesystem path of a Unix socket, None otherwise (and for abstract sockets)."""
@@ -154,7 +154,7 @@ class Listener:
                     os.unlink(path)
 
 
-def format_address(family: int, name: object) -> str:
+def format_address(family: int, name: object, scheme: str = "http") -> str:
     """A socket name in the form the "Listening at:" log line uses."""
     if family == socket.AF_UNIX:
         if isinstance(name, bytes):
@@ -162,9 +162,9 @@ def format_address(family: int, name: object) -> str:
         text = str(name)
         return "unix:@" + text[1:] if text.startswith("\0") else f"unix:{text}"
     if family == socket.AF_INET6 and isinstance(name, tuple):
-        return f"http://[{name[0]}]:{name[1]}"
+        return f"{scheme}://[{name[0]}]:{name[1]}"
     if isinstance(name, tuple):
-        return f"http://{name[0]}:{name[1]}"
+        return f"{scheme}://{name[0]}:{name[1]}"
     return str(name)
 
 

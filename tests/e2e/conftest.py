@@ -120,8 +120,9 @@ class CorralProcess:
     def addr(self) -> tuple[str, int]:
         """(host, port) of the first TCP listener."""
         for url in self.urls:
-            if url.startswith("http://"):
-                host, _, port = url[len("http://") :].rpartition(":")
+            scheme, sep, rest = url.partition("://")
+            if sep and scheme in ("http", "https"):
+                host, _, port = rest.rpartition(":")
                 return host.strip("[]"), int(port)
         raise AssertionError(f"no TCP listener among {self.urls}")
 

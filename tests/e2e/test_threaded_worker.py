@@ -231,7 +231,9 @@ def test_client_that_stops_reading_a_sent_file_is_given_up_after_the_timeout(
 ) -> None:
     # Sockets are in blocking mode here, and os.sendfile takes no flags: a blocking sendfile
     # would wait for the client forever, where the transport must give up after send_timeout.
-    server = corral_factory(*TWO_THREADS, "--send-timeout", "2", "-b", "127.0.0.1:0", "behaviours:app")
+    server = corral_factory(
+        *TWO_THREADS, "--send-timeout", "2", "-b", "127.0.0.1:0", "behaviours:app"
+    )
     with RawClient(server.addr) as probe:
         probe.send(request("GET", "/pid"))
         worker = probe.read_response().body

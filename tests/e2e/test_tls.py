@@ -101,6 +101,7 @@ def _connect(server: CorralProcess, ctx: ssl.SSLContext, **kw: Any) -> ssl.SSLSo
 @pytest.mark.parametrize("worker", sorted(APPS))
 def test_https_in_every_worker(corral_factory: Factory, certs: Path, worker: str) -> None:
     server = _serve(corral_factory, worker, certs)
+    assert server.urls[0].startswith("https://127.0.0.1:")  # the "Listening at:" line
     client = _client(certs)
     client.set_alpn_protocols(["h2", "http/1.1"])
     with _connect(server, client) as sock:

@@ -167,7 +167,7 @@ class Arbiter:
             owner=self._ids,
         )
         for listener in self.listeners:
-            self.log.info("Listening at: %s (%s)", listener.url(), self.pid)
+            self.log.info("Listening at: %s (%s)", listener.url(self.cfg.scheme), self.pid)
         self._metrics.open(upgrading=self._upgrade.predecessor > 0)
         self.log.info("Using worker: %s", self._worker_class.kind)
         if cpus is not None:

@@ -165,7 +165,7 @@ def rebind(
         return listeners
     close_listeners(removed, unlink=unlink)
     for listener in fresh:
-        log.info("Listening at: %s (%s)", listener.url(), pid)
+        log.info("Listening at: %s (%s)", listener.url(cfg.scheme), pid)
     return kept + fresh
 
 

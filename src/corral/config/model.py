@@ -121,6 +121,16 @@ class Config(
         return self._given.get(name)
 
     @property
+    def is_ssl(self) -> bool:
+        """Whether connections are TLS (a certificate is set); gunicorn's name, for hooks."""
+        return bool(self.certfile)
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when serving TLS, else ``http``: how the listeners are announced."""
+        return "https" if self.certfile else "http"
+
+    @property
     def app_uri(self) -> str | None:
         """The application to load: a `paste` file, else the APP argument or `wsgi_app`."""
         if self.paste:

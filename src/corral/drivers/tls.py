@@ -38,7 +38,7 @@ _PINNED = {
 
 def enabled(cfg: Config) -> bool:
     """Whether the settings ask for TLS (a certificate)."""
-    return bool(cfg.certfile)
+    return cfg.is_ssl
 
 
 def min_version(cfg: Config) -> ssl.TLSVersion:
