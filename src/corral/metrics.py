@@ -17,6 +17,13 @@ NAMESPACE = "corral."
 REQUESTS = "corral.requests"
 REQUEST_DURATION = "corral.request.duration"
 REQUEST_STATUS = "corral.request.status."
+QUEUE_TIME = "corral.request.queue_time"
+IN_FLIGHT = "corral.requests.in_flight"
+THREADS_BUSY = "corral.threads.busy"
+THREADS_IDLE = "corral.threads.idle"
+UTILISATION = "corral.utilisation."  # + the window, e.g. corral.utilisation.10s
+BACKLOG = "corral.listen.backlog"
+RESTARTS = "corral.worker.restarts."  # + the reason
 WORKERS = "corral.workers"
 STATSD_NAMES = ("gunicorn", "corral")
 DEFAULT_STATSD_NAMES = "gunicorn"
@@ -28,6 +35,9 @@ class Metrics(Protocol):
 
     def request(self, duration_s: float, status: int) -> None:
         """One finished request: its duration in seconds and its status."""
+
+    def queued(self, seconds: float) -> None:
+        """How long a request waited before the app ran (its queue time)."""
 
     def gauge(self, name: str, value: float) -> None:
         """Set a gauge, e.g. `gauge("corral.workers", 4)`."""
@@ -56,6 +66,9 @@ class NullMetrics:
     """Metrics switched off: every call does nothing."""
 
     def request(self, duration_s: float, status: int) -> None:
+        pass
+
+    def queued(self, seconds: float) -> None:
         pass
 
     def gauge(self, name: str, value: float) -> None:
@@ -126,6 +139,7 @@ class StatsdMetrics:
         self._duration = self._name(REQUEST_DURATION)
         self._requests = self._name(REQUESTS)
         self._status = self._name(REQUEST_STATUS)
+        self._queue = self._name(QUEUE_TIME)
         self._suffix = f"|#{tags}" if tags else ""
         self.error: OSError | None = None
         self._address: StatsdAddress | None = None
@@ -165,6 +179,9 @@ class StatsdMetrics:
             self._line(f"{self._status}{status}", "1", "c|@1.0"),
         )
 
+    def queued(self, seconds: float) -> None:
+        self.send(self._line(self._queue, f"{seconds * 1000:.3f}", "ms"))
+
     def gauge(self, name: str, value: float) -> None:
         self.send(self._line(self._name(name), str(value), "g"))
 
@@ -187,6 +204,10 @@ class BothMetrics:
     def request(self, duration_s: float, status: int) -> None:
         self.first.request(duration_s, status)
         self.second.request(duration_s, status)
+
+    def queued(self, seconds: float) -> None:
+        self.first.queued(seconds)
+        self.second.queued(seconds)
 
     def gauge(self, name: str, value: float) -> None:
         self.first.gauge(name, value)

@@ -182,7 +182,7 @@ def test_http_scope_is_complete(serve: Callable[..., Server]) -> None:
         assert doc["client"][0] == "127.0.0.1" and isinstance(doc["client"][1], int)
         assert doc["server"] == [server.addr[0], server.addr[1]]
         assert doc["state"] == ["db"]
-        assert doc["extensions"] == ["http.response.trailers"]
+        assert doc["extensions"] == ["corral", "http.response.trailers"]
         assert doc["body"] == "payload"
         # Same connection (keep-alive), fresh copy of the state.
         again = client.get("/").json()

@@ -58,12 +58,14 @@ class Heartbeat:
         # -inf, not `created`: the child inherits this object, and its first notify() (the
         # "booted" signal) must always reach the file.
         self._last = -math.inf
-        # metrics_bind: `board` bytes of memory shared with the child (an anonymous MAP_SHARED
-        # mapping made before fork), where the worker publishes its request counts at each
-        # notify and the arbiter reads them: no system call, and the file's mtime (the beat)
-        # is left alone.
+        # `board` bytes of memory shared with the child (an anonymous MAP_SHARED mapping made
+        # before fork), where the worker publishes its scoreboard (and, with metrics_bind, its
+        # request counts) at each notify and the arbiter reads them: no system call, and the
+        # file's mtime (the beat) is left alone. Pages nobody writes take no memory.
         self.board = mmap.mmap(-1, board) if board > 0 else None
-        self.publisher: Callable[[], bytes] | None = None  # worker side: what to publish
+        # Worker side: writes what it publishes into the board.
+        self.publisher: Callable[[mmap.mmap], None] | None = None
+        self._published = -math.inf
 
     def notify(self) -> None:
         """Tell the arbiter we are alive; cheap in a hot loop (one write per interval at most)."""
@@ -78,12 +80,18 @@ class Heartbeat:
         """Worker side: put what the publisher gives on the board (at each notify, and once
         more on the way out)."""
         if self.publisher is not None and self.board is not None:
-            data = self.publisher()
-            self.board[: len(data)] = data
+            self._published = time.monotonic()
+            self.publisher(self.board)
 
-    def published(self, size: int) -> bytes:
-        """Arbiter side: the first ``size`` bytes of the board (zeros until the first publish)."""
-        return b"" if self.board is None else self.board[:size]
+    def refresh(self) -> None:
+        """Worker side: publish (at most once per interval) without beating: a worker whose
+        requests all run long still shows them, while its silence still means it is stuck."""
+        if time.monotonic() - self._published >= self._min_interval:
+            self.publish()
+
+    def published(self, size: int, offset: int = 0) -> bytes:
+        """Arbiter side: ``size`` bytes of the board from ``offset`` (zeros until published)."""
+        return b"" if self.board is None else self.board[offset : offset + size]
 
     def ask_replacement(self) -> None:
         """Worker side: ask the arbiter to boot a replacement, then retire this worker.

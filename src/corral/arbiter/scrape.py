@@ -7,15 +7,16 @@ import select
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from corral.arbiter.heartbeat import Heartbeat
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, Request
 from corral.logging import Logger
+from corral.scoreboard import BOARD_SIZE
 from corral.sockets import BindError, Listener, create_listener, parse_bind
-from corral.tally import BUCKETS, SIZE, STATUS_CLASSES, Totals, decode
+from corral.tally import BUCKETS, QUEUE_BUCKETS, SIZE, STATUS_CLASSES, Totals, decode
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # the text exposition format
 SCRAPE_TIMEOUT = 5.0  # a scraper that has not sent its request or read the answer by then
@@ -30,6 +31,12 @@ class Census:
     heartbeats: list[Heartbeat]
     target: int  # num_workers
     resident: int  # bytes, summed over the workers
+    inflight: int = 0  # requests running now
+    threads_busy: int = 0  # sync and threaded workers' threads on a request now
+    threads_idle: int = 0
+    utilisation: dict[float, float] = field(default_factory=dict)  # window -> busy share
+    backlog: tuple[int, int] | None = None  # connections waiting to be accepted, backlog
+    restarts: dict[str, int] = field(default_factory=dict)  # worker exits by reason
 
 
 class _Scraper:
@@ -166,8 +173,9 @@ class MetricsService:
 
     @property
     def board(self) -> int:
-        """The bytes each worker's heartbeat shares for its counts; 0 (none) without metrics."""
-        return SIZE if self.address is not None else 0
+        """The bytes each worker's heartbeat shares: its scoreboard, then its request counts
+        when metrics are served (the worker counts only when its board has room for them)."""
+        return BOARD_SIZE + (SIZE if self.address is not None else 0)
 
     def reconfigure(self, address: str | None, log: Logger) -> None:
         """HUP: the new logger. The address stays until a restart (the workers follow the
@@ -234,6 +242,14 @@ class MetricsService:
         if totals is not None:
             self.retired.add(totals)
 
+    def served(self, heartbeat: Heartbeat) -> int | None:
+        """Requests a live worker has served, as it last published; None without metrics_bind
+        (its heartbeat then has no board to publish on)."""
+        if heartbeat.board is None:
+            return None
+        totals = self._read(heartbeat)
+        return None if totals is None else totals.requests
+
     def render(self) -> bytes:
         """The text exposition of every counter and gauge (Prometheus text format 0.0.4)."""
         census = self.census()
@@ -249,7 +265,7 @@ class MetricsService:
         """A worker's last published counts. A torn read is tried again (the writer is quick),
         and one that stays torn gives the counts read before, so a sum never goes down."""
         for _ in range(3):
-            totals = decode(heartbeat.published(SIZE))
+            totals = decode(heartbeat.published(SIZE, BOARD_SIZE))
             if totals is not None:
                 self._seen[heartbeat] = totals
                 return totals
@@ -273,18 +289,20 @@ def exposition(totals: Totals, census: Census, exits: int, started: float) -> st
         "Requests served, by response status class (other: no response was sent).",
         ((f'{{status="{kind}"}}', count) for kind, count in statuses),
     )
-    cumulative = 0
-    buckets = []
-    for bound, count in zip([*map(_number, BUCKETS), "+Inf"], totals.buckets, strict=True):
-        cumulative += count
-        buckets.append((f'_bucket{{le="{bound}"}}', cumulative))
     metric(
         "corral_request_duration_seconds",
         "histogram",
         "Time from a request's head to the end of its response.",
-        # _count is the +Inf bucket's, so the two always agree.
-        [*buckets, ("_sum", totals.micros / 1_000_000), ("_count", cumulative)],
+        _histogram(BUCKETS, totals.buckets, totals.micros),
     )
+    metric(
+        "corral_request_queue_seconds",
+        "histogram",
+        "Time from a request's arrival (its connection's accept, a proxy's X-Request-Start) "
+        "until the app was called.",
+        _histogram(QUEUE_BUCKETS, totals.queue_buckets, totals.queue_micros),
+    )
+    _activity(metric, census)
     metric("corral_workers", "gauge", "Worker processes running.", [("", len(census.heartbeats))])
     metric("corral_workers_target", "gauge", "Worker processes wanted.", [("", census.target)])
     metric(
@@ -295,12 +313,69 @@ def exposition(totals: Totals, census: Census, exits: int, started: float) -> st
     )
     metric("corral_worker_exits_total", "counter", "Worker processes that exited.", [("", exits)])
     metric(
+        "corral_worker_restarts_total",
+        "counter",
+        "Worker processes that exited, by reason (exit: asked to, by a reload, scale-down or "
+        "shutdown).",
+        ((f'{{reason="{reason}"}}', count) for reason, count in census.restarts.items()),
+    )
+    metric(
         "corral_master_start_time_seconds",
         "gauge",
         "When the arbiter started, in seconds since the epoch.",
         [("", started)],
     )
     return "\n".join(lines) + "\n"
+
+
+Metric = Callable[[str, str, str, Iterable[tuple[str, float]]], None]
+
+
+def _histogram(bounds: Iterable[float], counts: list[int], micros: int) -> list[tuple[str, float]]:
+    """The samples of a histogram from per-bucket counts (+Inf last) and a sum in µs."""
+    cumulative = 0
+    samples: list[tuple[str, float]] = []
+    for bound, count in zip([*map(_number, bounds), "+Inf"], counts, strict=True):
+        cumulative += count
+        samples.append((f'_bucket{{le="{bound}"}}', cumulative))
+    # _count is the +Inf bucket's, so the two always agree.
+    return [*samples, ("_sum", micros / 1_000_000), ("_count", cumulative)]
+
+
+def _activity(metric: Metric, census: Census) -> None:
+    """The gauges of what the workers do now: in flight, threads, utilisation, backlog."""
+    metric(
+        "corral_requests_in_flight",
+        "gauge",
+        "Requests running now.",
+        [("", census.inflight)],
+    )
+    metric(
+        "corral_threads",
+        "gauge",
+        "Threads of the sync and threaded workers, busy on a request or idle.",
+        [('{state="busy"}', census.threads_busy), ('{state="idle"}', census.threads_idle)],
+    )
+    metric(
+        "corral_utilisation",
+        "gauge",
+        "Busy share of the workers' capacity (threads; an asyncio worker's event loop), "
+        "averaged over the window.",
+        ((f'{{window="{window:g}s"}}', share) for window, share in census.utilisation.items()),
+    )
+    if census.backlog is not None:
+        metric(
+            "corral_listen_backlog",
+            "gauge",
+            "Connections waiting in the TCP listeners' accept queues.",
+            [("", census.backlog[0])],
+        )
+        metric(
+            "corral_listen_backlog_limit",
+            "gauge",
+            "The accept queues' size (the backlog setting, capped by the kernel).",
+            [("", census.backlog[1])],
+        )
 
 
 def _number(value: float) -> str:

@@ -85,6 +85,7 @@ class HTTPProtocol(asyncio.Protocol):
         self.stall_limit = 0.0  # how long it may: body_timeout or send_timeout
         self.body_stalled = False  # the request body stopped arriving for body_timeout
         self.cycle_began = 0.0  # loop time the current cycle started, with request_timeout
+        self.arrived = 0.0  # when the current head's first bytes came (queue time)
         self.closing_at = 0.0
         self.unread = 0
         self.deadline = self.loop.time() + ctx.policy.header_timeout
@@ -122,7 +123,8 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             if not self.in_head:
                 self.in_head = True
-                self.deadline = self.loop.time() + self.ctx.policy.header_timeout
+                self.arrived = self.loop.time()
+                self.deadline = self.arrived + self.ctx.policy.header_timeout
             self._next_request()
 
     def eof_received(self) -> bool:
@@ -267,7 +269,7 @@ class HTTPProtocol(asyncio.Protocol):
         if req.upgrade is not None and is_websocket_upgrade(req):
             self._start_websocket(req)
             return
-        cycle = HTTPCycle(ctx.gateway, self, req, self.peer)
+        cycle = HTTPCycle(ctx.gateway, self, req, self.peer, self.arrived)
         self.cycle = cycle
         self.task = self.loop.create_task(cycle.run())
         if ctx.request_timeout:

@@ -42,6 +42,7 @@ class Session:
     """
 
     __slots__ = (
+        "arrived",
         "conn",
         "ctx",
         "deadline",
@@ -90,6 +91,9 @@ class Session:
         self.errored = False
         self.idle_since = time.monotonic()
         self.deadline = self.idle_since + policy.header_timeout
+        # When the next request was first seen, for its queue time: its connection's accept,
+        # or the first bytes of a head read in parts; 0 when it is read whole (just now).
+        self.arrived = self.idle_since
 
     def read_ready(self) -> bool:
         """Read what the socket holds now and serve every complete request; False to close."""
@@ -176,6 +180,7 @@ class Session:
             conn.start_next_cycle()
             self.idle_since = time.monotonic()
             self.deadline = policy.idle_until(self.idle_since)
+            self.arrived = 0.0
             got_bytes = False
 
     def _next_request(self, got_bytes: bool) -> Request | Literal[False] | None:
@@ -191,6 +196,7 @@ class Session:
                     self.deadline = time.monotonic() + policy.body_timeout
                 return None
             req, self.held, self.in_head = self.held, None, False
+            self.arrived = 0.0  # the body's wait was the client's, not a queue
             return req
         try:
             event = conn.next_event()
@@ -202,7 +208,8 @@ class Session:
             # the start of the next one behind: either way header_timeout applies.
             if not self.in_head and (got_bytes or conn.buffered):
                 self.in_head = True
-                self.deadline = time.monotonic() + policy.header_timeout
+                self.arrived = time.monotonic()
+                self.deadline = self.arrived + policy.header_timeout
             return None
         if type(event) is not Request:
             # ConnectionClosed, or PAUSED after an upgrade request: a WSGI app cannot take the
@@ -223,7 +230,7 @@ class Session:
         """One request: the app's, or a health check answered here; True to keep going."""
         if health is None:
             return self.ctx.lifecycle.handle(
-                req, self.conn, self.transport, self.env_base, self.trusted
+                req, self.conn, self.transport, self.env_base, self.trusted, self.arrived
             )
         try:
             self.transport.sendall(health)

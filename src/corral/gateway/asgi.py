@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from corral.gateway.forwarded import SchemeHeaders, TrustedPeers, forwarded_client
 from corral.gateway.ladder import ClientDisconnected, RequestTimeout, answer
 from corral.gateway.lifecycle import Bookkeeping, Outcome, ServingWorker
+from corral.gateway.queue_time import proxy_queue_time
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, Data, EndOfMessage, Request
@@ -171,6 +172,18 @@ class ASGIGateway:
                 return (client, 0)
         return peer.client
 
+    def queue_time(self, req: Request, peer: Peer, queued: float) -> float:
+        """How long the request waited before the app (a trusted proxy's X-Request-Start
+        covers the wait in front of corral too); recorded in the metrics' histogram."""
+        if peer.trusted:
+            for name, value in req.headers:
+                if len(name) == 15 and name.lower() == "x-request-start":
+                    queued = proxy_queue_time(value, queued)
+                    break
+        if self.books.record_queue is not None:
+            self.books.record_queue(queued)
+        return queued
+
     def scope(self, kind: str, req: Request, peer: Peer) -> dict[str, Any]:
         """The ``http`` or ``websocket`` connection scope of one request (ASGI spec 2.4)."""
         path = req.path
@@ -245,6 +258,7 @@ class HTTPCycle:
 
     __slots__ = (
         "aborted",
+        "arrived",
         "body_done",
         "body_sent",
         "channel",
@@ -259,15 +273,25 @@ class HTTPCycle:
         "req",
         "started",
         "status",
+        "t0",
         "timed_out",
         "trailers",
     )
 
-    def __init__(self, gateway: ASGIGateway, channel: HTTPChannel, req: Request, peer: Peer):
+    def __init__(
+        self,
+        gateway: ASGIGateway,
+        channel: HTTPChannel,
+        req: Request,
+        peer: Peer,
+        arrived: float = 0.0,
+    ) -> None:
         self.gateway = gateway
         self.channel = channel
         self.req = req
         self.peer = peer
+        self.arrived = arrived  # time.monotonic() the head's first bytes came; 0: unknown
+        self.t0 = 0.0  # when the app was called (the scoreboard reads it)
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.started = False  # http.response.start received
@@ -288,12 +312,16 @@ class HTTPCycle:
         req = self.req
         # Wall-clock time is only for the access log's %(t)s.
         started = time.time() if gateway.log.access_enabled else 0.0
-        t0 = time.perf_counter()
+        t0 = self.t0 = time.monotonic()
         scope: Scope | None = None
         try:
             req = gateway.books.own(req)
             gateway.books.begin(req)
             scope = gateway.scope("http", req, self.peer)
+            queued = t0 - self.arrived if self.arrived else 0.0
+            scope["extensions"]["corral"] = {
+                "queue_time": gateway.queue_time(req, self.peer, queued)
+            }
             # request_timeout stops the app only while in_app, which is cleared inside this
             # try: a stop never lands in the bookkeeping below, which must reach cycle_done.
             self.in_app = True
@@ -334,7 +362,7 @@ class HTTPCycle:
             self.length,
             self.headers,
             started,
-            time.perf_counter() - t0,
+            time.monotonic() - t0,
         )
         # Called here rather than by a wrapping coroutine: one frame less per request.
         self.channel.cycle_done(self)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from corral.config.model import default_of
 from corral.gateway.ladder import ClientDisconnected, RequestTimeout, answer
+from corral.gateway.queue_time import proxy_queue_time
 from corral.gateway.wsgi import ResponseState, Transport, WSGIGateway
 from corral.gateway.wsgi_input import WSGIInput
 from corral.http.connection import ServerConnection
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from corral.config import Config
     from corral.logging import Logger
     from corral.metrics import Metrics
+    from corral.scoreboard import Scoreboard
 
 _STOPS = (RequestTimeout,)
 
@@ -46,6 +48,9 @@ class ServingWorker(Protocol):
     @property
     def deadlines(self) -> Watchdog | None: ...
 
+    @property
+    def scoreboard(self) -> Scoreboard: ...
+
     def request_done(self) -> None: ...
 
     def last_request(self) -> bool: ...
@@ -65,6 +70,7 @@ class Bookkeeping:
         self.pre_request = _configured(worker.cfg, "pre_request")
         self.post_request = _configured(worker.cfg, "post_request")
         self.record = None if isinstance(metrics, NullMetrics) else metrics.request
+        self.record_queue = None if isinstance(metrics, NullMetrics) else metrics.queued
         self.hooked = self.pre_request is not None or self.post_request is not None
         # Nothing reads a request's outcome: no access log, no post_request hook, no metrics.
         self.quiet = (
@@ -162,12 +168,19 @@ class RequestLifecycle:
         transport: Transport,
         env_base: dict[str, Any],
         trusted: bool,
+        arrived: float = 0.0,
     ) -> bool:
-        """Serve one request; True when the connection may carry another one."""
+        """Serve one request; True when the connection may carry another one.
+
+        ``arrived`` is when the request was first seen (its connection accepted, or the first
+        bytes of a head read in parts), time.monotonic(); 0 when it was read whole just now.
+        """
         books = self.books
         quiet = books.quiet
         started = time.time() if self.log.access_enabled else 0.0
-        t0 = 0.0 if quiet else time.perf_counter()
+        t0 = time.monotonic()
+        act = self.worker.scoreboard.mine()
+        act.begin(req, t0)
         state = ResponseState()
         body = WSGIInput(conn, transport)
         environ: dict[str, Any] = env_base
@@ -183,6 +196,7 @@ class RequestLifecycle:
                     req = books.own(req)
                     books.begin(req)
                 environ = self.gateway.build_environ(env_base, trusted, req, body)
+                self._queue_time(environ, trusted, t0 - arrived if arrived else 0.0)
                 self.gateway.run(environ, req, conn, transport, state)
             finally:
                 if watch is not None:
@@ -194,11 +208,22 @@ class RequestLifecycle:
             status = answer(exc, self.log, req, stops=_STOPS if watch is not None else ())
             if status is not None:
                 self._fail(status, state, transport)
+        act.end(time.monotonic())
         if quiet:
             self.worker.request_done()
         else:
             self._account(req, environ, env_base, state, started, t0)
         return keep and conn.keep_alive and _body_finished(req, conn, body, self.drain_limit)
+
+    def _queue_time(self, environ: dict[str, Any], trusted: bool, queued: float) -> None:
+        """How long the request waited before the app: ``corral.queue_time``, in seconds, and
+        the metrics' histogram. A trusted proxy's X-Request-Start covers the wait in front too.
+        """
+        if trusted and "HTTP_X_REQUEST_START" in environ:
+            queued = proxy_queue_time(environ["HTTP_X_REQUEST_START"], queued)
+        environ["corral.queue_time"] = queued
+        if self.books.record_queue is not None:
+            self.books.record_queue(queued)
 
     def _account(
         self,
@@ -212,7 +237,7 @@ class RequestLifecycle:
         """Hand the request's outcome to whatever reads it (see Bookkeeping)."""
         books = self.books
         if books.count_only is not None:
-            books.count_only(time.perf_counter() - t0, state.status)
+            books.count_only(time.monotonic() - t0, state.status)
             self.worker.request_done()
         else:
             books.end(req, environ, state, self._outcome(env_base, state, started, t0))
@@ -229,7 +254,7 @@ class RequestLifecycle:
             state.body_bytes,
             state.headers,
             started,
-            time.perf_counter() - t0,
+            time.monotonic() - t0,
         )
 
     def _fail(self, status: int, state: ResponseState, transport: Transport) -> None:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
+import traceback
+from types import FrameType
 from typing import Any
 
 from corral.drivers.aio import Acceptor, AioContext
+from corral.drivers.awaits import await_stack
 from corral.errors import WORKER_BOOT_ERROR
 from corral.gateway.asgi import ASGIGateway
 from corral.gateway.lifespan import Lifespan
 from corral.gateway.loader import LoadedApp
 from corral.gateway.websocket import WSSettings, engine_available
 from corral.gateway.wsgi import mount_point
+from corral.http.events import Request
 from corral.metrics import make_metrics
 from corral.workers.base import Worker
 from corral.workers.context import connection_policy
@@ -35,6 +40,7 @@ class AsyncioWorker(Worker):
     kind = "asyncio"
 
     loop: asyncio.AbstractEventLoop | None = None
+    ctx: AioContext | None = None
     _stop: asyncio.Event | None = None
     loop_watch: LoopWatch | None = None
 
@@ -82,6 +88,9 @@ class AsyncioWorker(Worker):
         await lifespan.startup()  # AppLoadError on failure: the worker exits with APP_LOAD_ERROR
         ctx = self._context(app, lifespan.state)
         ctx.tls = self.tls_context
+        self.ctx = ctx
+        self.scoreboard.running = self._running
+        self.scoreboard.requests_of = lambda: self.nr
         acceptor = Acceptor(loop, self.listeners, ctx, cfg.worker_connections)
         deadline = 0.0
         self._watch_loop(ctx)
@@ -100,6 +109,32 @@ class AsyncioWorker(Worker):
             if self.loop_watch is not None:
                 self.loop_watch.stop()
         await lifespan.shutdown(max(deadline - loop.time(), 1.0))
+
+    def _running(self) -> list[tuple[Request, float]]:
+        """The requests in flight and when their apps were called (the scoreboard's rows)."""
+        ctx = self.ctx
+        if ctx is None:
+            return []
+        return [(p.cycle.req, p.cycle.t0) for p in list(ctx.connections) if p.cycle is not None]
+
+    def dump_requests(self, current: FrameType | None) -> str:
+        """Each request in flight with its age and the chain of awaits its task waits in; and,
+        when app code holds the loop, where it runs now."""
+        now = time.monotonic()
+        blocks = []
+        for proto in list(self.ctx.connections) if self.ctx is not None else []:
+            cycle, task = proto.cycle, proto.task
+            if cycle is None or task is None or not cycle.t0:
+                continue
+            where = "running now" if task is asyncio.current_task(self.loop) else "awaiting"
+            stack = await_stack(task.get_coro()) if where == "awaiting" else ""
+            blocks.append(
+                f"{cycle.req.method} {cycle.req.path} running {now - cycle.t0:.3f}s, "
+                f"{where}:\n{stack}"
+            )
+        if current is not None and not _in_loop_wait(current):
+            blocks.append("the event loop runs:\n" + "".join(traceback.format_stack(current)))
+        return "\n".join(blocks) or "no request running"
 
     def _context(self, app: LoadedApp, state: dict[str, Any]) -> AioContext:
         cfg = self.cfg
@@ -182,3 +217,12 @@ class AsyncioWorker(Worker):
             self.log.warning(
                 "graceful_timeout: dropping %d connection(s) still open", len(ctx.connections)
             )
+
+
+def _in_loop_wait(frame: FrameType) -> bool:
+    """Whether the loop was waiting for I/O (in its selector) when the signal came, rather
+    than running a callback or the app's code."""
+    names = {"select", "poll", "_run_once", "run_forever"}
+    return frame.f_code.co_name in names or (
+        frame.f_back is not None and frame.f_back.f_code.co_name == "_run_once"
+    )

@@ -17,6 +17,7 @@ from corral.drivers.tls import TLS_CONTEXTS
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError
 from corral.gateway.loader import LoadedApp, load_app, resolve_interface
 from corral.reloader import Reloader, Watched, broken_app, choose_engine, failing_files
+from corral.scoreboard import BOARD_SIZE, REASONS, Scoreboard
 from corral.tally import Tally
 from corral.workers.deadline import Deadlines
 
@@ -68,11 +69,39 @@ class Worker:
         # the arbiter gives only when it serves metrics (so a HUP changing the setting does not
         # leave the two disagreeing).
         self.tally: Tally | None = None
-        if heartbeat.board is not None:
+        if heartbeat.board is not None and len(heartbeat.board) > BOARD_SIZE:
             self.tally = Tally(threaded=self.concurrent_threads)
+        # What this worker and each of its threads is doing, published with each heartbeat
+        # (corral ctl, corral top, utilisation); a worker sets its capacity when it knows it.
+        self.scoreboard = Scoreboard(self.kind, 1, threaded=self.concurrent_threads)
+        self._publishing = threading.Lock()
         # Made here, in the arbiter before the fork, and shared by every worker of one
         # configuration: a client resumes its TLS session whichever worker it reaches.
         self.tls_context = TLS_CONTEXTS.get(cfg, log.error)
+
+    def _publish(self, board: Any) -> None:
+        """At each heartbeat: the scoreboard, then the request counts (metrics_bind). Under a
+        lock: the sync worker's refresher thread publishes too."""
+        with self._publishing:
+            self.scoreboard.encode_into(board, self.pid)
+            if self.tally is not None:
+                data = self.tally.encode()
+                board[BOARD_SIZE : BOARD_SIZE + len(data)] = data
+
+    def _refresh_scoreboard(self) -> None:
+        """The sync worker's thread that publishes its scoreboard while a request runs (its
+        main thread beats only between requests, so that a stuck request still times out)."""
+
+        def run() -> None:
+            while self.alive:
+                time.sleep(self.heartbeat_interval())
+                self.heartbeat.refresh()
+
+        threading.Thread(target=run, name="corral-scoreboard", daemon=True).start()
+
+    def exiting_for(self, reason: str) -> None:
+        """Say on the scoreboard why this worker is about to exit (the arbiter counts it)."""
+        self.scoreboard.reason = REASONS.index(reason)
 
     def _request_budget(self) -> int:
         """max_requests plus jitter, so that workers do not all restart at once; 0 = no limit."""
@@ -92,8 +121,7 @@ class Worker:
         code = 0
         try:
             self.pid = os.getpid()
-            if self.tally is not None:
-                self.heartbeat.publisher = self.tally.encode
+            self.heartbeat.publisher = self._publish
             if self.cfg.capture_output:
                 self.log.redirect_stdio()
             self._install_signals()
@@ -183,6 +211,7 @@ class Worker:
         """``reload``: a watched file changed; finish what is in flight, exit, get replaced."""
         if self.alive:
             self.log.info("Worker reloading: %s modified", path)
+            self.exiting_for("reload")
             self.alive = False
             self.wake()
 
@@ -218,6 +247,7 @@ class Worker:
         self.nr += 1
         if self.max_requests and self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")
+            self.exiting_for("max_requests")
             self.alive = False
             self.wake()
 
@@ -261,7 +291,9 @@ class Worker:
         signal.signal(signal.SIGQUIT, self._on_quit)
         signal.signal(signal.SIGABRT, self._on_abort)
         signal.signal(signal.SIGUSR1, self._on_usr1)
-        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+        # gunicorn's workers ignore WINCH; corral's arbiter sends it to ask for a dump (corral
+        # ctl dump), and a terminal's resize, which reaches a foreground group, finds none asked.
+        signal.signal(signal.SIGWINCH, self._on_winch)
         # The arbiter forks with these blocked; a signal sent while we booted is delivered now,
         # to the handlers above.
         signal.pthread_sigmask(
@@ -279,6 +311,32 @@ class Worker:
 
     def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
         self.log.reopen_files()
+
+    def _on_winch(self, signum: int, frame: FrameType | None) -> None:
+        """The arbiter asks for the stacks of the requests running now (corral ctl dump)."""
+        board = self.heartbeat.board
+        if board is None:
+            return
+        seq = self.scoreboard.dump_asked(board)
+        if seq:
+            self.scoreboard.write_dump(board, seq, self.dump_requests(frame))
+
+    def dump_requests(self, current: FrameType | None) -> str:
+        """Each running request with its age and where its thread is now, as text."""
+        frames: dict[int, Any] = dict(sys._current_frames())
+        main = threading.main_thread().ident
+        if current is not None and main is not None:
+            frames[main] = current
+        now = time.monotonic()
+        blocks = []
+        for act in self.scoreboard.activities():
+            req, t0 = act.req, act.t0
+            if req is None:
+                continue
+            frame = frames.get(act.ident)
+            stack = "".join(traceback.format_stack(frame)) if frame is not None else ""
+            blocks.append(f"{req.method} {req.path} running {now - t0:.3f}s:\n{stack}")
+        return "\n".join(blocks) or "no request running"
 
     def _on_abort(self, signum: int, frame: FrameType | None) -> None:
         """The arbiter found us hung: log where every thread is stuck, then exit."""

@@ -37,6 +37,7 @@ class SyncWorker(Worker):
             selector.register(listener, selectors.EVENT_READ)
             names[listener.fileno()] = listener.getsockname()
         selector.register(wake_r, selectors.EVENT_READ)
+        self._refresh_scoreboard()
         while self.alive and self.parent_alive():
             self.heartbeat.notify()
             for key, _ in selector.select(timeout=self.heartbeat_interval()):

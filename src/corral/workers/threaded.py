@@ -364,6 +364,8 @@ class ThreadedWorker(Worker):
             # Threads mark progress as they take work (see _next_fd).
             if now - self.progress < 2 * idle_wait:
                 self.heartbeat.notify()
+            else:  # every thread is on a long request: show them, without a beat
+                self.heartbeat.refresh()
             if self.alive and now >= next_sweep:
                 self.parent_alive()
             if not self.alive and not stop_by:
@@ -376,6 +378,9 @@ class ThreadedWorker(Worker):
             if stop_by and self._stopped(now >= stop_by):
                 return
             self.tuner.tune()
+            # Utilisation is busy threads over the pool's threads: a pool that cannot grow
+            # (its bound, or CPU-bound work) with every thread busy is full.
+            self.scoreboard.capacity = len(self.tuner.slots)
 
     def _begin_stop(self, now: float) -> None:
         """A graceful stop: a retiring worker stops accepting at once; when the whole server
