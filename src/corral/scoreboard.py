@@ -22,9 +22,15 @@ PATH_BYTES = 116
 # seq is a seqlock's: odd while the worker writes, so a reader that saw it odd, or saw it change
 # while it copied, read a torn write and reads again.
 _HEAD = struct.Struct("<QIBBHIIQIxxxxdddQ")
+# Request durations by power of two of their microseconds (bucket i: below 2**i µs; the last
+# takes the rest), and the queue time summed: the arbiter turns their growth between two reads
+# into p50, p99 and mean queue time over a window.
+HIST_BUCKETS = 28  # up to 2**27 µs, about 2 minutes
+_HIST = struct.Struct(f"<d{HIST_BUCKETS}Q")
 # busy, requests served, started (wall clock, 0 when idle), method, path
 _SLOT = struct.Struct(f"<B7xQd{METHOD_BYTES}s{PATH_BYTES}s")
-SCORE_SIZE = _HEAD.size + MAX_SLOTS * _SLOT.size
+_SLOTS_AT = _HEAD.size + _HIST.size
+SCORE_SIZE = _SLOTS_AT + MAX_SLOTS * _SLOT.size
 # The arbiter's side: a dump it asks for (a sequence number), then the worker's answer.
 DUMP_ASK = SCORE_SIZE
 _DUMP_HEAD = struct.Struct("<QI")  # the dump's sequence number, its length
@@ -47,13 +53,15 @@ class Activity:
     worker turns them into bytes only at its heartbeat (about once a second).
     """
 
-    __slots__ = ("busy", "ident", "req", "requests", "t0")
+    __slots__ = ("busy", "hist", "ident", "queued", "req", "requests", "t0")
 
     def __init__(self, ident: int) -> None:
         self.req: Current | None = None  # the request running now
         self.t0 = 0.0  # its start, time.monotonic()
         self.requests = 0
         self.busy = 0.0  # seconds spent on requests that have ended
+        self.queued = 0.0  # their queue times, summed
+        self.hist = [0] * HIST_BUCKETS  # their durations (see HIST_BUCKETS)
         self.ident = ident  # the thread's id, for dumps
 
     def begin(self, req: Current, now: float) -> None:
@@ -61,9 +69,18 @@ class Activity:
         self.req = req
 
     def end(self, now: float) -> None:
+        took = now - self.t0
         self.req = None
         self.requests += 1
-        self.busy += now - self.t0
+        self.busy += took
+        self.hist[min(int(took * 1e6).bit_length(), HIST_BUCKETS - 1)] += 1
+
+    def record(self, took: float, queued: float) -> None:
+        """A request that ended, counted without a begin (the asyncio worker's: many run at
+        once on its one thread, and it reports them through Scoreboard.running)."""
+        self.requests += 1
+        self.queued += queued
+        self.hist[min(int(took * 1e6).bit_length(), HIST_BUCKETS - 1)] += 1
 
 
 class Scoreboard:
@@ -88,7 +105,6 @@ class Scoreboard:
         self._seq = 0
         # asyncio: the requests in flight, as (request, start) pairs, read at publish time.
         self.running: Callable[[], Iterable[tuple[Current, float]]] | None = None
-        self.requests_of: Callable[[], int] | None = None
         if threaded:
             self._all = []
             self.mine = self._mine_per_thread  # type: ignore[method-assign]
@@ -115,6 +131,10 @@ class Scoreboard:
                 for act in ended:
                     self._ended.requests += act.requests
                     self._ended.busy += act.busy
+                    self._ended.queued += act.queued
+                    self._ended.hist = [
+                        a + b for a, b in zip(self._ended.hist, act.hist, strict=True)
+                    ]
             return [a for _, a in self._all]
 
     def encode_into(self, board: mmap.mmap, pid: int) -> None:
@@ -124,10 +144,14 @@ class Scoreboard:
         rows: list[tuple[int, int, float, str, str]] = []
         busy = self._ended.busy
         requests = self._ended.requests
+        queued = self._ended.queued
+        hist = list(self._ended.hist)
         for act in acts:
             req, t0 = act.req, act.t0
             requests += act.requests
             busy += act.busy
+            queued += act.queued
+            hist = [a + b for a, b in zip(hist, act.hist, strict=True)]
             if req is not None:
                 busy += now - t0
                 rows.append((1, act.requests, wall - (now - t0), req.method, req.path))
@@ -138,7 +162,6 @@ class Scoreboard:
         if self.running is not None:  # asyncio: its requests, and the loop's CPU time
             rows = [(1, 0, wall - (now - t0), r.method, r.path) for r, t0 in self.running()]
             inflight, busy = len(rows), cpu
-            requests = self.requests_of() if self.requests_of is not None else 0
         rows.sort(key=lambda row: -row[0])
         rows = rows[:MAX_SLOTS]
         view = memoryview(board)
@@ -147,7 +170,7 @@ class Scoreboard:
         for i, (state, served, started, method, path) in enumerate(rows):
             _SLOT.pack_into(
                 view,
-                _HEAD.size + i * _SLOT.size,
+                _SLOTS_AT + i * _SLOT.size,
                 state,
                 served,
                 started,
@@ -156,6 +179,7 @@ class Scoreboard:
             )
         head = (pid, self.kind, self.reason, len(rows), self.capacity, len(acts), requests)
         self._seq += 1  # even: written
+        _HIST.pack_into(view, _HEAD.size, queued, *hist)
         _HEAD.pack_into(view, 0, self._seq, *head, inflight, busy, cpu, now, self.dumped)
 
     def dump_asked(self, board: mmap.mmap) -> int:
@@ -201,6 +225,8 @@ class WorkerScore:
     cpu: float
     written: float  # time.monotonic() of the write
     dumped: int
+    queued: float = 0.0  # seconds of queue time, summed over the requests served
+    hist: list[int] = field(default_factory=list)  # their durations (see HIST_BUCKETS)
     slots: list[SlotView] = field(default_factory=list)
 
 
@@ -228,8 +254,9 @@ def decode(data: bytes) -> WorkerScore | None:
         pid, KINDS[kind], REASONS[reason], capacity, threads, requests, inflight, busy, cpu,
         written, dumped,
     )  # fmt: skip
+    score.queued, *score.hist = _HIST.unpack_from(data, _HEAD.size)
     for i in range(min(nslots, MAX_SLOTS)):
-        state, served, started, method, path = _SLOT.unpack_from(data, _HEAD.size + i * _SLOT.size)
+        state, served, started, method, path = _SLOT.unpack_from(data, _SLOTS_AT + i * _SLOT.size)
         score.slots.append(
             SlotView(
                 bool(state),
@@ -255,3 +282,18 @@ def read_dump(board: mmap.mmap, seq: int) -> str | None:
     start = DUMP_AT + _DUMP_HEAD.size
     raw = bytes(memoryview(board)[start : start + length])
     return raw.decode("utf-8", "replace")
+
+
+def percentile(hist: list[int], share: float) -> float | None:
+    """The duration (seconds, a bucket's upper bound) below which ``share`` of the requests
+    counted in ``hist`` fell; None when it counts none."""
+    total = sum(hist)
+    if total <= 0:
+        return None
+    wanted = share * total
+    seen = 0
+    for i, count in enumerate(hist):
+        seen += count
+        if seen >= wanted:
+            return (1 << i) / 1e6
+    return (1 << (len(hist) - 1)) / 1e6

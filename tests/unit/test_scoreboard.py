@@ -17,6 +17,7 @@ from corral.scoreboard import (
     MAX_SLOTS,
     Scoreboard,
     ask_dump,
+    percentile,
     read,
     read_dump,
 )
@@ -83,10 +84,14 @@ def test_at_most_max_slots_rows_busy_first() -> None:
     score = Scoreboard("asyncio", 1)
     now = time.monotonic()
     score.running = lambda: [(_req(path=f"/{i}"), now) for i in range(MAX_SLOTS + 10)]
-    score.requests_of = lambda: 42
+    for took in (0.0001, 0.0001, 0.2):
+        score.mine().record(took, 0.001)
     score.encode_into(board, 1)
     seen = read(board)
-    assert seen is not None and seen.inflight == MAX_SLOTS + 10 and seen.requests == 42
+    assert seen is not None and seen.inflight == MAX_SLOTS + 10 and seen.requests == 3
+    assert seen.queued == pytest.approx(0.003)
+    assert percentile(seen.hist, 0.5) == pytest.approx(128e-6)  # 100 µs: below 2**7 µs
+    assert percentile(seen.hist, 0.99) == pytest.approx(262144e-6)  # 200 ms: below 2**18 µs
     assert len(seen.slots) == MAX_SLOTS and all(slot.busy for slot in seen.slots)
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import struct
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from corral.arbiter.heartbeat import Heartbeat
 from corral.arbiter.scrape import Census
 from corral.metrics import BACKLOG, IN_FLIGHT, THREADS_BUSY, THREADS_IDLE, UTILISATION, Metrics
-from corral.scoreboard import REASONS, WorkerScore, read
+from corral.scoreboard import REASONS, WorkerScore, ask_dump, percentile, read, read_dump
+
+if TYPE_CHECKING:
+    from corral.arbiter.children import Child
 
 WINDOWS = (1.0, 10.0, 60.0)  # seconds over which utilisation is averaged
 SAMPLE_EVERY = 0.5  # the arbiter's loop samples the boards at most this often
@@ -38,11 +44,14 @@ def listen_queue(sock: socket.socket) -> tuple[int, int] | None:
 
 @dataclass
 class Sample:
-    """A worker's cumulative busy seconds at one moment, and its capacity then."""
+    """A worker's cumulative counts at one moment, and its capacity then."""
 
     at: float
     busy: float
     capacity: int
+    requests: int = 0
+    queued: float = 0.0
+    hist: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -76,7 +85,12 @@ class Boards:
             if score is None:
                 continue
             samples = self._samples.setdefault(heartbeat, deque())
-            samples.append(Sample(now, score.busy, max(score.capacity, 1)))
+            samples.append(
+                Sample(
+                    now, score.busy, max(score.capacity, 1), score.requests, score.queued,
+                    score.hist,
+                )
+            )  # fmt: skip
             while samples and now - samples[0].at > WINDOWS[-1] + SAMPLE_EVERY:
                 samples.popleft()
         for gone in set(self._samples) - live:
@@ -104,6 +118,55 @@ class Boards:
         if span <= 0:
             return None
         return min(1.0, max(0.0, (last.busy - first.busy) / (span * last.capacity)))
+
+    def rates(self, heartbeat: Heartbeat, window: float) -> dict[str, float]:
+        """Over the last ``window`` seconds: requests per second, p50 and p99 (seconds, to a
+        power of two of µs) and the mean queue time; empty until two samples exist."""
+        samples = self._samples.get(heartbeat)
+        if not samples or len(samples) < 2:
+            return {}
+        last = samples[-1]
+        first = next((s for s in samples if last.at - s.at <= window), samples[0])
+        if first is last:
+            first = samples[-2]
+        span, served = last.at - first.at, last.requests - first.requests
+        out = {"req_per_s": served / span if span > 0 else 0.0}
+        if served > 0:
+            hist = [b - a for a, b in zip(first.hist, last.hist, strict=True)]
+            for name, share in (("p50", 0.5), ("p99", 0.99)):
+                value = percentile(hist, share)
+                if value is not None:
+                    out[name] = value
+            out["queue_mean"] = (last.queued - first.queued) / served
+        return out
+
+    def detail(self, heartbeat: Heartbeat, window: float = 10.0) -> dict[str, object]:
+        """What ``corral ctl show workers`` and ``corral top`` show of one worker beyond its
+        pid and age: each thread (or in-flight request) with its current request and how long
+        it has run, requests served, utilisation, and req/s, p50, p99, queue time over
+        ``window``. Empty before the worker's first publish."""
+        score = self.read(heartbeat)
+        if score is None:
+            return {}
+        wall = time.time()
+        threads: list[dict[str, object]] = []
+        for slot in score.slots:
+            row: dict[str, object] = {"state": "busy" if slot.busy else "idle"}
+            if score.kind != "asyncio":
+                row["requests"] = slot.requests
+            if slot.busy:
+                row.update(method=slot.method, path=slot.path, age=round(wall - slot.started, 3))
+            threads.append(row)
+        windows = {w: self.utilisation(heartbeat, w) for w in WINDOWS}
+        return {
+            "kind": score.kind,
+            "requests": score.requests,
+            "in_flight": score.inflight,
+            "capacity": score.capacity,
+            "utilisation": {f"{w:g}s": round(u, 4) for w, u in windows.items() if u is not None},
+            **{k: round(v, 6) for k, v in self.rates(heartbeat, window).items()},
+            "threads": threads,
+        }
 
     def now(self, heartbeats: Iterable[Heartbeat]) -> list[WorkerNow]:
         """Each worker's scoreboard and utilisation, for a view."""
@@ -179,3 +242,27 @@ def backlog(listeners: Iterable[socket.socket]) -> tuple[int, int] | None:
     if not found:
         return None
     return sum(q[0] for q in found), sum(q[1] for q in found)
+
+
+class ScoreboardDumps:
+    """The workers' side of ``corral ctl dump``: the ask goes on the worker's board, SIGWINCH
+    wakes it to answer there (workers/base.py), and the text is read back from the board."""
+
+    def __init__(self) -> None:
+        self._seq = 0
+
+    def ask(self, child: Child) -> Callable[[], str | None]:
+        """Ask ``child`` for the stacks of its running requests; the callable gives its text
+        once written, None before (and for a worker gone meanwhile)."""
+        board = child.heartbeat.board
+        if board is None:
+            return lambda: None
+        self._seq += 1
+        seq = self._seq
+        ask_dump(board, seq)
+        try:
+            os.kill(child.worker.pid, signal.SIGWINCH)
+        except ProcessLookupError:
+            return lambda: None
+        heartbeat = child.heartbeat
+        return lambda: read_dump(board, seq) if heartbeat.board is not None else None

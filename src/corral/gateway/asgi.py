@@ -148,6 +148,7 @@ class ASGIGateway:
         self.cfg = cfg
         self.log = worker.log
         self.books = Bookkeeping(worker, metrics)
+        self.activity = worker.scoreboard.mine()  # the loop's one thread
         self.state = state
         self.root_path = root_path
         server = cfg.server_header
@@ -314,14 +315,13 @@ class HTTPCycle:
         started = time.time() if gateway.log.access_enabled else 0.0
         t0 = self.t0 = time.monotonic()
         scope: Scope | None = None
+        queued = t0 - self.arrived if self.arrived else 0.0
         try:
             req = gateway.books.own(req)
             gateway.books.begin(req)
             scope = gateway.scope("http", req, self.peer)
-            queued = t0 - self.arrived if self.arrived else 0.0
-            scope["extensions"]["corral"] = {
-                "queue_time": gateway.queue_time(req, self.peer, queued)
-            }
+            queued = gateway.queue_time(req, self.peer, queued)
+            scope["extensions"]["corral"] = {"queue_time": queued}
             # request_timeout stops the app only while in_app, which is cleared inside this
             # try: a stop never lands in the bookkeeping below, which must reach cycle_done.
             self.in_app = True
@@ -354,16 +354,9 @@ class HTTPCycle:
                 _uncancel()
             if status is not None:
                 self._fail(status)
-        gateway.finish(
-            req,
-            scope,
-            self.peer,
-            self.status,
-            self.length,
-            self.headers,
-            started,
-            time.monotonic() - t0,
-        )
+        took = time.monotonic() - t0
+        gateway.activity.record(took, queued)
+        gateway.finish(req, scope, self.peer, self.status, self.length, self.headers, started, took)
         # Called here rather than by a wrapping coroutine: one frame less per request.
         self.channel.cycle_done(self)
 

@@ -196,7 +196,7 @@ class RequestLifecycle:
                     req = books.own(req)
                     books.begin(req)
                 environ = self.gateway.build_environ(env_base, trusted, req, body)
-                self._queue_time(environ, trusted, t0 - arrived if arrived else 0.0)
+                act.queued += self._queue_time(environ, trusted, t0 - arrived if arrived else 0.0)
                 self.gateway.run(environ, req, conn, transport, state)
             finally:
                 if watch is not None:
@@ -215,7 +215,7 @@ class RequestLifecycle:
             self._account(req, environ, env_base, state, started, t0)
         return keep and conn.keep_alive and _body_finished(req, conn, body, self.drain_limit)
 
-    def _queue_time(self, environ: dict[str, Any], trusted: bool, queued: float) -> None:
+    def _queue_time(self, environ: dict[str, Any], trusted: bool, queued: float) -> float:
         """How long the request waited before the app: ``corral.queue_time``, in seconds, and
         the metrics' histogram. A trusted proxy's X-Request-Start covers the wait in front too.
         """
@@ -224,6 +224,7 @@ class RequestLifecycle:
         environ["corral.queue_time"] = queued
         if self.books.record_queue is not None:
             self.books.record_queue(queued)
+        return queued
 
     def _account(
         self,

@@ -90,7 +90,6 @@ class AsyncioWorker(Worker):
         ctx.tls = self.tls_context
         self.ctx = ctx
         self.scoreboard.running = self._running
-        self.scoreboard.requests_of = lambda: self.nr
         acceptor = Acceptor(loop, self.listeners, ctx, cfg.worker_connections)
         deadline = 0.0
         self._watch_loop(ctx)
