@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from corral.arbiter.adapt import GROW_WINDOW, SHRINK_WINDOW, Reading
+from corral.arbiter.children import resident_bytes
 from corral.arbiter.heartbeat import Heartbeat
 from corral.arbiter.scrape import Census
 from corral.metrics import BACKLOG, IN_FLIGHT, THREADS_BUSY, THREADS_IDLE, UTILISATION, Metrics
@@ -52,6 +54,7 @@ class Sample:
     requests: int = 0
     queued: float = 0.0
     hist: list[int] = field(default_factory=list)
+    cpu: float = 0.0  # the worker's process CPU seconds
 
 
 @dataclass
@@ -88,7 +91,7 @@ class Boards:
             samples.append(
                 Sample(
                     now, score.busy, max(score.capacity, 1), score.requests, score.queued,
-                    score.hist,
+                    score.hist, score.cpu,
                 )
             )  # fmt: skip
             while samples and now - samples[0].at > WINDOWS[-1] + SAMPLE_EVERY:
@@ -160,6 +163,7 @@ class Boards:
         windows = {w: self.utilisation(heartbeat, w) for w in WINDOWS}
         return {
             "kind": score.kind,
+            "rss": resident_bytes(score.pid),
             "requests": score.requests,
             "in_flight": score.inflight,
             "capacity": score.capacity,
@@ -167,6 +171,34 @@ class Boards:
             **{k: round(v, 6) for k, v in self.rates(heartbeat, window).items()},
             "threads": threads,
         }
+
+    def reading(self, heartbeats: Sequence[Heartbeat], now: float) -> Reading:
+        """What adaptive mode decides on: utilisation over its two windows, the cores the
+        workers used, the mean queue time and the mean worker's resident memory."""
+        cpu = queued = 0.0
+        served = rss = 0
+        for heartbeat in heartbeats:
+            samples = self._samples.get(heartbeat)
+            if not samples or len(samples) < 2:
+                continue
+            last = samples[-1]
+            first = next((s for s in samples if last.at - s.at <= GROW_WINDOW), samples[-2])
+            if last.at > first.at:
+                cpu += (last.cpu - first.cpu) / (last.at - first.at)
+            served += last.requests - first.requests
+            queued += last.queued - first.queued
+            score = self._last.get(heartbeat)
+            rss += resident_bytes(score.pid) if score is not None else 0
+        count = max(len(heartbeats), 1)
+        return Reading(
+            at=now,
+            workers=len(heartbeats),
+            busy_short=self.server_utilisation(heartbeats, GROW_WINDOW),
+            busy_long=self.server_utilisation(heartbeats, SHRINK_WINDOW),
+            cpu=cpu,
+            queue=queued / served if served else 0.0,
+            rss=rss // count,
+        )
 
     def now(self, heartbeats: Iterable[Heartbeat]) -> list[WorkerNow]:
         """Each worker's scoreboard and utilisation, for a view."""

@@ -115,3 +115,39 @@ def _v1_quota(directory: Path) -> float | None:
     except (OSError, ValueError):
         return None
     return None if quota <= 0 or period <= 0 else quota / period
+
+
+def cgroup_memory_limit(
+    cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP
+) -> int | None:
+    """The tightest memory limit (bytes) on this process's cgroup path; None when unlimited.
+
+    cgroup v2: `memory.max` ("max" or bytes); v1: `memory.limit_in_bytes` under the memory
+    controller's mount, where "unlimited" is a huge number (above 2**60).
+    """
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    limits: list[float] = []
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        _, controllers, path = fields
+        if controllers == "":
+            limits += _levels(cgroup_root, path, lambda d: _bytes(d / "memory.max"))
+        elif "memory" in controllers.split(","):
+            base = cgroup_root / "memory"
+            limits += _levels(base, path, lambda d: _bytes(d / "memory.limit_in_bytes"))
+    return int(min(limits)) if limits else None
+
+
+def _bytes(file: Path) -> float | None:
+    try:
+        text = file.read_text().strip()
+    except OSError:
+        return None
+    if not text.isdigit() or int(text) >= 1 << 60:
+        return None  # "max", or v1's "unlimited"
+    return float(text)
