@@ -76,7 +76,7 @@ MISSING = """\
 ### gunicorn settings for features corral does not have
 
 Every gunicorn 27 setting is in the table. Those for features corral does not have (HTTP/2,
-the uWSGI protocol, the dirty arbiters, the control socket) are accepted when they only turn
+the uWSGI protocol, the dirty arbiters) are accepted when they only turn
 something off and stop corral with one line when they ask for the feature: see the "Not
 Implemented" section below and [migrating.md](migrating.md).
 """

@@ -48,6 +48,9 @@ class CorralProcess:
             [str(APPS), *filter(None, [environ.get("PYTHONPATH")])]
         )
         environ["PYTHONUNBUFFERED"] = "1"
+        # The control socket's default is $XDG_RUNTIME_DIR/gunicorn.ctl: one per test
+        # directory, so servers of tests running at once do not take each other's.
+        environ["XDG_RUNTIME_DIR"] = str(cwd)
         environ.update(env or {})
         self.args = args
         # A wrapper such as `unshare --pid` runs corral in another pid namespace: the pids in

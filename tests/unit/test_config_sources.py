@@ -494,10 +494,6 @@ def test_settings_asking_for_missing_features_fail_loudly(tmp_path: Path) -> Non
         "http_protocols = ['h2', 'h1'] (from command line --http-protocols): corral serves HTTP/1.0"
     )
     assert error(["--protocol", "uwsgi"]).endswith("not uwsgi_pass")
-    conf = write(tmp_path / "c.py", "control_socket = '/run/app.ctl'\n")
-    assert error(["-c", conf]).startswith(
-        f"control_socket = '/run/app.ctl' (from config file {conf}): corral has no control socket"
-    )
     conf = write(tmp_path / "d.py", "dirty_workers = 2\ndirty_apps = ['a.b:C']\n")
     assert "corral has no dirty worker pool" in error(["-c", conf])
     assert "no socket backlog metric" in error(["--enable-backlog-metric"])

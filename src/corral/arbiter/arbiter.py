@@ -14,6 +14,18 @@ from corral import __version__
 from corral.arbiter import reexec, reload
 from corral.arbiter.affinity import Placement
 from corral.arbiter.children import Child, log_exit, resident_bytes, run_child
+from corral.arbiter.commands import (
+    DUMP_TIMEOUT,
+    CommandFailed,
+    Pending,
+    ServerStats,
+    StackCollection,
+    StackDumps,
+    config_view,
+    listeners_view,
+    worker_row,
+)
+from corral.arbiter.control import ControlService, control_path
 from corral.arbiter.daemon import daemonize
 from corral.arbiter.heartbeat import Heartbeat
 from corral.arbiter.pidfile import Pidfile, PidfileError
@@ -77,6 +89,10 @@ class Arbiter:
         self._cwd = os.getcwd() if cwd is None else cwd
         self._metrics: MetricsService  # made with the logger
         self._workers_sent: int | None = None  # the workers gauge as last sent to statsd
+        self._control: ControlService  # made with the logger
+        self._stats = ServerStats()
+        # The workers' side of the control socket's `dump`; None until that side exists.
+        self.stack_dumps: StackDumps | None = None
 
     # -- attributes for hooks ----------------------------------------------------------------------
 
@@ -115,6 +131,8 @@ class Arbiter:
             sys.stderr.write(f"Error: {exc}\n")
             return 1
         self._metrics = MetricsService(self.cfg.metrics_bind, self.log, self._census)
+        mode = self.cfg.control_socket_mode
+        self._control = ControlService(self._control_path(), mode, self.log, self)
         code = 1
         try:
             self._start()
@@ -169,6 +187,7 @@ class Arbiter:
         for listener in self.listeners:
             self.log.info("Listening at: %s (%s)", listener.url(self.cfg.scheme), self.pid)
         self._metrics.open(upgrading=self._upgrade.predecessor > 0)
+        self._control.open(predecessor=self._upgrade.predecessor)
         self.log.info("Using worker: %s", self._worker_class.kind)
         if cpus is not None:
             self.log.info(
@@ -191,8 +210,10 @@ class Arbiter:
     def _loop(self) -> None:
         timeout = 0.0  # a signal that came during startup is handled before the first fork
         while True:
-            signals, ready = self._signals.wait_io(timeout, self._metrics.watched())
+            watched = {**self._metrics.watched(), **self._control.watched()}
+            signals, ready = self._signals.wait_io(timeout, watched)
             self._metrics.ready(ready)
+            self._control.ready(ready)
             for signum in signals:
                 self._dispatch(signum)
             if self._signals.dropped:
@@ -298,6 +319,8 @@ class Arbiter:
         child = self._children.get(pid)
         if child is not None and phase is not None:
             child.phase, child.phase_since = phase, time.monotonic()
+        if sig in (signal.SIGTERM, signal.SIGKILL):
+            self._stats.killed += 1  # as gunicorn counts `workers_killed`
         with contextlib.suppress(ProcessLookupError):  # already dead: the next reap collects it
             os.kill(pid, sig)
 
@@ -332,13 +355,15 @@ class Arbiter:
                 pid = os.fork()
                 if pid == 0:
                     siblings = [child.heartbeat for child in self._children.values()]
-                    run_child(self, worker, self._signals, siblings, self._ids, cpu, self._metrics)
+                    services = (self._metrics, self._control)
+                    run_child(self, worker, self._signals, siblings, self._ids, cpu, services)
         except OSError as exc:  # EAGAIN, ENOMEM: out of processes or memory for now
             heartbeat.close()
             delay = self._backoff.record(Exit(False, False, 1, 0.0), time.monotonic())
             self.log.error("Cannot fork a worker: %s; next try in %.1fs", exc, delay)
             return False
         worker.pid = pid
+        self._stats.spawned += 1
         self._children[pid] = Child(worker, heartbeat, self._generation, heartbeat.created, cpu=cpu)
         return True
 
@@ -428,6 +453,8 @@ class Arbiter:
         self._workers_sent = None  # the new logger may send to another statsd_host
         self._metrics.reconfigure(new.cfg.metrics_bind, log)
         cfg = self.cfg = new.cfg
+        self._stats.reloads += 1
+        self._control.reconfigure(self._control_path(), cfg.control_socket_mode, log)
         self._worker_class, self.app = new.worker_class, new.app
         os.umask(cfg.umask)
         self._ids = target_ids(cfg.user, cfg.group)
@@ -474,6 +501,7 @@ class Arbiter:
     def _upgrade_failed(self, code: int) -> None:
         self.log.error("Upgrade failed: the new master exited with status %s", code)
         self._upgrade.successor = 0
+        self._control.reclaim()
         if self._pidfile is not None and self.cfg.pidfile:
             self._pidfile.rename(self.cfg.pidfile)
         set_title("master", self.proc_name)
@@ -501,6 +529,7 @@ class Arbiter:
         # Scrapes are refused from here, not left unanswered (and after USR2 the new master
         # takes the address a second later).
         self._metrics.close(unlink=self._may_unlink())
+        self._control.close(unlink=True)  # unlinked only while the file is still ours
         limit = float(self.cfg.graceful_timeout)
         deadline = time.monotonic() + max(0.0, limit if graceful else min(FAST_STOP_WAIT, limit))
         while self._children and time.monotonic() < deadline:
@@ -532,6 +561,7 @@ class Arbiter:
     def _cleanup(self) -> None:
         close_listeners(self.listeners, unlink=self._may_unlink())
         self._metrics.close(unlink=self._may_unlink())
+        self._control.close(unlink=True)
         self.listeners = []
         if self._pidfile is not None:
             self._pidfile.unlink()
@@ -539,6 +569,61 @@ class Arbiter:
         self._signals.uninstall()
         self.log.info("Shutting down: Master")
         self.log.close()
+
+    # -- the control socket's commands (commands.ControlTarget) ------------------------------
+
+    def workers_view(self) -> list[dict[str, object]]:
+        """Each live worker as `show workers` lists it (`commands.worker_row`), oldest first."""
+        now = time.monotonic()
+        children = sorted(self._children.values(), key=lambda child: child.worker.age)
+        return [worker_row(c, now, self._metrics.served(c.heartbeat)) for c in children]
+
+    def stats_view(self) -> dict[str, object]:
+        return self._stats.view(self.pid, len(self._children), self.num_workers)
+
+    def config_view(self) -> dict[str, object]:
+        return config_view(self.cfg)
+
+    def listeners_view(self) -> list[dict[str, object]]:
+        return listeners_view(self.listeners, self.cfg.scheme)
+
+    def add_workers(self, count: int) -> tuple[int, int]:
+        previous = self.num_workers
+        self.num_workers = previous + count
+        return previous, self.num_workers
+
+    def remove_workers(self, count: int) -> tuple[int, int]:
+        previous = self.num_workers  # never below 1, as TTOU; never up (0 after WINCH)
+        self.num_workers = min(previous, max(1, previous - count))
+        return previous, self.num_workers
+
+    def kill_worker(self, pid: int) -> bool:
+        """Retire one worker as TTOU retires the surplus; the plan spawns its replacement."""
+        child = self._children.get(pid)
+        if child is None:
+            return False
+        if child.phase is Phase.ACTIVE:  # one already going keeps its deadline
+            self._signal(pid, signal.SIGTERM, Phase.RETIRING)
+        return True
+
+    def reload(self) -> None:
+        os.kill(self.pid, signal.SIGHUP)  # the signals' own path, logged as theirs are
+
+    def reopen(self) -> None:
+        os.kill(self.pid, signal.SIGUSR1)
+
+    def shutdown(self, graceful: bool) -> None:
+        os.kill(self.pid, signal.SIGTERM if graceful else signal.SIGINT)
+
+    def dump_stacks(self) -> Pending:
+        if self.stack_dumps is None:
+            raise CommandFailed("dump is not available yet: workers cannot report their stacks")
+        ask = self.stack_dumps.ask
+        asks = [(c.worker.pid, c.worker.age, ask(c)) for c in self._children.values()]
+        return StackCollection(asks, time.monotonic() + DUMP_TIMEOUT)
+
+    def _control_path(self) -> str | None:
+        return control_path(self.cfg.control_socket_disable, self.cfg.control_socket)
 
     def _hook(self, name: str, *args: object, fatal: bool = False) -> None:
         """Call a server hook. An exception is logged; at startup (`fatal`) it also halts."""

@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from corral.arbiter.affinity import pin_process
 from corral.arbiter.heartbeat import Heartbeat
@@ -21,8 +21,13 @@ from corral.logging import Logger
 
 if TYPE_CHECKING:
     from corral.arbiter.arbiter import Arbiter
-    from corral.arbiter.scrape import MetricsService
     from corral.workers.base import Worker
+
+
+class Service(Protocol):
+    """A socket server of the arbiter's (metrics_bind, control_socket)."""
+
+    def close(self, *, unlink: bool) -> None: ...
 
 
 @dataclass
@@ -78,7 +83,7 @@ def run_child(
     siblings: Sequence[Heartbeat],
     ids: tuple[int, int] | None,
     cpu: int | None = None,
-    metrics: MetricsService | None = None,
+    services: Sequence[Service] = (),
 ) -> NoReturn:
     """The child side of fork: never returns into the arbiter's loop, whatever happens.
 
@@ -88,8 +93,8 @@ def run_child(
     code = WORKER_BOOT_ERROR
     try:
         signals.reset_in_child()
-        if metrics is not None:
-            metrics.close(unlink=False)  # the arbiter's scrape sockets: not the worker's to keep
+        for service in services:
+            service.close(unlink=False)  # the arbiter's sockets (scrapes, control): not ours
         for heartbeat in siblings:
             heartbeat.close()  # the other workers' files: not ours to touch
         worker.pid = os.getpid()

@@ -166,13 +166,6 @@ class Config(
                 f"worker_class = {self.worker_class!r} (from {self.source_of('worker_class')}): "
                 f"{refused}"
             )
-        if self.control_socket and not self.control_socket_disable:
-            raise ConfigError(
-                f"control_socket = {self.control_socket!r} (from "
-                f"{self.source_of('control_socket')}): corral has no control socket (gunicornc); "
-                "send signals to the master (HUP, TTIN, TTOU, TERM), or set "
-                "control_socket_disable = True (--no-control-socket)"
-            )
         if self.dirty_workers > 0 and self.dirty_apps:
             raise ConfigError(
                 f"dirty_workers = {self.dirty_workers} (from {self.source_of('dirty_workers')}): "

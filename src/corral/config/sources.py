@@ -15,9 +15,10 @@ import types
 from collections.abc import Mapping, Sequence
 
 from corral.config.flags import Given, parse_flags
-from corral.config.model import Config, settings_table
+from corral.config.model import DEFAULT_SOURCE, Config, settings_table
 from corral.config.spec import ENV_PREFIX
 from corral.config.unknown import Unknown, classify
+from corral.ctl.protocol import default_socket_path
 from corral.errors import ConfigError
 from corral.gateway.loader import PASTE_MISSING
 
@@ -32,6 +33,8 @@ def load(argv: Sequence[str], environ: Mapping[str, str]) -> Config:
     Raises ConfigError with one line naming the setting, the value and its source.
     """
     cfg = Config()
+    # gunicorn's default control socket depends on the environment ($XDG_RUNTIME_DIR, $HOME).
+    cfg.set("control_socket", default_socket_path(environ), DEFAULT_SOURCE)
     command_line = parse_flags(argv, "command line")
     env_command_lines = [
         (var, parse_flags(_split(environ[var], var), f"env {var}"))

@@ -24,6 +24,7 @@ SECTIONS = (
     "WebSocket",
     "SSL",
     "Server Hooks",
+    "Control",
     "Not Implemented",
 )
 

@@ -1,4 +1,4 @@
-"""Settings table, part 5: gunicorn 27's newer names, and the features of gunicorn corral lacks."""
+"""Settings table, part 5: gunicorn 27's newer names, the control socket, features corral lacks."""
 
 # ruff: noqa: RUF009  (setting() returns a dataclasses.Field, the documented way to attach
 # metadata; it is not a default computed once and shared.)
@@ -49,13 +49,22 @@ def _ranged(low: int, high: int) -> p.Parser[int]:
     return p.Parser(f"an integer from {low} to {high}", convert)
 
 
+def _mode(value: object) -> int:
+    try:
+        return p.UMASK(value)
+    except p.Invalid:
+        raise p.Invalid("expected a file mode such as 0o600 or 0600") from None
+
+
+_MODE = p.Parser("octal mode", _mode)
 _ASGI_LOOP = p.choice(("auto", "asyncio", "uvloop"))
 _ASGI_LIFESPAN = p.choice(("auto", "on", "off"))
 
 
 @dataclass
 class CompatTable:
-    """strict_config, root_path, gunicorn's asgi_* names, and gunicorn features corral lacks."""
+    """strict_config, root_path, gunicorn's asgi_* names, the control socket, and the gunicorn
+    features corral lacks."""
 
     strict_config: bool = setting(
         False,
@@ -133,45 +142,60 @@ class CompatTable:
         """,
     )
 
-    # --- gunicorn features corral lacks -----------------------------------------------------
+    # --- the control socket (gunicornc, corral ctl) -----------------------------------------
     control_socket: str = setting(
         "",
-        section=N,
+        section="Control",
         parse=p.STRING,
         cli=("--control-socket",),
         metavar="PATH",
-        doc_default="'' (no control socket)",
-        gunicorn_default="$XDG_RUNTIME_DIR/gunicorn.ctl, else ~/.gunicorn/gunicorn.ctl",
-        differs_because=(
-            "corral has no control socket (gunicornc): it creates none, so it has no path; "
-            "it is driven by signals."
-        ),
+        doc_default="$XDG_RUNTIME_DIR/gunicorn.ctl, else $HOME/.gunicorn/gunicorn.ctl",
         help="""
-        gunicorn's control socket, for its `gunicornc` tool. corral has none: a path given
-        here, unless `control_socket_disable` is set, stops corral with an error. Send signals
-        to the master instead (`HUP` reload, `TTIN`/`TTOU` one worker more or less, `TERM`).
+        The Unix socket of the control interface, for `corral ctl` and gunicorn's `gunicornc`.
+
+        Commands sent there show the workers, the settings, statistics and listeners, add,
+        remove or retire workers, and reload, reopen the logs or stop the server, as the
+        signals do (see docs/deploying.md, "The control socket"). The default is gunicorn's:
+        `$XDG_RUNTIME_DIR/gunicorn.ctl` when that directory exists, else
+        `$HOME/.gunicorn/gunicorn.ctl` (the directory is made, mode 0700, if missing), so
+        `gunicornc` and `corral ctl` find it without `-s`. A relative path is taken from the
+        working directory after `chdir`. A socket file already there is replaced, as gunicorn
+        does (a warning says so when a live server held it); a socket that cannot be made is a
+        warning, and the server runs without one. On a USR2 upgrade the new master takes the
+        path over; the old one never removes the new one's socket. An empty path, like
+        `control_socket_disable`, means no socket (and is what a `Config()` made in code
+        without `corral.config.load` holds: the default path comes from the environment
+        `load` is given).
         """,
     )
     control_socket_mode: int = setting(
         0o600,
-        section=N,
-        parse=p.UMASK,
+        section="Control",
+        parse=_MODE,
         cli=("--control-socket-mode",),
         metavar="INT",
         doc_default="0o600 (384)",
-        help=f"Permissions of gunicorn's control socket. {_NO_EFFECT}",
+        help="""
+        Permissions of the control socket file: who may connect.
+
+        The default, `0600`, lets only the server's own user (and root) in; `0660` also lets in
+        the members of the file's group, `0666` anyone. The arbiter also checks each
+        connection's credentials (SO_PEERCRED) against this setting, so a file whose mode is
+        widened after it was made admits no one more.
+        """,
     )
     control_socket_disable: bool = setting(
         False,
-        section=N,
+        section="Control",
         parse=p.BOOL,
         cli=("--no-control-socket",),
         mode="true",
         help="""
-        Turn gunicorn's control socket off. Accepted: corral has no control socket, so it is
-        always off.
+        Create no control socket: `corral ctl` and `gunicornc` cannot reach this server.
         """,
     )
+
+    # --- gunicorn features corral lacks -----------------------------------------------------
     http_protocols: list[str] = setting(
         ["h1"],
         section=N,
