@@ -1,19 +1,22 @@
-"""HTTPS in every worker: versions, ALPN, resumption, client certificates, stalls, HUP reload."""
+"""HTTPS in every worker: versions, ALPN, resumption, client certificates, stalls, HUP reload;
+the same seen by `openssl s_client` as by Python's ssl; a certificate swapped by HUP under load."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -278,3 +281,319 @@ def _serial_of(pem: Path) -> str:
         input=der, capture_output=True, check=True, timeout=30,
     )  # fmt: skip
     return out.stdout.decode().strip().split("=", 1)[1]
+
+
+# -- openssl s_client: another TLS stack than Python's, the one operators test with -------------
+
+GET_AND_CLOSE = b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+S_CLIENT_TIMEOUT = 20
+
+
+class SClient(NamedTuple):
+    """One ``openssl s_client`` run: its exit status, stdout (the session summary and the
+    response, interleaved at record boundaries), stderr (errors and received alerts), and the
+    server's log as it was then."""
+
+    code: int
+    out: str
+    err: str
+    log: str
+
+    @property
+    def status(self) -> int | None:
+        """The HTTP status of the response it printed, None without one."""
+        found = re.search(r"HTTP/1\.1 (\d{3}) ", self.out)
+        return int(found.group(1)) if found else None
+
+    def doc(self) -> dict[str, Any]:
+        """The JSON the tls_view app answered."""
+        start = self.out.find('{"scheme"')
+        assert start >= 0, f"no response body in:\n{self.out}\n{self.err}"
+        doc, _ = json.JSONDecoder().raw_decode(self.out, start)
+        assert isinstance(doc, dict)
+        return doc
+
+    def describe(self) -> str:
+        return (
+            f"exit {self.code}\n--- stdout\n{self.out[-3000:]}\n--- stderr\n{self.err}"
+            f"--- server log\n{self.log}"
+        )
+
+
+def _s_client(server: CorralProcess, certs: Path, *args: str) -> SClient:
+    """``openssl s_client`` against ``server``: one GET with Connection: close on stdin, then
+    stdin closed; it reads until the server closes (``-ign_eof``), so that a TLS 1.3 ticket,
+    sent after the handshake, arrives before it exits. The server's certificate is verified."""
+    host, port = server.addr
+    assert host == "127.0.0.1"
+    cmd = [
+        "openssl", "s_client", "-connect", f"{host}:{port}", "-servername", "localhost",
+        "-CAfile", str(certs / "ca.pem"), "-verify_return_error", "-ign_eof", *args,
+    ]  # fmt: skip
+    done = subprocess.run(
+        cmd, input=GET_AND_CLOSE, capture_output=True, timeout=S_CLIENT_TIMEOUT, check=False
+    )
+    return SClient(
+        done.returncode,
+        done.stdout.decode("utf-8", "replace"),
+        done.stderr.decode("utf-8", "replace"),
+        server.log_text(),
+    )
+
+
+def _refused(run: SClient, offered: str, alert: str, worker: str) -> bool:
+    """The handshake failed after the client offered ``offered``: no cipher was agreed, no
+    response came, and the server said why with ``alert``. Not the asyncio worker: asyncio's
+    TLS transport closes on a failed handshake without sending the alert OpenSSL wrote (the
+    client sees an EOF)."""
+    return (
+        run.code != 0
+        and "Cipher is (NONE)" in run.out
+        and f"Protocol  : {offered}" in run.out
+        and run.status is None
+        and (f"alert {alert}" in run.err or worker == "asyncio")
+    )
+
+
+# Each case: the server's ssl_min_version (None: the default, TLS 1.2), s_client's options
+# for a version below it, what that offers, then for the minimum itself, and what it gets.
+# OpenSSL 3 refuses TLS 1.1 on the client side at its default security level: SECLEVEL=0
+# makes s_client send a TLS 1.1 ClientHello, for the server to refuse.
+VERSION_CASES = {
+    "default-1.2": (None, ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], "TLSv1.1", "-tls1_2",
+                    "TLSv1.2"),
+    "min-1.3": ("TLSv1.3", ["-tls1_2"], "TLSv1.2", "-tls1_3", "TLSv1.3"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(VERSION_CASES))
+@pytest.mark.parametrize("worker", sorted(APPS))
+def test_s_client_below_the_minimum_is_refused_and_the_minimum_served(
+    corral_factory: Factory, certs: Path, worker: str, case: str
+) -> None:
+    minimum, below, offered, at, version = VERSION_CASES[case]
+    extra = ["--ssl-min-version", minimum] if minimum else []
+    server = _serve(corral_factory, worker, certs, *extra)
+    old = _s_client(server, certs, *below)
+    assert _refused(old, offered, "protocol version", worker), old.describe()
+    ok = _s_client(server, certs, at)
+    assert ok.status == 200 and f"New, {version}, Cipher is " in ok.out, ok.describe()
+
+
+@pytest.mark.parametrize("worker", sorted(APPS))
+def test_s_client_alpn_gets_http11(corral_factory: Factory, certs: Path, worker: str) -> None:
+    server = _serve(corral_factory, worker, certs)
+    run = _s_client(server, certs, "-alpn", "h2,http/1.1")
+    assert "ALPN protocol: http/1.1" in run.out, run.describe()  # no h2 until HTTP/2 exists
+    assert run.status == 200 and run.doc()["scheme"] == "https", run.describe()
+
+
+# Each way to resume: s_client's options, and the version both runs must show.
+RESUMPTION = {
+    "tls1.3-ticket": ([], "TLSv1.3"),
+    "tls1.2-ticket": (["-tls1_2"], "TLSv1.2"),
+    "tls1.2-session-id": (["-tls1_2", "-no_ticket"], "TLSv1.2"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(RESUMPTION))
+@pytest.mark.parametrize("worker", sorted(APPS))
+def test_s_client_resumes_its_session(
+    corral_factory: Factory, certs: Path, worker: str, how: str, tmp_path: Path
+) -> None:
+    """A second run with the first run's saved session reports "Reused".
+
+    The server ends each connection (Connection: close) with close_notify, which every worker
+    sends, so a session-ID session stays in its cache (see design.md on the asyncio worker).
+    """
+    options, version = RESUMPTION[how]
+    server = _serve(corral_factory, worker, certs)
+    saved = tmp_path / "session.pem"
+    first = _s_client(server, certs, *options, "-sess_out", str(saved))
+    assert first.status == 200 and f"New, {version}, " in first.out, first.describe()
+    assert saved.stat().st_size > 0
+    # A ticket came, or (-no_ticket) none did: the resumption below is the one named.
+    assert ("TLS session ticket:" in first.out) == ("-no_ticket" not in options), first.out
+    again = _s_client(server, certs, *options, "-sess_in", str(saved))
+    assert again.status == 200, again.describe()
+    assert f"Reused, {version}, " in again.out, again.describe()
+
+
+@pytest.mark.parametrize("worker", sorted(APPS))
+def test_s_client_certificate_required_and_seen(
+    corral_factory: Factory, certs: Path, worker: str
+) -> None:
+    server = _serve(
+        corral_factory, worker, certs, "--cert-reqs", "2", "--ca-certs", str(certs / "ca.pem")
+    )
+    anonymous = _s_client(server, certs)
+    # TLS 1.3: the client's side of the handshake ends before the server has checked the
+    # certificate it asked for, so the refusal comes after, as an alert (see _refused on the
+    # asyncio worker's), never as a response.
+    assert "Requested Signature Algorithms" in anonymous.out, anonymous.describe()  # asked
+    assert anonymous.code != 0 and anonymous.status is None, anonymous.describe()
+    assert "HTTP/1.1" not in anonymous.out, anonymous.describe()
+    if worker != "asyncio":
+        assert "alert certificate required" in anonymous.err, anonymous.describe()
+    client = ["-cert", str(certs / "client.pem"), "-key", str(certs / "client.key")]
+    run = _s_client(server, certs, *client)
+    assert run.status == 200, run.describe()
+    doc = run.doc()
+    if worker == "asyncio":
+        assert doc["tls"]["client_cert_name"] == "/CN=service-a"
+    else:
+        assert doc["SSL_CLIENT_VERIFY"] == "SUCCESS"
+        assert doc["SSL_CLIENT_S_DN"] == "/CN=service-a"
+        assert doc["SSL_CLIENT_I_DN"] == "/CN=corral test CA"
+
+
+# -- HUP under load ---------------------------------------------------------------------------
+
+
+class _TLSLoad:
+    """Two client threads sending GETs over TLS until stopped, or LOAD_REQUESTS each, or
+    LOAD_SECONDS: one on a new connection per request, one on kept-alive connections (a new
+    one only after a response says Connection: close). Each waits PACE between requests, to
+    leave the server's new workers some of a small machine. Every outcome other than a 200 is
+    kept in ``failures``; ``serials`` holds the certificate serial of each request's
+    connection."""
+
+    LOAD_REQUESTS = 20_000
+    LOAD_SECONDS = 45.0
+    PACE = 0.002
+
+    def __init__(self, server: CorralProcess, client: ssl.SSLContext) -> None:
+        self.server = server
+        self.client = client
+        self.failures: list[str] = []
+        self.serials: dict[str, list[str]] = {"new": [], "kept": []}
+        self.kept_connections = 0
+        self._stop = threading.Event()
+        self._until = time.monotonic() + self.LOAD_SECONDS
+        self._threads = [
+            threading.Thread(target=self._new_connections, daemon=True),
+            threading.Thread(target=self._kept_alive, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _going(self) -> bool:
+        return not self._stop.wait(self.PACE) and time.monotonic() < self._until
+
+    def _new_connections(self) -> None:
+        for _ in range(self.LOAD_REQUESTS):
+            if not self._going():
+                return
+            try:
+                with _connect(self.server, self.client) as sock:
+                    status = _get(sock)[0]
+                    serial = _peer_serial(sock)
+            except Exception as exc:
+                self.failures.append(f"new connection: {exc!r}")
+                continue
+            if status != 200:
+                self.failures.append(f"new connection: status {status}")
+            self.serials["new"].append(serial)
+
+    def _kept_alive(self) -> None:
+        sock: ssl.SSLSocket | None = None
+        try:
+            for _ in range(self.LOAD_REQUESTS):
+                if not self._going():
+                    return
+                try:
+                    if sock is None:
+                        sock = _connect(self.server, self.client)
+                        self.kept_connections += 1
+                    status, _, headers = _get(sock)
+                    self.serials["kept"].append(_peer_serial(sock))
+                except Exception as exc:
+                    self.failures.append(f"kept-alive connection: {exc!r}")
+                    if sock is not None:
+                        sock.close()
+                    sock = None
+                    continue
+                if status != 200:
+                    self.failures.append(f"kept-alive connection: status {status}")
+                if headers.get("connection", "").lower() == "close":
+                    sock.close()
+                    sock = None
+        finally:
+            if sock is not None:
+                sock.close()
+
+    def summary(self) -> str:
+        """Per client, how many requests each certificate served, in order; the failures."""
+        runs = {}
+        for kind, serials in self.serials.items():
+            counts: list[list[Any]] = []
+            for serial in serials:
+                if counts and counts[-1][0] == serial:
+                    counts[-1][1] += 1
+                else:
+                    counts.append([serial, 1])
+            runs[kind] = [(serial[-6:], n) for serial, n in counts][-12:]
+        return f"{runs}; {self.kept_connections} kept-alive connections; {self.failures[:5]}"
+
+    def requests(self) -> int:
+        return len(self.serials["new"]) + len(self.serials["kept"]) + len(self.failures)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=S_CLIENT_TIMEOUT)
+            assert not thread.is_alive(), "a client thread is stuck"
+
+
+def _peer_serial(sock: ssl.SSLSocket) -> str:
+    cert = sock.getpeercert()
+    return str(cert["serialNumber"]) if cert else ""
+
+
+def _replace(source: Path, target: Path) -> None:
+    """Put a copy of ``source`` at ``target`` in one rename, as a renewal tool would."""
+    partial = target.with_name(target.name + ".new")
+    shutil.copy(source, partial)
+    os.replace(partial, target)
+
+
+@pytest.mark.parametrize("worker", ["threaded", "asyncio"])
+def test_hup_swaps_the_certificate_under_load_without_a_failed_request(
+    corral_factory: Factory, certs: Path, worker: str, tmp_path: Path
+) -> None:
+    """New and kept-alive TLS connections all the while: the old workers finish what they
+    have (a kept-alive connection is told Connection: close), the new ones serve the renewed
+    certificate, and not one request fails."""
+    live = tmp_path / "live"
+    live.mkdir()
+    for ext in ("pem", "key"):
+        shutil.copy(certs / f"server.{ext}", live / f"site.{ext}")
+    server = corral_factory(
+        "-w", "2", "-b", "127.0.0.1:0", "--certfile", str(live / "site.pem"),
+        "--keyfile", str(live / "site.key"), *APPS[worker],
+    )  # fmt: skip
+    old_workers = server.wait_workers(lambda pids: len(pids) == 2)
+    original, renewed = _serial_of(certs / "server.pem"), _serial_of(certs / "renewed.pem")
+    load = _TLSLoad(server, _client(certs))
+    try:
+        # Under way on both kinds of connection before the renewal.
+        wait_until(lambda: {k: len(v) for k, v in load.serials.items()},
+                   lambda n: min(n.values()) >= 20, 20, load.summary)  # fmt: skip
+        for ext in ("key", "pem"):
+            _replace(certs / f"renewed.{ext}", live / f"site.{ext}")
+        server.signal(signal.SIGHUP)
+        server.wait_workers(lambda pids: len(pids) == 2 and not pids & old_workers)
+        # Once the old workers have gone, both clients are on renewed connections.
+        mark = {k: len(v) for k, v in load.serials.items()}
+        wait_until(
+            lambda: {k: (len(v) - mark[k], v[-1] == renewed) for k, v in load.serials.items()},
+            lambda seen: all(n >= 20 and fresh for n, fresh in seen.values()),
+            20,
+            lambda: f"{load.summary()}\n{server.log_text()}",
+        )
+    finally:
+        load.stop()
+    assert not load.failures, f"{len(load.failures)} of {load.requests()}: {load.failures[:5]}"
+    assert load.serials["new"][0] == original and load.serials["kept"][0] == original
+    assert load.serials["new"][-20:] == [renewed] * 20
+    assert load.kept_connections >= 2  # a kept-alive connection was closed by an old worker
