@@ -22,14 +22,19 @@ NO_APP = "no application given: corral [OPTIONS] APP (or wsgi_app in the config 
 def main(argv: list[str] | None = None) -> None:
     """Run corral with `argv` (default: sys.argv[1:]); always ends with SystemExit.
 
-    `corral ctl ...` is the control socket's client (`corral.ctl.main`), not a server: only the
-    exact first word `ctl`, so an app named `ctl:app` (or given after options) still serves.
+    `corral ctl ...` is the control socket's client (`corral.ctl.main`) and `corral top ...` its
+    live view, not servers: only an exact first word, so an app named `ctl:app` (or given
+    after options) still serves.
     """
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["ctl"]:
         from corral.ctl.main import main as ctl
 
         sys.exit(ctl(args[1:]))
+    if args[:1] == ["top"]:
+        from corral.ctl.top import main as top
+
+        sys.exit(top(args[1:]))
     try:
         status = _run(args)
     except HaltServer as exc:

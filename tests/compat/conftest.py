@@ -24,12 +24,6 @@ STUBS = HERE / "stubs"
 _SCRUBBED = ("GUNICORN_CMD_ARGS", "PORT", "WEB_CONCURRENCY", "FORWARDED_ALLOW_IPS", "SENDFILE")
 
 
-def _prometheus_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("prometheus_client") is not None
-
-
 def compat_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for both servers: ours scrubbed, the apps (and stand-ins) importable."""
     env = {
@@ -37,9 +31,10 @@ def compat_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         for k, v in os.environ.items()
         if k not in _SCRUBBED and not k.startswith(("CORRAL_", "GUNICORN_"))
     }
-    # prometheus_client's stand-in only when the real one is missing: a config that imports
-    # it must load either way.
-    paths = [str(APPS)] + ([] if _prometheus_installed() else [str(STUBS)])
+    # prometheus_client's stand-in, ahead of the real one when it is installed: its
+    # mark_process_dead leaves a marker per worker, so the test sees child_exit ran for each
+    # (the real one only removes gauge files these workers never wrote).
+    paths = [str(APPS), str(STUBS)]
     env["PYTHONPATH"] = os.pathsep.join([*paths, *filter(None, [env.get("PYTHONPATH")])])
     env.update(extra or {})
     return env

@@ -134,9 +134,10 @@ def test_show_commands(corral_factory: Start) -> None:
     assert {row["pid"] for row in rows} == pids
     assert [row["age"] for row in rows] == [1, 2]
     assert {row["state"] for row in rows} == {"serving"}
-    assert all(row["requests"] is None for row in rows)  # counted only with metrics_bind
+    assert all(row["requests"] == 0 for row in rows)  # from the scoreboard
+    assert all(row["kind"] == "sync" and row["threads"] for row in rows)
     table = ctl(path, "-c", "show workers").stdout.splitlines()
-    assert table[0].split() == ["PID", "AGE", "BOOTED", "LAST_BEAT", "STATE", "REQUESTS"]
+    assert table[0].split() == ["PID", "AGE", "BOOTED", "LAST_BEAT", "STATE", "REQUESTS", "BUSY"]
     assert {int(line.split()[0]) for line in table[2:4]} == pids
     assert table[-1] == "Total: 2 workers"
 
@@ -198,12 +199,11 @@ def test_shutdown(corral_factory: Start, mode: str, sig: str) -> None:
     assert not os.path.exists(path)
 
 
-def test_bad_commands_and_dump_are_one_line_errors(corral_factory: Start) -> None:
+def test_bad_commands_are_one_line_errors(corral_factory: Start) -> None:
     _, path = start(corral_factory)
     for command, error in [
         ("bogus", "Invalid argument: Unknown command: bogus"),
         ("shutdown now", "Invalid argument: shutdown mode must be graceful or quick, not 'now'"),
-        ("dump", "dump is not available yet: workers cannot report their stacks"),
     ]:
         done = ctl(path, "-c", command)
         assert (done.returncode, done.stdout, done.stderr) == (1, "", f"Error: {error}\n")

@@ -313,16 +313,23 @@ CORRAL_WORKER = {
     "state": "serving",
     "uptime": 12.5,
     "requests": 17,
+    "capacity": 4,
+    "threads": [
+        {"state": "busy", "requests": 9, "method": "GET", "path": "/slow", "age": 2.5},
+        {"state": "idle", "requests": 8},
+    ],
 }
 
 
 def test_workers_table_keeps_gunicornc_columns_first() -> None:
     text = render.format_response("show workers", {"workers": [CORRAL_WORKER], "count": 1})
     lines = text.splitlines()
-    assert lines[0].split() == ["PID", "AGE", "BOOTED", "LAST_BEAT", "STATE", "REQUESTS"]
-    assert lines[2].split() == ["4242", "3", "yes", "0.25s", "ago", "serving", "17"]
+    assert lines[0].split() == ["PID", "AGE", "BOOTED", "LAST_BEAT", "STATE", "REQUESTS", "BUSY"]
+    assert lines[2].split() == ["4242", "3", "yes", "0.25s", "ago", "serving", "17", "1/4"]
+    assert lines[3].split() == ["busy", "2.500s", "GET", "/slow"]  # its running request
     assert lines[-1] == "Total: 1 workers"
     booting = {**CORRAL_WORKER, "booted": False, "state": "booting", "requests": None}
+    del booting["threads"]  # before its first scoreboard
     assert render.format_workers({"workers": [booting]}).splitlines()[2].endswith("booting   n/a")
 
 

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from corral import __version__
@@ -15,15 +15,7 @@ from corral.arbiter import reexec, reload
 from corral.arbiter.affinity import Placement
 from corral.arbiter.children import Child, log_exit, resident_bytes, run_child
 from corral.arbiter.commands import (
-    DUMP_TIMEOUT,
-    CommandFailed,
-    Pending,
     ServerStats,
-    StackCollection,
-    StackDumps,
-    config_view,
-    listeners_view,
-    worker_row,
 )
 from corral.arbiter.control import ControlService, control_path
 from corral.arbiter.daemon import daemonize
@@ -36,6 +28,8 @@ from corral.arbiter.scrape import Census, MetricsService
 from corral.arbiter.sdnotify import sd_notify
 from corral.arbiter.signals import SignalQueue, signal_name
 from corral.arbiter.sizing import resolve_workers
+from corral.arbiter.target import ControlCommands
+from corral.arbiter.watch import Watch
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, CorralError, HaltServer
 from corral.logging import Logger
 from corral.metrics import WORKERS as WORKERS_GAUGE
@@ -53,7 +47,7 @@ KILL_WAIT = 5.0  # after SIGKILL, how long shutdown waits to reap before giving 
 MIB = 1024 * 1024  # max_worker_memory is in MiB
 
 
-class Arbiter:
+class Arbiter(ControlCommands):
     """Runs the server: `Arbiter(cfg).run()` returns the process exit status.
 
     Hooks receive the arbiter as `server`: `server.log`, `server.cfg`, `server.pid`,
@@ -91,8 +85,7 @@ class Arbiter:
         self._workers_sent: int | None = None  # the workers gauge as last sent to statsd
         self._control: ControlService  # made with the logger
         self._stats = ServerStats()
-        # The workers' side of the control socket's `dump`; None until that side exists.
-        self.stack_dumps: StackDumps | None = None
+        self._watch: Watch  # made with the logger: scoreboards, restarts, adaptive mode
 
     # -- attributes for hooks ----------------------------------------------------------------------
 
@@ -131,6 +124,7 @@ class Arbiter:
             sys.stderr.write(f"Error: {exc}\n")
             return 1
         self._metrics = MetricsService(self.cfg.metrics_bind, self.log, self._census)
+        self._watch = Watch(self.log, bool(self.cfg.statsd_host))
         mode = self.cfg.control_socket_mode
         self._control = ControlService(self._control_path(), mode, self.log, self)
         code = 1
@@ -196,6 +190,8 @@ class Arbiter:
                 self._worker_class.kind,
                 cpus,
             )
+            if self.cfg.threads == 0:
+                self._watch.adaptive(cpus)
         given = self.cfg.given("worker_class")
         if isinstance(given, str) and given.strip().lower() != self.cfg.worker_class.lower():
             # An alias, e.g. uvicorn.workers.UvicornWorker from a gunicorn config for FastAPI.
@@ -248,10 +244,9 @@ class Arbiter:
             self._winch()
 
     def _census(self) -> Census:
-        """metrics_bind: the live workers, as a scrape reports them."""
-        children = list(self._children.values())
-        resident = sum(resident_bytes(child.worker.pid) for child in children)
-        return Census([child.heartbeat for child in children], self.num_workers, resident)
+        """The live workers and what they do now, as a scrape reports them."""
+        socks = [listener.sock for listener in self.listeners]
+        return self._watch.census(self._children.values(), self.num_workers, socks)
 
     # -- supervision -------------------------------------------------------------------------------
 
@@ -273,6 +268,13 @@ class Arbiter:
             self._backoff.spawn_after,
             max_rss,
         )
+        socks = [listener.sock for listener in self.listeners]
+        wanted = self._watch.tick(self._children.values(), self.num_workers, socks, now)
+        if wanted != self.num_workers and not self._stopping:
+            self.num_workers = wanted
+        self._note_exit_reasons(plan.abort, "timeout")
+        self._note_exit_reasons(plan.over_memory, "memory")
+        self._note_exit_reasons(plan.asked, "request_timeout")
         for pid in plan.kill:
             self.log.error("Worker (pid:%s) did not exit in time; sending SIGKILL", pid)
             self._signal(pid, signal.SIGKILL, Phase.KILLED)
@@ -302,6 +304,13 @@ class Arbiter:
                 break
         self._send_workers_gauge()
         return max(0.0, min(MAX_SLEEP, plan.wake_at - time.monotonic()))
+
+    def _note_exit_reasons(self, pids: Iterable[int], reason: str) -> None:
+        """Remember why the plan stops these workers, for the restarts counted at their exit."""
+        for pid in pids:
+            child = self._children.get(pid)
+            if child is not None and child.exit_reason is None:
+                child.exit_reason = reason
 
     def _send_workers_gauge(self) -> None:
         """statsd's workers gauge, sent when it changes, as gunicorn's arbiter does.
@@ -392,6 +401,7 @@ class Arbiter:
         now = time.monotonic()
         booted = child.heartbeat.notified()
         self._metrics.retire(child.heartbeat)
+        self._watch.exited(child, code)
         child.heartbeat.close()
         requested = self._stopping or child.phase is not Phase.ACTIVE
         log_exit(self.log, pid, code, child.phase, requested)
@@ -452,6 +462,7 @@ class Arbiter:
         old_log.close()
         self._workers_sent = None  # the new logger may send to another statsd_host
         self._metrics.reconfigure(new.cfg.metrics_bind, log)
+        self._watch.log, self._watch.statsd = log, bool(new.cfg.statsd_host)
         cfg = self.cfg = new.cfg
         self._stats.reloads += 1
         self._control.reconfigure(self._control_path(), cfg.control_socket_mode, log)
@@ -569,58 +580,6 @@ class Arbiter:
         self._signals.uninstall()
         self.log.info("Shutting down: Master")
         self.log.close()
-
-    # -- the control socket's commands (commands.ControlTarget) ------------------------------
-
-    def workers_view(self) -> list[dict[str, object]]:
-        """Each live worker as `show workers` lists it (`commands.worker_row`), oldest first."""
-        now = time.monotonic()
-        children = sorted(self._children.values(), key=lambda child: child.worker.age)
-        return [worker_row(c, now, self._metrics.served(c.heartbeat)) for c in children]
-
-    def stats_view(self) -> dict[str, object]:
-        return self._stats.view(self.pid, len(self._children), self.num_workers)
-
-    def config_view(self) -> dict[str, object]:
-        return config_view(self.cfg)
-
-    def listeners_view(self) -> list[dict[str, object]]:
-        return listeners_view(self.listeners, self.cfg.scheme)
-
-    def add_workers(self, count: int) -> tuple[int, int]:
-        previous = self.num_workers
-        self.num_workers = previous + count
-        return previous, self.num_workers
-
-    def remove_workers(self, count: int) -> tuple[int, int]:
-        previous = self.num_workers  # never below 1, as TTOU; never up (0 after WINCH)
-        self.num_workers = min(previous, max(1, previous - count))
-        return previous, self.num_workers
-
-    def kill_worker(self, pid: int) -> bool:
-        """Retire one worker as TTOU retires the surplus; the plan spawns its replacement."""
-        child = self._children.get(pid)
-        if child is None:
-            return False
-        if child.phase is Phase.ACTIVE:  # one already going keeps its deadline
-            self._signal(pid, signal.SIGTERM, Phase.RETIRING)
-        return True
-
-    def reload(self) -> None:
-        os.kill(self.pid, signal.SIGHUP)  # the signals' own path, logged as theirs are
-
-    def reopen(self) -> None:
-        os.kill(self.pid, signal.SIGUSR1)
-
-    def shutdown(self, graceful: bool) -> None:
-        os.kill(self.pid, signal.SIGTERM if graceful else signal.SIGINT)
-
-    def dump_stacks(self) -> Pending:
-        if self.stack_dumps is None:
-            raise CommandFailed("dump is not available yet: workers cannot report their stacks")
-        ask = self.stack_dumps.ask
-        asks = [(c.worker.pid, c.worker.age, ask(c)) for c in self._children.values()]
-        return StackCollection(asks, time.monotonic() + DUMP_TIMEOUT)
 
     def _control_path(self) -> str | None:
         return control_path(self.cfg.control_socket_disable, self.cfg.control_socket)

@@ -42,6 +42,7 @@ class Child:
     phase_since: float = 0.0
     cpu: int | None = None  # the CPU it is pinned to (cpu_affinity)
     booted_at: float = 0.0  # when a view first found it booted (its first heartbeat notify)
+    exit_reason: str | None = None  # why the arbiter stops it: timeout, memory, request_timeout
 
     def view(self, *, measure_memory: bool = False) -> WorkerView:
         """The plan's view of this worker; its resident memory read only when asked for."""

@@ -37,6 +37,7 @@ class Census:
     utilisation: dict[float, float] = field(default_factory=dict)  # window -> busy share
     backlog: tuple[int, int] | None = None  # connections waiting to be accepted, backlog
     restarts: dict[str, int] = field(default_factory=dict)  # worker exits by reason
+    adaptive: dict[str, int] | None = None  # adaptive mode's changes, up and down (when on)
 
 
 class _Scraper:
@@ -319,6 +320,13 @@ def exposition(totals: Totals, census: Census, exits: int, started: float) -> st
         "shutdown).",
         ((f'{{reason="{reason}"}}', count) for reason, count in census.restarts.items()),
     )
+    if census.adaptive is not None:
+        metric(
+            "corral_adaptive_changes_total",
+            "counter",
+            "Changes adaptive mode made to the number of workers (each logged with its reason).",
+            ((f'{{direction="{way}"}}', count) for way, count in census.adaptive.items()),
+        )
     metric(
         "corral_master_start_time_seconds",
         "gauge",

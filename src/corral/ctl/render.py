@@ -21,12 +21,31 @@ def _worker_line(row: Data, indent: str = "") -> str:
         return line + _heartbeat(row)
     requests = row.get("requests")
     served = "n/a" if requests is None else str(requests)
-    return line + f"{_heartbeat(row):<10} {row.get('state', '?')!s:<9} {served}"
+    line += f"{_heartbeat(row):<10} {row.get('state', '?')!s:<9} {served:<9}"
+    threads = row.get("threads")
+    if isinstance(threads, list):
+        busy = sum(1 for t in threads if t.get("state") == "busy")
+        line += f" {busy}/{row.get('capacity', len(threads))}"
+    return line.rstrip()
+
+
+def _running_lines(row: Data, indent: str = "") -> list[str]:
+    """A worker's running requests, oldest first: how long each has run, method and path."""
+    running = [t for t in row.get("threads") or [] if t.get("state") == "busy"]
+    running.sort(key=lambda t: -float(t.get("age") or 0.0))
+    return [
+        f"{indent}    busy {float(t.get('age') or 0.0):8.3f}s  {t.get('method', '')} "
+        f"{t.get('path', '')}"
+        for t in running
+    ]
 
 
 def _worker_header(rows: list[Data], indent: str = "") -> list[str]:
     if rows and "state" in rows[0]:
-        head = f"{'PID':<10} {'AGE':<6} {'BOOTED':<8} {'LAST_BEAT':<10} {'STATE':<9} REQUESTS"
+        head = (
+            f"{'PID':<10} {'AGE':<6} {'BOOTED':<8} {'LAST_BEAT':<10} {'STATE':<9} "
+            f"{'REQUESTS':<9} BUSY"
+        )
         return [indent + head, indent + "-" * len(head)]
     return [f"{indent}{'PID':<10} {'AGE':<6} {'BOOTED':<8} LAST_BEAT", indent + "-" * 40]
 
@@ -36,7 +55,9 @@ def format_workers(data: Data) -> str:
     if not workers:
         return "No workers running"
     lines = _worker_header(workers)
-    lines += [_worker_line(row) for row in workers]
+    for row in workers:
+        lines.append(_worker_line(row))
+        lines += _running_lines(row)
     lines += ["", f"Total: {data.get('count', len(workers))} workers"]
     return "\n".join(lines)
 

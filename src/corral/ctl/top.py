@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import curses
+import os
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from corral.ctl.client import ControlClient, ControlError
+from corral.ctl.protocol import default_socket_path
 
 DEFAULT_INTERVAL = 1.0
 
@@ -114,15 +116,17 @@ def _loop(screen: Any, client: ControlClient, interval: float) -> None:
             return
 
 
-def main(argv: Sequence[str] | None = None, default_socket: str = "") -> int:
-    """`corral top [-s PATH] [-i SECONDS] [--once]`."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """`corral top [-s PATH] [-i SECONDS] [--once]`; returns the exit status."""
     parser = argparse.ArgumentParser(prog="corral top", description=__doc__)
-    parser.add_argument("-s", "--socket", default=default_socket, help="the control socket")
+    parser.add_argument(
+        "-s", "--socket", default="", help="the control socket (default: as corral ctl's)"
+    )
     parser.add_argument("-i", "--interval", type=float, default=DEFAULT_INTERVAL)
     parser.add_argument("--once", action="store_true", help="print one screen and exit")
     args = parser.parse_args(argv)
     try:
-        with ControlClient(args.socket) as client:
+        with ControlClient(os.path.abspath(args.socket or default_socket_path())) as client:
             if args.once or not sys.stdout.isatty():
                 print("\n".join(render(fetch(client), time.strftime("%H:%M:%S"))))
                 return 0

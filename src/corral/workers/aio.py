@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 import traceback
@@ -219,9 +220,16 @@ class AsyncioWorker(Worker):
 
 
 def _in_loop_wait(frame: FrameType) -> bool:
-    """Whether the loop was waiting for I/O (in its selector) when the signal came, rather
-    than running a callback or the app's code."""
-    names = {"select", "poll", "_run_once", "run_forever"}
-    return frame.f_code.co_name in names or (
-        frame.f_back is not None and frame.f_back.f_code.co_name == "_run_once"
-    )
+    """Whether the signal found the loop in its own machinery (waiting for I/O, running its
+    callbacks, corral's protocol code) rather than in the app's code holding it."""
+    name = frame.f_code.co_filename
+    return any(part in name for part in _LOOP_FILES)
+
+
+# Where the loop's own frames live: asyncio, selectors, uvloop's Python side, corral itself.
+_LOOP_FILES = (
+    f"{os.sep}asyncio{os.sep}",
+    "selectors.py",
+    f"{os.sep}uvloop{os.sep}",
+    f"{os.sep}corral{os.sep}",
+)
