@@ -104,3 +104,26 @@ def test_prefix_tags_and_corral_names(corral_factory: Start, collector: Collecto
     assert collector.count(rf"shop\.corral\.request\.duration:\d+\.\d+\|ms{tags}") == 1
     assert not [line for line in collector.lines if "gunicorn." in line]
     assert server.stop() == 0
+
+
+@pytest.mark.parametrize("worker", ["threaded", "asyncio"])
+def test_the_scoreboard_series_arrive(
+    corral_factory: Start, collector: Collector, worker: str
+) -> None:
+    """The series the Prometheus endpoint has beyond gunicorn's: queue time per request, and
+    the arbiter's gauges each second (in flight, threads, utilisation, backlog) and restarts."""
+    app = APPS[worker][0]
+    server = corral_factory(
+        "-b", "127.0.0.1:0", "-w", "2", "-k", worker, "--max-requests", "3",
+        "--statsd-host", collector.host, app,
+    )  # fmt: skip
+    for _ in range(7):  # spends a worker's budget
+        server.get(APPS[worker][1])
+    collector.wait(_has(r"gunicorn\.request\.queue_time:\d+\.\d+\|ms", 7))
+    collector.wait(_has(r"gunicorn\.requests\.in_flight:\d+\|g"))
+    collector.wait(_has(r"gunicorn\.utilisation\.10s:[\d.]+\|g"))
+    collector.wait(_has(r"gunicorn\.listen\.backlog:0\|g"))
+    collector.wait(_has(r"gunicorn\.worker\.restarts\.max_requests:1\|c\|@1\.0"))
+    if worker == "threaded":
+        collector.wait(_has(r"gunicorn\.threads\.(busy|idle):\d+\|g"))
+    assert server.stop() == 0
