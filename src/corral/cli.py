@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> None:
         from corral.ctl.top import main as top
 
         sys.exit(top(args[1:]))
+    if args[:1] == ["tune"]:  # measure the app and pick workers and threads (docs/tuning.md)
+        from corral.tune.main import main as tune
+
+        sys.exit(tune(args[1:]))
     try:
         status = _run(args)
     except HaltServer as exc:

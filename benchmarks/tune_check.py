@@ -1,0 +1,204 @@
+"""Does `corral tune` find what trying every configuration finds? On the three reference apps.
+
+    python benchmarks/tune_check.py            # full: workers 1-5 x threads 1-128 + sync 1-5,
+                                                # 3 s per run, about 15 minutes per app
+    python benchmarks/tune_check.py --quick    # CI: a coarse grid, 0.5 s runs, under 2 minutes
+
+For each app of tests/tune_apps.py (io, cpu, mixed): measure the grid, run the real
+`corral tune` command on it, then measure the pick and the grid's best again in turns (rounds,
+medians of the per-round ratios, as benchmarks/README.md does) and report whether the pick is
+within 10 % of the grid's best and how long each took. Exit status 1 when a pick is below
+--fail-below of the best (0.9; 0.75 with --quick, whose 0.5 s runs on a shared machine move by
+more than 10 %) or tune failed; 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from corral.arbiter.sizing import usable_cpus  # noqa: E402
+from corral.tune.model import Cell, Measurement  # noqa: E402
+from corral.tune.requests import RequestSpec  # noqa: E402
+from corral.tune.runner import Bench, LoadPlan  # noqa: E402
+from corral.tune.server import ServerPlan  # noqa: E402
+
+APPS = ("io", "cpu", "mixed")
+FULL_THREADS = (1, 2, 4, 8, 16, 32, 64, 128)
+QUICK_WORKERS, QUICK_THREADS = (2, 4), (1, 8, 64)
+
+
+def grid(quick: bool, max_workers: int) -> list[Cell]:
+    """Every configuration tried: threaded workers x threads, and sync at each worker count."""
+    workers = QUICK_WORKERS if quick else tuple(range(1, max_workers + 1))
+    threads = QUICK_THREADS if quick else FULL_THREADS
+    cells = [Cell("threaded", w, t) for w in workers for t in threads]
+    return cells + [Cell("sync", w) for w in (() if quick else workers)]
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_grid(bench: Bench, load: LoadPlan, cells: list[Cell]) -> list[Measurement]:
+    """Measure each cell once, in order."""
+    found = []
+    for index, cell in enumerate(cells, 1):
+        m = bench.measure(load, cell, f"grid-{cell.kind}-w{cell.workers}-t{cell.threads}", _quiet)
+        _say(f"  grid {index}/{len(cells)} {cell.label()}: {m.rps:,.0f} req/s {m.failure[:60]}")
+        found.append(m)
+    return found
+
+
+def _quiet(_what: str, _fraction: float) -> None:
+    pass
+
+
+def run_tune(app: str, out: Path, args: argparse.Namespace) -> tuple[dict[str, object], float]:
+    """The real command, as a user runs it; its measurements.json and its wall time."""
+    command = [sys.executable, "-m", "corral.tune", f"tests.tune_apps:{app}", "--out", str(out)]
+    command += ["--time", str(args.time), "--no-progress", "--max-runs", str(args.max_runs)]
+    began = time.monotonic()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - began
+    _say("  " + "\n  ".join(done.stdout.strip().splitlines()[-4:]))
+    if done.returncode != 0:
+        raise RuntimeError(f"corral tune failed ({done.returncode}): {done.stderr[-800:]}")
+    return json.loads((out / "measurements.json").read_text()), seconds
+
+
+def in_turns(bench: Bench, load: LoadPlan, a: Cell, b: Cell, rounds: int) -> list[float]:
+    """Per-round ratios a / b, measured in turns (the order swaps each round)."""
+    ratios = []
+    for k in range(rounds):
+        pair = (a, b) if k % 2 == 0 else (b, a)
+        got = {
+            c: bench.measure(load, c, f"turns-{k}-{c.kind}-{c.workers}-{c.threads}", _quiet)
+            for c in pair
+        }
+        if got[b].rps > 0:
+            ratios.append(got[a].rps / got[b].rps)
+        _say(f"  round {k + 1}: {a.label()} {got[a].rps:,.0f} vs {b.label()} {got[b].rps:,.0f}")
+    return ratios
+
+
+def check_app(app: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
+    """Grid, tune, and the pick against the grid's best in turns, for one reference app."""
+    cpus = usable_cpus()
+    warmup = min(2.0, max(0.3 if args.quick else 0.5, args.time / 3))
+    load = LoadPlan([RequestSpec()], args.connections, min(2, cpus), warmup, args.time)
+    logs = out / f"{app}-grid-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    bench = Bench(ServerPlan(args=[f"tests.tune_apps:{app}"], cwd=str(ROOT), log_dir=logs))
+    cells = grid(args.quick, 2 * cpus + 1)
+    try:
+        began = time.monotonic()
+        measured = run_grid(bench, load, cells)
+        grid_s = time.monotonic() - began
+        (out / f"{app}-grid.json").write_text(json.dumps([m.as_dict() for m in measured], indent=1))
+        tuned, tune_s = run_tune(app, out / f"{app}-tune", args)
+        pick_data = tuned["pick"]
+        assert isinstance(pick_data, dict)
+        pick = Measurement.from_dict(pick_data)
+        best = max((m for m in measured if not m.failure), key=lambda m: m.rps)
+        same = pick.cell == best.cell
+        ratios = [1.0] if same else in_turns(bench, load, pick.cell, best.cell, args.rounds)
+    finally:
+        bench.close()
+    history = tuned["history"]
+    assert isinstance(history, list)
+    full = len(grid(False, 2 * cpus + 1)) * statistics.mean(m.seconds for m in measured)
+    return {
+        "app": app,
+        "grid_best": best.cell.label(),
+        "grid_best_rps": best.rps,
+        "grid_cells": len(cells),
+        "grid_s": grid_s,
+        "full_grid_s": full if args.quick else grid_s,
+        "pick": pick.cell.label(),
+        "pick_rps": pick.rps,
+        "tune_runs": len(history) + 1,
+        "tune_s": tune_s,
+        "ratio": statistics.median(ratios) if ratios else 0.0,
+        "rounds": ratios,
+        "same": same,
+    }
+
+
+def summary(results: list[dict[str, object]], args: argparse.Namespace) -> str:
+    """The Markdown table of the check."""
+    kind = "quick (coarse grid, 0.5 s runs)" if args.quick else f"full ({args.time:g} s runs)"
+    lines = [
+        f"# corral tune against the grid: {kind}",
+        "",
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {usable_cpus()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}, {args.connections} clients.",
+        "",
+        "| app | grid best | its req/s | grid runs, time | tune pick | tune runs, time | "
+        "time vs full grid | pick / best (in turns) | within 10 % |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        ratio = float(str(r["ratio"]))
+        tune_s, full_s = float(str(r["tune_s"])), float(str(r["full_grid_s"]))
+        estimate = " (est.)" if args.quick else ""
+        lines.append(
+            f"| {r['app']} | {r['grid_best']} | {float(str(r['grid_best_rps'])):,.0f} | "
+            f"{r['grid_cells']}, {float(str(r['grid_s'])):.0f} s | {r['pick']} | "
+            f"{r['tune_runs']}, {tune_s:.0f} s | {tune_s / full_s:.0%}{estimate} | "
+            f"{'same cell' if r['same'] else f'{ratio:.2f}'} | {'yes' if ratio >= 0.9 else 'NO'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/tune_check.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="coarse grid, short runs (CI)")
+    parser.add_argument("--apps", default=",".join(APPS), help="comma-separated: io,cpu,mixed")
+    parser.add_argument("--time", type=float, default=None, help="seconds per run [3; 0.5 quick]")
+    parser.add_argument("--rounds", type=int, default=None, help="pick vs best in turns [3; 1]")
+    parser.add_argument("--max-runs", type=int, default=None, help="tune's --max-runs [8; 6]")
+    parser.add_argument("--connections", type=int, default=256)
+    parser.add_argument("--fail-below", type=float, default=None, help="[0.9; 0.75 quick]")
+    parser.add_argument("--out", default="tune-check", help="where reports go [tune-check]")
+    args = parser.parse_args(argv)
+    args.time = args.time or (0.5 if args.quick else 3.0)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.max_runs = args.max_runs or (6 if args.quick else 8)
+    floor = args.fail_below or (0.75 if args.quick else 0.9)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    began, results, failures = time.monotonic(), [], []
+    for app in [a.strip() for a in args.apps.split(",") if a.strip()]:
+        _say(f"{app}:")
+        try:
+            result = check_app(app, args, out)
+        except (RuntimeError, ValueError, AssertionError) as exc:
+            failures.append(f"{app}: {exc}")
+            continue
+        results.append(result)
+        if float(str(result["ratio"])) < floor:
+            failures.append(f"{app}: the pick gave {float(str(result['ratio'])):.2f} of the best")
+    text = summary(results, args) + f"\nTotal: {time.monotonic() - began:.0f} s.\n"
+    (out / "summary.md").write_text(text)
+    print(text)
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

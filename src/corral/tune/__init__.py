@@ -1,0 +1,1 @@
+"""`corral tune APP`: measure an app under load and pick its workers, threads and worker class."""

@@ -1,0 +1,441 @@
+"""The search over workers x threads (and worker class): pure decisions on measurements.
+
+`search(probe, bounds)` is a generator: it yields a `Step` (the next cell to measure and why),
+is sent that cell's `Measurement`, and ends with a `Step` whose cell is None (why it stopped).
+Nothing here touches a process or a clock, so the unit tests drive it with recorded numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+
+from corral.tune.model import Cell, Measurement
+
+# More than this share of requests failing (errors, 4xx/5xx) disqualifies a configuration.
+ERROR_LIMIT = 0.01
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What the search may try, and how large a change must be to count."""
+
+    cpus: int
+    kinds: tuple[str, ...]  # worker classes the app allows, the first searched first
+    max_workers: int
+    max_threads: int
+    memory_budget_mib: float | None = None
+    margin: float = 0.05  # a throughput change within this share is noise
+    p99_margin: float = 0.5  # p99 may rise by this share before it counts as climbing
+    max_runs: int = 8
+
+
+@dataclass(frozen=True)
+class Step:
+    """The next cell to measure (None: the search is over) and the reason, in words."""
+
+    cell: Cell | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How a measurement compares with the best so far."""
+
+    better: bool
+    gain: float  # relative throughput change
+    p99_rise: float  # relative p99 change
+    text: str
+
+
+def judge(new: Measurement, best: Measurement, bounds: Bounds) -> Verdict:
+    """Better means: fewer than 1 % failures, throughput up by more than the noise margin,
+    and p99 not up by more than p99_margin."""
+    if new.error_share > ERROR_LIMIT:
+        why = new.failure or f"{new.error_share:.1%} of requests failed"
+        return Verdict(False, -1.0, 0.0, f"{new.cell.label()}: {why}")
+    gain = new.rps / best.rps - 1 if best.rps > 0 else math.inf
+    p99_rise = new.p99_ms / best.p99_ms - 1 if best.p99_ms > 0 else 0.0
+    text = (
+        f"{new.cell.label()}: {new.rps:,.0f} req/s ({gain:+.0%} against {best.cell.label()}), "
+        f"p99 {best.p99_ms:.0f} -> {new.p99_ms:.0f} ms"
+    )
+    if p99_rise > bounds.p99_margin:
+        return Verdict(False, gain, p99_rise, f"{text}: p99 climbed by {p99_rise:.0%}")
+    if gain > bounds.margin:
+        return Verdict(True, gain, p99_rise, f"{text}: better")
+    if gain >= -bounds.margin:
+        return Verdict(False, gain, p99_rise, f"{text}: within the {bounds.margin:.0%} noise")
+    return Verdict(False, gain, p99_rise, f"{text}: worse")
+
+
+def own_wall_ms(probe: Measurement) -> float:
+    """A request's time alone, less the time its threads waited for a CPU (another process's
+    load on a shared machine, not the app's)."""
+    return max(probe.cpu_ms, probe.mean_ms - probe.runq_ms)
+
+
+def threads_per_worker(probe: Measurement) -> float:
+    """How many requests one worker overlaps before its CPU (its GIL) is busy: wall / CPU.
+
+    Alone, a request takes `own_wall_ms` of which `cpu_ms` on a CPU. One process runs Python on
+    one core at a time, so it completes at most 1000 / cpu_ms requests a second; to keep that
+    many going, each lasting the wall time, it needs wall / cpu_ms in flight (Little's law).
+    """
+    if probe.cpu_ms <= 0 or probe.mean_ms <= 0:
+        return 1.0
+    return max(1.0, own_wall_ms(probe) / probe.cpu_ms)
+
+
+def start_threads(probe: Measurement, bounds: Bounds) -> int:
+    """Half of threads_per_worker, down to a power of two: the first doublings are skipped,
+    and the one above the estimate is still tried."""
+    wanted = threads_per_worker(probe) / 2
+    power = 1 << max(0, math.floor(math.log2(max(1.0, wanted))))
+    return max(1, min(power, bounds.max_threads))
+
+
+def profile_text(probe: Measurement) -> str:
+    """The app alone, in words: how long a request takes and how much of it computes."""
+    if probe.failure or probe.responses == 0:
+        return f"the app could not be measured alone: {probe.failure or 'no answers'}"
+    wall = own_wall_ms(probe)
+    share = probe.cpu_ms / wall if wall else 0.0
+    kind = "waits and computes"
+    if share < 0.3 or share > 0.7:
+        kind = "mostly waits" if share < 0.3 else "mostly computes"
+    waited = (
+        f" (and {probe.runq_ms:.2f} ms more waiting for a CPU other processes held)"
+        if probe.runq_ms >= 0.05 * probe.mean_ms
+        else ""
+    )
+    return (
+        f"Alone (one client, one worker) a request takes {wall:.2f} ms{waited}, "
+        f"{probe.cpu_ms:.2f} ms of it on a CPU ({share:.0%}): it {kind}. One worker can keep "
+        f"about {threads_per_worker(probe):.0f} such requests going before its CPU (the GIL) "
+        "is the limit."
+    )
+
+
+class _Budget:
+    def __init__(self, bounds: Bounds) -> None:
+        self.left = bounds.max_runs
+
+    def take(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
+
+
+def _fits(m: Measurement, workers: int, bounds: Bounds) -> tuple[bool, str]:
+    """Whether `workers` processes of the kind measured in `m` fit the memory budget."""
+    if bounds.memory_budget_mib is None or m.memory_mib <= 0:
+        return True, ""
+    predicted = m.memory_mib * workers / max(1, m.cell.workers)
+    if predicted <= bounds.memory_budget_mib:
+        return True, ""
+    return False, (
+        f"{workers} workers would take about {predicted:.0f} MiB "
+        f"(measured {m.memory_mib:.0f} MiB for {m.cell.workers}), over the "
+        f"{bounds.memory_budget_mib:.0f} MiB budget"
+    )
+
+
+Search = Generator[Step, Measurement, None]
+
+
+class _State:
+    """The run budget and the verdicts not yet told (they lead the next step's reason)."""
+
+    def __init__(self, bounds: Bounds) -> None:
+        self.bounds = bounds
+        self.left = bounds.max_runs
+        self.pending: list[str] = []
+
+    def note(self, text: str) -> None:
+        self.pending.append(text)
+
+    def reason(self, text: str) -> str:
+        told = " ".join([*self.pending, text])
+        self.pending = []
+        return told
+
+
+Phase = Generator[Step, Measurement, Measurement | None]
+
+
+def _try(state: _State, cell: Cell, why: str) -> Phase:
+    """Measure `cell` if the run budget allows; None when it does not."""
+    if state.left <= 0:
+        state.note(f"The budget of {state.bounds.max_runs} runs is spent: {cell.label()} untried.")
+        return None
+    state.left -= 1
+    measurement = yield Step(cell, state.reason(why))
+    return measurement
+
+
+def limit_hint(m: Measurement, cpus: int) -> str:
+    """What held a configuration back, from the server's side, when one thing clearly did."""
+    if m.pool_threads and m.cell.kind == "threaded" and m.pool_threads * 2 <= m.cell.threads:
+        return (
+            f" The pool grew to {m.pool_threads} of its {m.cell.threads} threads: corral adds "
+            "threads only while all of them wait, so more were never used."
+        )
+    if m.worker_cores >= 0.85 and m.cell.threads > 1:
+        return (
+            f" The busiest worker used {m.worker_cores:.2f} of a core: its threads take turns "
+            "on the GIL, so more threads cannot make it faster."
+        )
+    busy = m.server_cores + m.generator_cores
+    if m.server_cores and busy >= 0.9 * cpus:
+        return (
+            f" The CPUs are full (server {m.server_cores:.1f} + load generator "
+            f"{m.generator_cores:.1f} of {cpus})."
+        )
+    return ""
+
+
+def _keep_going(state: _State, v: Verdict, patient: bool, what: str) -> str:
+    """ "better", "again" (one more step: a small gain inside the noise, or a gain with a p99
+    spike, which one run on a busy machine can show) or "stop"."""
+    bounds = state.bounds
+    if v.better:
+        state.note(f"{v.text}.")
+        return "better"
+    if not patient and 0 < v.gain <= bounds.margin and v.p99_rise <= bounds.p99_margin:
+        state.note(f"{v.text}; a small gain may hide in the noise: one more step.")
+        return "again"
+    if not patient and v.gain > bounds.margin and v.p99_rise > bounds.p99_margin:
+        state.note(f"{v.text}; one more step, to see whether the climb holds.")
+        return "again"
+    state.note(f"{v.text}: stop {what}.")
+    return "stop"
+
+
+def _pool_unused(state: _State, m: Measurement, v: Verdict | None = None) -> bool:
+    """Whether the threaded pool stayed well below its bound: a higher bound would not be used."""
+    if m.cell.kind != "threaded" or not m.pool_threads or m.pool_threads * 2 > m.cell.threads:
+        return False
+    state.note(
+        (f"{v.text}. " if v else "")
+        + f"The pool grew to {m.pool_threads} of its {m.cell.threads} threads (corral adds "
+        "threads only while all of them wait): a higher bound would not be used, stop adding "
+        "threads."
+    )
+    return True
+
+
+def _grow_threads(state: _State, workers: int, start: int, why: str) -> Phase:
+    """Double the threads from `start` while throughput improves and p99 holds."""
+    bounds, threads = state.bounds, start
+    best: Measurement | None = None
+    patient = False
+    while True:
+        m = yield from _try(state, Cell("threaded", workers, threads), why)
+        if m is None:
+            return best
+        if best is None:
+            if m.error_share > ERROR_LIMIT:
+                state.note(f"{m.cell.label()}: {m.failure or 'requests failed'}.")
+                return None
+            best = m
+            state.note(f"{m.cell.label()}: {m.rps:,.0f} req/s, p99 {m.p99_ms:.0f} ms.")
+            if _pool_unused(state, m):
+                return best
+        else:
+            v = judge(m, best, bounds)
+            if not v.better and _pool_unused(state, m, v):
+                return best
+            outcome = _keep_going(state, v, patient, "adding threads")
+            if outcome == "stop":
+                state.pending[-1] += limit_hint(m, bounds.cpus)
+                return best
+            patient = outcome == "again"
+            best = m if v.better else best
+            if v.better and _pool_unused(state, m):
+                return best
+        if threads * 2 > bounds.max_threads:
+            state.note(f"{bounds.max_threads} threads is the bound.")
+            return best
+        threads *= 2
+        why = f"Doubling the threads: {Cell('threaded', workers, threads).label()}."
+
+
+def _shrink_threads(state: _State, best: Measurement, start: int) -> Phase:
+    """When the first thread count was the best, halve it while that is better."""
+    threads = start // 2
+    if best.cell.threads != start or threads < 1:
+        return best
+    if best.cell.kind == "threaded" and 0 < best.pool_threads <= threads:
+        return best  # the pool ran no more threads than the halved bound: the same server
+    while threads >= 1:
+        cell = Cell("threaded", best.cell.workers, threads)
+        m = yield from _try(state, cell, f"The first count was the best: fewer, {cell.label()}.")
+        if m is None:
+            return best
+        v = judge(m, best, state.bounds)
+        if _keep_going(state, v, True, "removing threads") == "stop":
+            return best
+        best, threads = m, threads // 2
+    return best
+
+
+def _grow_workers(state: _State, best: Measurement) -> Phase:
+    """One worker more at a time, at the same threads, while that is better and fits memory."""
+    bounds, patient = state.bounds, False
+    anchor = best
+    workers = best.cell.workers + 1
+    while workers <= bounds.max_workers:
+        fits, why = _fits(anchor, workers, bounds)
+        if not fits:
+            state.note(f"{why}: no more workers.")
+            return best
+        cell = Cell(best.cell.kind, workers, best.cell.threads)
+        m = yield from _try(state, cell, f"One more worker process: {cell.label()}.")
+        if m is None:
+            return best
+        v = judge(m, best, bounds)
+        outcome = _keep_going(state, v, patient, "adding workers")
+        if outcome == "stop":
+            return best
+        patient = outcome == "again"
+        best = m if v.better else best
+        anchor = m
+        workers += 1
+    state.note(f"{bounds.max_workers} workers is the bound.")
+    return best
+
+
+def _refine(state: _State, best: Measurement, first_workers: int) -> Phase:
+    """More workers share the clients, so each may need fewer threads: try half once."""
+    if best.cell.kind != "threaded" or best.cell.workers <= first_workers or best.cell.threads < 2:
+        return best
+    cell = Cell("threaded", best.cell.workers, best.cell.threads // 2)
+    why = f"With more workers each may need fewer threads: {cell.label()}."
+    m = yield from _try(state, cell, why)
+    if m is None:
+        return best
+    v = judge(m, best, state.bounds)
+    state.note(f"{v.text}.")
+    return m if v.better else best
+
+
+def _wants_sync(probe: Measurement, best: Measurement | None, bounds: Bounds) -> bool:
+    """The sync worker is worth a run when threads did not help or the app mostly computes."""
+    if "sync" not in bounds.kinds:
+        return False
+    if best is None:
+        return True
+    computes = probe.mean_ms > 0 and probe.cpu_ms / own_wall_ms(probe) > 0.5
+    return best.cell.threads <= 2 or computes
+
+
+def _try_sync(state: _State, best: Measurement | None) -> Phase:
+    """One sync run at 2 x CPUs + 1 processes (gunicorn's rule, corral's `auto` for sync)."""
+    bounds = state.bounds
+    workers = min(bounds.max_workers, 2 * bounds.cpus + 1)
+    if best is not None:
+        fits, why = _fits(best, workers, bounds)
+        if not fits:
+            state.note(f"{why}: the sync worker is not tried.")
+            return best
+    cell = Cell("sync", workers, 1)
+    why = (
+        "Threads helped little: try the sync worker (one request per process at a time) with "
+        f"2 x CPUs + 1 processes, {cell.label()}."
+    )
+    m = yield from _try(state, cell, why)
+    if m is None or best is None:
+        return m if m is not None and m.error_share <= ERROR_LIMIT else best
+    v = judge(m, best, bounds)
+    state.note(f"{v.text}.")
+    return m if v.better else best
+
+
+def _processes_only(state: _State, kind: str) -> Phase:
+    """sync or asyncio alone: one worker per CPU, then more while better."""
+    workers = min(max(1, state.bounds.cpus), state.bounds.max_workers)
+    cell = Cell(kind, workers, 1)
+    m = yield from _try(state, cell, f"Start at one worker per CPU: {cell.label()}.")
+    if m is None or m.error_share > ERROR_LIMIT:
+        state.note(f"{cell.label()}: {m.failure if m else 'not measured'}.")
+        return None
+    state.note(f"{m.cell.label()}: {m.rps:,.0f} req/s, p99 {m.p99_ms:.0f} ms.")
+    best = yield from _grow_workers(state, m)
+    return best
+
+
+def search(probe: Measurement, bounds: Bounds) -> Generator[Step, Measurement, None]:
+    """Threads first (at one worker per CPU), then workers, then the other worker class."""
+    state = _State(bounds)
+    first_workers = min(max(1, bounds.cpus), bounds.max_workers)
+    best: Measurement | None = None
+    if bounds.kinds[0] == "threaded":
+        start = start_threads(probe, bounds)
+        why = (
+            f"Start at {first_workers} worker(s), one per CPU, with {start} thread(s) each: "
+            f"alone, one worker could keep about {threads_per_worker(probe):.0f} requests going; "
+            "start at half, down to a power of two."
+        )
+        best = yield from _grow_threads(state, first_workers, start, why)
+        if best is not None:
+            best = yield from _shrink_threads(state, best, start)
+        if best is not None:
+            best = yield from _grow_workers(state, best)
+        if best is not None:
+            best = yield from _refine(state, best, first_workers)
+        if _wants_sync(probe, best, bounds):
+            best = yield from _try_sync(state, best)
+    else:
+        best = yield from _processes_only(state, bounds.kinds[0])
+    yield Step(None, state.reason("Search over." if best else "No configuration served."))
+
+
+def eligible(history: Sequence[Measurement], bounds: Bounds) -> list[Measurement]:
+    """The measurements a pick may come from: few failures, within the memory budget."""
+    budget = bounds.memory_budget_mib
+    return [
+        m
+        for m in history
+        if m.error_share <= ERROR_LIMIT and (budget is None or m.memory_mib <= budget)
+    ]
+
+
+def pick(history: Sequence[Measurement], bounds: Bounds) -> tuple[Measurement | None, str]:
+    """The configuration to run and why: the fastest, unless others are as fast within the
+    noise margin; among those, the lower p99 (within 20 %), then the fewest processes and threads.
+    """
+    ok = eligible(history, bounds)
+    if not ok:
+        return None, "No configuration answered without failures."
+    top = max(ok, key=lambda m: m.rps)
+    near = [m for m in ok if m.rps >= top.rps * (1 - bounds.margin)]
+    low = min(m.p99_ms for m in near)
+    calm = [m for m in near if m.p99_ms <= low * 1.2]
+    chosen = min(calm, key=lambda m: (m.cell.workers * m.cell.threads, m.cell.workers, -m.rps))
+    why = f"{top.cell.label()} was the fastest ({top.rps:,.0f} req/s, p99 {top.p99_ms:.0f} ms)."
+    if chosen is not top:
+        because = (
+            "a lower p99" if chosen.p99_ms * 1.2 < top.p99_ms else "fewer processes or threads"
+        )
+        why += (
+            f" {chosen.cell.label()} is as fast within the {bounds.margin:.0%} noise margin "
+            f"({chosen.rps:,.0f} req/s, p99 {chosen.p99_ms:.0f} ms) with {because}: the pick."
+        )
+    return chosen, why
+
+
+def run_search(
+    probe: Measurement, bounds: Bounds, measure: dict[Cell, Measurement]
+) -> tuple[list[Step], list[Measurement]]:
+    """Drive `search` with measurements looked up in `measure` (recorded runs, for tests)."""
+    steps: list[Step] = []
+    history: list[Measurement] = []
+    flow = search(probe, bounds)
+    step = next(flow)
+    while True:
+        steps.append(step)
+        if step.cell is None:
+            return steps, history
+        history.append(measure[step.cell])
+        step = flow.send(history[-1])

@@ -1,0 +1,202 @@
+"""corral tune's search and pick on modelled measurements, clean and noisy (pure, no processes)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import replace
+
+import pytest
+
+from corral.tune.model import Cell, Measurement, failed
+from corral.tune.search import (
+    Bounds,
+    judge,
+    pick,
+    profile_text,
+    run_search,
+    start_threads,
+    threads_per_worker,
+)
+
+CONNECTIONS = 256
+WORKERS = range(1, 6)
+THREADS = (1, 2, 4, 8, 16, 32, 64, 128)
+Model = Callable[[Cell], float]
+
+
+def measured(cell: Cell, rps: float, **extra: float) -> Measurement:
+    """A measurement as a closed loop of 256 clients gives it: latency = clients / rate."""
+    p99 = CONNECTIONS / rps * 1000 * 2 if rps else 0.0
+    values: dict[str, float] = {"memory_mib": 20.0 * cell.workers + 5, "pool_threads": cell.threads}
+    values.update(extra)
+    return Measurement(cell, CONNECTIONS, rps, p99 / 2, p99, p99 / 2, int(rps * 3), **values)  # type: ignore[arg-type]
+
+
+def io_model(cell: Cell) -> float:
+    """10 ms waits, 0.25 ms of CPU: bound by the threads in flight, then by the CPUs, and a
+    process's GIL caps it at 4000 req/s."""
+    in_flight = cell.workers * cell.threads
+    return min(in_flight / 0.0105, 2 / 0.00025, cell.workers * 4000.0)
+
+
+def cpu_model(cell: Cell) -> float:
+    """1 ms of CPU: two cores; threads beyond two add switching, workers beyond two contend."""
+    rps = min(cell.workers, 2) * 900.0
+    rps *= 1.0 - 0.02 * max(0, cell.threads - 2) ** 0.5
+    return rps * (1.0 - 0.04 * max(0, cell.workers - 2))
+
+
+def mixed_model(cell: Cell) -> float:
+    """5 ms waits, 0.7 ms CPU: about eight requests per process before its GIL is busy."""
+    in_flight = cell.workers * cell.threads
+    return min(in_flight / 0.0057, 2 / 0.0007, cell.workers * 1400.0)
+
+
+def grid(model: Model, noise: float = 0.0, seed: int = 0) -> dict[Cell, Measurement]:
+    rng = random.Random(seed)
+    cells = [Cell("threaded", w, t) for w in WORKERS for t in THREADS]
+    cells += [Cell("sync", w) for w in WORKERS]
+    table = {}
+    for cell in cells:
+        true = model(cell) if cell.kind == "threaded" else model(Cell("threaded", cell.workers, 1))
+        pool = cell.threads
+        table[cell] = measured(cell, true * (1 + rng.uniform(-noise, noise)), pool_threads=pool)
+    return table
+
+
+def probe(mean_ms: float, cpu_ms: float) -> Measurement:
+    return Measurement(
+        Cell("threaded", 1, 1), 1, 1000 / mean_ms, mean_ms, mean_ms, mean_ms, 100, cpu_ms=cpu_ms
+    )
+
+
+BOUNDS = Bounds(cpus=2, kinds=("threaded", "sync"), max_workers=5, max_threads=128)
+IO_PROBE, CPU_PROBE, MIXED_PROBE = probe(10.4, 0.3), probe(1.1, 1.0), probe(5.8, 0.7)
+
+
+def true_best(model: Model) -> float:
+    return max(model(Cell("threaded", w, t)) for w in WORKERS for t in THREADS)
+
+
+@pytest.mark.parametrize(
+    ("model", "first"), [(io_model, IO_PROBE), (cpu_model, CPU_PROBE), (mixed_model, MIXED_PROBE)]
+)
+def test_clean_measurements_pick_within_ten_percent_in_a_fifth_of_the_grid(model, first):
+    steps, history = run_search(first, BOUNDS, grid(model))
+    chosen, why = pick(history, BOUNDS)
+    assert chosen is not None
+    assert model(Cell("threaded", chosen.cell.workers, chosen.cell.threads)) >= 0.9 * true_best(
+        model
+    )
+    assert len(history) <= BOUNDS.max_runs < len(grid(model)) / 5
+    assert steps[-1].cell is None and "Search over" in steps[-1].reason
+    assert "fastest" in why
+
+
+@pytest.mark.parametrize(
+    ("model", "first"), [(io_model, IO_PROBE), (cpu_model, CPU_PROBE), (mixed_model, MIXED_PROBE)]
+)
+def test_noisy_measurements_mostly_pick_within_ten_percent(model, first):
+    """With every run off by up to 8 % either way, nine seeds in ten still land within 10 %."""
+    good = 0
+    for seed in range(40):
+        _, history = run_search(first, BOUNDS, grid(model, noise=0.08, seed=seed))
+        chosen, _ = pick(history, BOUNDS)
+        assert chosen is not None
+        cell = (
+            chosen.cell if chosen.cell.kind == "threaded" else Cell("threaded", chosen.cell.workers)
+        )
+        good += model(cell) >= 0.9 * true_best(model)
+    assert good >= 36
+
+
+def test_the_probe_sets_the_first_thread_count():
+    assert threads_per_worker(IO_PROBE) == pytest.approx(10.4 / 0.3)
+    assert start_threads(IO_PROBE, BOUNDS) == 16  # half of 34.7, down to a power of two
+    assert start_threads(CPU_PROBE, BOUNDS) == 1
+    assert start_threads(MIXED_PROBE, BOUNDS) == 4
+    assert start_threads(IO_PROBE, replace(BOUNDS, max_threads=8)) == 8
+    # Time spent waiting for a CPU another process held is not the app's waiting.
+    busy = replace(CPU_PROBE, mean_ms=4.0, runq_ms=2.9)
+    assert threads_per_worker(busy) == pytest.approx(1.1)
+    assert "mostly computes" in profile_text(busy)
+    assert "mostly waits" in profile_text(IO_PROBE)
+
+
+def test_judge_noise_climb_errors():
+    base = measured(Cell("threaded", 2, 8), 1000.0)
+    assert judge(measured(Cell("threaded", 2, 16), 1100.0), base, BOUNDS).better
+    noise = judge(measured(Cell("threaded", 2, 16), 1030.0), base, BOUNDS)
+    assert not noise.better and "noise" in noise.text
+    spike = replace(measured(Cell("threaded", 2, 16), 1200.0), p99_ms=base.p99_ms * 2)
+    assert "climbed" in judge(spike, base, BOUNDS).text
+    broken = replace(measured(Cell("threaded", 2, 16), 2000.0), errors=500)
+    assert not judge(broken, base, BOUNDS).better
+    assert not judge(failed(Cell("threaded", 2, 16), 256, "no answer"), base, BOUNDS).better
+
+
+def test_a_single_p99_spike_does_not_end_the_thread_search():
+    table = grid(io_model)
+    spiked = table[Cell("threaded", 2, 32)]
+    table[Cell("threaded", 2, 32)] = replace(spiked, p99_ms=spiked.p99_ms * 5)
+    steps, history = run_search(IO_PROBE, BOUNDS, table)
+    tried = [m.cell for m in history]
+    assert Cell("threaded", 2, 64) in tried
+    assert any("whether the climb holds" in s.reason for s in steps)
+
+
+def test_a_pool_that_stays_small_stops_the_thread_search():
+    table = grid(cpu_model)
+    for cell, m in table.items():
+        table[cell] = replace(m, pool_threads=min(cell.threads, 1))
+    steps, history = run_search(probe(2.0, 0.5), BOUNDS, table)
+    threads_tried = [m.cell.threads for m in history if m.cell.workers == 2]
+    assert threads_tried == [2]  # started at 2, the pool stayed at 1: no doubling
+    assert any("pool grew to 1 of its 2 threads" in s.reason for s in steps)
+
+
+def test_memory_budget_bounds_the_workers_and_the_pick():
+    bounds = replace(BOUNDS, memory_budget_mib=70.0)  # 20 MiB a worker + 5: three fit
+    _, history = run_search(IO_PROBE, bounds, grid(io_model))
+    assert max(m.cell.workers for m in history) <= 3
+    chosen, _ = pick([*history, measured(Cell("threaded", 5, 16), 99999.0)], bounds)
+    assert chosen is not None and chosen.memory_mib <= 70.0
+
+
+def test_the_run_budget_is_kept():
+    bounds = replace(BOUNDS, max_runs=3)
+    steps, history = run_search(CPU_PROBE, bounds, grid(io_model))
+    assert len(history) == 3
+    assert "budget of 3 runs is spent" in steps[-1].reason
+
+
+def test_pick_prefers_the_smaller_configuration_within_the_margin():
+    big = measured(Cell("threaded", 5, 64), 1000.0)
+    small = replace(measured(Cell("threaded", 2, 16), 970.0), p99_ms=big.p99_ms)
+    chosen, why = pick([big, small], BOUNDS)
+    assert chosen is small and "fewer processes or threads" in why
+    faster = measured(Cell("threaded", 2, 16), 1200.0)
+    assert pick([big, faster], BOUNDS)[0] is faster
+    assert pick([failed(big.cell, 256, "x")], BOUNDS) == (
+        None,
+        "No configuration answered without failures.",
+    )
+
+
+def test_asgi_searches_workers_only():
+    bounds = replace(BOUNDS, kinds=("asyncio",))
+    table = {
+        Cell("asyncio", w): measured(Cell("asyncio", w), [0, 3000, 5000, 5600, 5700, 5600][w])
+        for w in WORKERS
+    }
+    _, history = run_search(probe(10.3, 0.2), bounds, table)
+    assert [m.cell.workers for m in history] == [2, 3, 4, 5]  # 4 -> 5 gains nothing: stop
+    assert pick(history, bounds)[0].cell.workers in (3, 4)  # type: ignore[union-attr]
+
+
+def test_a_server_that_never_answers_ends_the_search():
+    table = {c: failed(c, 256, "the server exited with status 4") for c in grid(io_model)}
+    steps, history = run_search(IO_PROBE, BOUNDS, table)
+    assert len(history) == 2  # threaded, then the sync worker once
+    assert steps[-1].reason.endswith("No configuration served.")
