@@ -97,6 +97,18 @@ def tree_rss_kib(pids: Iterable[int]) -> int:
     return total
 
 
+def tree_cpu_s(root: int) -> float:
+    """User plus system CPU seconds the live processes of root's tree have used so far (their
+    threads included; a process that has exited no longer counts)."""
+    ticks = 0
+    for stat in process_tree(root):
+        text = _read(f"/proc/{stat.pid}/stat")
+        if text is not None:
+            fields = text.rpartition(")")[2].split()  # fields 14 and 15: utime, stime
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class RssSampler:
     """Samples a process tree's summed RSS every 100 ms on a thread; keeps the peak and the PIDs."""
 

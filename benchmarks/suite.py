@@ -6,6 +6,7 @@ import http.client
 import importlib.util
 import os
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -15,8 +16,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.proctree import ProcStat, RssSampler, stop_tree
+from benchmarks.proctree import ProcStat, RssSampler, stop_tree, tree_cpu_s
 from benchmarks.servers import APPS_DIR, HOST, Launch, Server, missing_reason
+from benchmarks.stime import (
+    STIME_REQUEST,
+    Probe,
+    StimeError,
+    run_stime,
+    stime_argv,
+    tls_probe,
+)
 from benchmarks.workloads import Workload
 from benchmarks.wrkrun import WrkError, WrkResult, run_wrk, wrk_argv
 from benchmarks.wsrun import WS_PATH, WsLoadError, run_wsload, wsload_argv
@@ -42,6 +51,7 @@ class Options:
     warmup_s: int
     runs: int
     wrk: str = "wrk"
+    openssl: str = "openssl"  # the CLI for the TLS rows' s_time load (benchmarks/tls.py)
 
 
 @dataclass
@@ -53,6 +63,7 @@ class Cell:
     config: str = ""
     runs: list[WrkResult] = field(default_factory=list)
     peak_rss_kib: int = 0
+    cpu_s: list[float] = field(default_factory=list)  # the server tree's CPU in each run
     note: str | None = None  # set when the cell did not produce numbers
     skipped: bool = False  # not tried: the workload needs a module that is not installed
 
@@ -92,8 +103,15 @@ def _log_tail(log: Path, lines: int = 2) -> str:
     return " / ".join(kept)[-200:]
 
 
-def _answers(port: int) -> bool:
-    conn = http.client.HTTPConnection(HOST, port, timeout=2)
+def _answers(port: int, tls: bool = False) -> bool:
+    conn: http.client.HTTPConnection
+    if tls:  # the TLS rows' throwaway self-signed certificate: nothing to verify it against
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        conn = http.client.HTTPSConnection(HOST, port, timeout=2, context=context)
+    else:
+        conn = http.client.HTTPConnection(HOST, port, timeout=2)
     try:
         conn.request("GET", "/")
         response = conn.getresponse()
@@ -105,15 +123,15 @@ def _answers(port: int) -> bool:
         conn.close()
 
 
-def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    """Return once a real GET / gets a 200; raise ServerStartError if the server exits first
-    or READY_TIMEOUT_S passes."""
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, tls: bool = False) -> None:
+    """Return once a real GET / (over TLS with `tls`) gets a 200; raise ServerStartError if the
+    server exits first or READY_TIMEOUT_S passes."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
             raise ServerStartError(f"server exited with code {code}: {_log_tail(log)}")
-        if _answers(port):
+        if _answers(port, tls):
             return
         time.sleep(0.05)
     raise ServerStartError(f"no 200 on GET / within {READY_TIMEOUT_S:.0f} s: {_log_tail(log)}")
@@ -150,8 +168,23 @@ def _one_run(workload: Workload, port: int, duration_s: int, opts: Options, tmp:
     if workload.websocket:
         argv = wsload_argv(f"ws://{HOST}:{port}{WS_PATH}", conns, duration_s)
         return run_wsload(argv, duration_s)
-    url = f"http://{HOST}:{port}/"
+    if workload.resume:  # `connections` s_time processes, each one connection at a time
+        size = _probe(port).size  # every answer s_time reads should be this long
+        return run_stime(stime_argv(opts.openssl, HOST, port, duration_s), conns, duration_s, size)
+    url = f"{'https' if workload.tls else 'http'}://{HOST}:{port}/"
     return run_wrk(wrk_argv(url, conns, duration_s, _script(workload, tmp), opts.wrk), duration_s)
+
+
+def _probe(port: int) -> Probe:
+    """s_time's own request over TLS: it must get a 200 (s_time reads any answer); raises
+    ServerStartError otherwise."""
+    try:
+        probe = tls_probe(HOST, port)
+    except (OSError, ssl.SSLError) as exc:
+        raise ServerStartError(f"TLS probe failed: {exc}") from exc
+    if probe.status != 200:
+        raise ServerStartError(f"{STIME_REQUEST!r} got status {probe.status}, not 200")
+    return probe
 
 
 @dataclass
@@ -171,6 +204,7 @@ class _Turns:
         if note is not None:
             self.cell.note = note
             self.cell.runs.clear()
+            self.cell.cpu_s.clear()
         if not self.stopped:
             stop_tree(self.proc, self.seen.values(), STOP_TIMEOUT_S)
             self.stopped = True
@@ -190,7 +224,9 @@ def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, _Turns 
     log = tmp / f"{server.name}-{workload.name}.log"
     turns = _Turns(cell, start_server(launch, log), port, tmp, log)
     try:
-        wait_ready(turns.proc, port, log)
+        wait_ready(turns.proc, port, log, workload.tls)
+        if workload.tls:  # what was negotiated goes in the table
+            cell.config += f", {_probe(port).protocol}"
     except ServerStartError as exc:
         turns.stop(f"not available: {exc}")
         return cell, None
@@ -211,14 +247,18 @@ def _take_turn(turns: _Turns, opts: Options, first: bool) -> None:
             _one_run(cell.workload, turns.port, opts.warmup_s, opts, turns.tmp)
             # A server still working off requests from connections wrk has closed (the sync
             # workers on `io`) answers this only after them, so the measured run starts clean.
-            wait_ready(turns.proc, turns.port, turns.log)
+            wait_ready(turns.proc, turns.port, turns.log, cell.workload.tls)
+        cpu_before = tree_cpu_s(turns.proc.pid)
         with RssSampler(turns.proc.pid) as sampler:
             cell.runs.append(_one_run(cell.workload, turns.port, opts.duration_s, opts, turns.tmp))
+        cell.cpu_s.append(tree_cpu_s(turns.proc.pid) - cpu_before)
         cell.peak_rss_kib = max(cell.peak_rss_kib, sampler.peak_kib)
         turns.seen.update(sampler.seen)
-        wait_ready(turns.proc, turns.port, turns.log)
+        wait_ready(turns.proc, turns.port, turns.log, cell.workload.tls)
     except ServerStartError as exc:
         turns.stop(f"not available: {exc}")
+    except StimeError as exc:
+        turns.stop(f"s_time failed: {str(exc)[:300]}")
     except WsLoadError as exc:
         turns.stop(f"wsload failed: {str(exc)[:300]}")
     except WrkError as exc:
@@ -284,6 +324,8 @@ def _progress(text: str) -> None:
 def _summary(cell: Cell, run: WrkResult | None) -> str:
     if cell.note is not None or run is None:
         return cell.note or "no runs"
+    if cell.workload.resume:
+        return f"{run.requests_per_s:,.0f} connections/s, {run.resumed} of {run.requests} resumed"
     unit = "msg/s" if cell.workload.websocket else "req/s"
     return f"{run.requests_per_s:,.0f} {unit}, p99 {run.p99_ms:.2f} ms"
 

@@ -19,6 +19,10 @@ class Workload:
     needs: str | None = None  # an importable module the app requires (e.g. flask)
     interface: str = "wsgi"  # "wsgi" or "asgi": which server configurations take part
     websocket: bool = False  # load from benchmarks/wsload.py (echo messages) instead of wrk
+    tls: bool = False  # served over TLS (benchmarks/tls.py): wrk gets an https URL
+    # A new TLS connection per request, resuming the session: loaded by `connections` parallel
+    # `openssl s_time -reuse` processes (benchmarks/stime.py) instead of wrk.
+    resume: bool = False
 
     @property
     def family(self) -> str:

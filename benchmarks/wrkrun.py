@@ -39,6 +39,9 @@ class WrkResult:
     write_errors: int = 0
     timeouts: int = 0
     non_2xx: int = 0
+    # openssl s_time runs (benchmarks/stime.py): of the `requests` connections, how many
+    # resumed their TLS session; 0 for every other load generator.
+    resumed: int = 0
 
 
 def parse_time_ms(text: str) -> float:

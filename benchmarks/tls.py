@@ -1,0 +1,407 @@
+"""The TLS rows: `python benchmarks/tls.py`, corral against its peers, all serving HTTPS."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from benchmarks.machine import Machine
+    from benchmarks.servers import Launch, Server
+    from benchmarks.suite import Cell, Options
+    from benchmarks.workloads import Workload
+    from benchmarks.wrkrun import WrkResult
+
+# The peers the issue names, with corral's worker for each interface first: its row is the one
+# the others are divided by.
+SERVER_NAMES = (
+    "corral-threaded",
+    "gunicorn-gthread",
+    "granian",
+    "uvicorn",
+    "corral-asyncio",
+    "uvicorn-asgi",
+    "granian-asgi",
+    "gunicorn-asgi",
+)
+BASELINE = {"wsgi": "corral-threaded", "asgi": "corral-asyncio"}
+KEEPALIVE_CONNECTIONS = 64  # as the plain `hello` row
+CERT_FILE, KEY_FILE = "cert.pem", "key.pem"  # written into each server's own directory
+# Each server's own names for the certificate and key options (checked against their --help).
+_TLS_FLAGS = {
+    "corral": ("--certfile", "--keyfile"),
+    "gunicorn": ("--certfile", "--keyfile"),
+    "uvicorn": ("--ssl-certfile", "--ssl-keyfile"),
+    "granian": ("--ssl-certificate", "--ssl-keyfile"),
+}
+DEFAULT_DURATION_S = 3
+DEFAULT_WARMUP_S = 1
+DEFAULT_RUNS = 3
+# Resumed sessions below this share of corral's connections fail the run: one context, made
+# before the fork, serves every worker, so every timed connection should resume.
+CORRAL_MIN_RESUMED = 0.99
+
+
+def tls_workloads() -> list[Workload]:
+    """The four TLS workloads: hello with keep-alive (wrk) and hello on a new connection per
+    request with the session resumed (s_time), for WSGI and for ASGI."""
+    from benchmarks.stime import STIME_PROCESSES
+    from benchmarks.workloads import Workload
+
+    keep, new = "13-byte body over TLS, keep-alive", "13-byte body, a new TLS connection each"
+    wsgi, asgi = "wsgi_apps:hello", "asgi_apps:hello"
+    return [
+        Workload("tls-hello", wsgi, KEEPALIVE_CONNECTIONS, keep, tls=True),
+        Workload("tls-resume", wsgi, STIME_PROCESSES, new, tls=True, resume=True),
+        Workload("asgi-tls-hello", asgi, KEEPALIVE_CONNECTIONS, keep, interface="asgi", tls=True),
+        Workload(
+            "asgi-tls-resume", asgi, STIME_PROCESSES, new, interface="asgi", tls=True, resume=True
+        ),
+    ]
+
+
+def with_tls(server: Server, cert: tuple[str, str]) -> Server:
+    """The same configuration serving TLS: its certificate and key written into the server's own
+    directory before it starts, and passed with that server's own option names."""
+    cert_flag, key_flag = _TLS_FLAGS[server.distribution]
+    plain = server.build
+
+    def build(port: str, w: Workload, tmp: Path) -> Launch:
+        launch = plain(port, w, tmp)
+        files = {**launch.files, tmp / CERT_FILE: cert[0], tmp / KEY_FILE: cert[1]}
+        argv = [*launch.argv, cert_flag, str(tmp / CERT_FILE), key_flag, str(tmp / KEY_FILE)]
+        return dataclasses.replace(launch, argv=argv, files=files)
+
+    return dataclasses.replace(server, build=build)
+
+
+def tls_servers(names: Sequence[str], cert: tuple[str, str]) -> list[Server]:
+    """The named configurations (from SERVER_NAMES, in that order) with TLS; ValueError names
+    an unknown one."""
+    from benchmarks.servers import SERVERS
+
+    unknown = sorted(set(names) - set(SERVER_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown server(s): {', '.join(unknown)}; choose from {', '.join(SERVER_NAMES)}"
+        )
+    by_name = {s.name: s for s in SERVERS}
+    return [with_tls(by_name[name], cert) for name in SERVER_NAMES if name in names]
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line; --quick only changes the defaults of the other options."""
+    names = [w.name for w in tls_workloads()]
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/tls.py",
+        description="corral over TLS against gunicorn gthread, uvicorn and granian, in turns.",
+        epilog="Exit status: 0 when every corral cell ran cleanly (and resumed its sessions); "
+        "1 otherwise; 2 on a usage error or a missing wrk or openssl.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s, no warm-up, 1 run")
+    parser.add_argument("--workloads", help=f"comma-separated, from: {','.join(names)}")
+    parser.add_argument("--servers", help=f"comma-separated, from: {','.join(SERVER_NAMES)}")
+    parser.add_argument("--duration", type=int, help=f"seconds per run ({DEFAULT_DURATION_S})")
+    parser.add_argument("--warmup", type=int, help=f"seconds of warm-up ({DEFAULT_WARMUP_S})")
+    parser.add_argument("--runs", type=int, help=f"rounds, medians reported ({DEFAULT_RUNS})")
+    parser.add_argument("--markdown", type=Path, help="also write the Markdown report to FILE")
+    parser.add_argument("--wrk", default="wrk", help="the wrk binary (default: wrk on PATH)")
+    parser.add_argument("--openssl", default="openssl", help="the openssl CLI (default: on PATH)")
+    args = parser.parse_args(argv)
+    args.workloads = _names(args.workloads) if args.workloads else names
+    args.servers = _names(args.servers) if args.servers else list(SERVER_NAMES)
+    for key, default, quick in (
+        ("duration", DEFAULT_DURATION_S, 1),
+        ("warmup", DEFAULT_WARMUP_S, 0),
+        ("runs", DEFAULT_RUNS, 1),
+    ):
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else default)
+    if args.duration < 1 or args.runs < 1 or args.warmup < 0:
+        parser.error("--duration and --runs must be at least 1, --warmup at least 0")
+    unknown = sorted(set(args.workloads) - set(names))
+    if unknown:
+        parser.error(f"unknown workload(s): {', '.join(unknown)}; choose from {', '.join(names)}")
+    return args
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def failures(cells: Sequence[Cell]) -> list[str]:
+    """Why corral's cells failed: no runs, socket errors or bad answers (as run.py judges),
+    or, on a new connection per request, sessions that did not resume."""
+    from benchmarks.run import corral_failures
+
+    ours = {c.server for c in cells if c.server.startswith("corral")}
+    found = corral_failures(cells, ours)
+    for cell in cells:
+        if cell.server in ours and cell.workload.resume and cell.runs:
+            resumed, total = cell.total(lambda r: r.resumed), cell.total(lambda r: r.requests)
+            if resumed < CORRAL_MIN_RESUMED * total:
+                found.append(f"{cell.workload.name} x {cell.server}: {resumed} of {total} resumed")
+    return found
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the TLS rows and print the Markdown report (see the module's epilog for the exit)."""
+    from benchmarks import machine, stime, suite
+
+    args = parse_args(argv)
+    wrk, openssl = shutil.which(args.wrk), shutil.which(args.openssl)
+    if wrk is None or openssl is None:
+        missing = args.wrk if wrk is None else args.openssl
+        print(f"error: {missing} not found (apt-get install wrk openssl)", file=sys.stderr)
+        return 2
+    try:
+        servers = tls_servers(args.servers, stime.throwaway_cert(openssl))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    workloads = [w for w in tls_workloads() if w.name in args.workloads]
+    opts = suite.Options(
+        workloads, servers, args.duration, args.warmup, args.runs, wrk, openssl=openssl
+    )
+    host = machine.describe_machine()
+    try:
+        cells = suite.run_suite(opts)
+    except KeyboardInterrupt:  # run_workload has stopped the servers it had started
+        print("interrupted", file=sys.stderr)
+        return 130
+    report = render(host, machine.load_average(), opts, cells, _versions(opts))
+    print(report)
+    if args.markdown is not None:
+        args.markdown.write_text(report)
+    found = failures(cells)
+    for failure in found:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 0 if any(cell.runs for cell in cells) and not found else 1
+
+
+def _versions(opts: Options) -> dict[str, str]:
+    from benchmarks import machine, servers
+
+    found = {"Python": platform.python_version()}
+    for server in opts.servers:
+        found.setdefault(server.distribution, servers.server_version(server.distribution))
+    for name in ("uvloop", "httptools"):
+        found[name] = machine.package_version(name) or "not installed"
+    found["wrk"] = machine.wrk_version(opts.wrk)
+    done = subprocess.run(
+        [opts.openssl, "version"], capture_output=True, text=True, timeout=10, check=False
+    )
+    found["openssl CLI (wrk, s_time)"] = done.stdout.strip() or "unknown"
+    found["Python's ssl"] = ssl.OPENSSL_VERSION
+    return found
+
+
+def _row(values: Sequence[str]) -> str:
+    return "| " + " | ".join(v.replace("|", "\\|") for v in values) + " |"
+
+
+def _baseline(cell: Cell, cells: Sequence[Cell]) -> Cell | None:
+    name = BASELINE.get(cell.workload.interface)
+    return next((c for c in cells if c.workload == cell.workload and c.server == name), None)
+
+
+def _ratio(cell: Cell, cells: Sequence[Cell], each: bool = False) -> str:
+    """The median of the per-round ratios to corral's row (every round's with `each`)."""
+    from benchmarks.tables import round_ratios
+
+    base = _baseline(cell, cells)
+    ratios = round_ratios(cell, base if base is not None and base.runs else None)
+    if ratios is None:
+        return "-"
+    if each:
+        return " / ".join(f"{x:.2f}x" for x in ratios)
+    return f"{statistics.median(ratios):.2f}x"
+
+
+def _errors(cell: Cell) -> str:
+    metrics: list[Callable[[WrkResult], int]] = [
+        lambda r: r.connect_errors,
+        lambda r: r.read_errors,
+        lambda r: r.write_errors,
+        lambda r: r.timeouts,
+    ]
+    return "/".join(str(cell.total(m)) for m in metrics)
+
+
+KEEPALIVE_HEADER = (
+    "workload",
+    "server",
+    "config",
+    "req/s",
+    "vs corral",
+    "p50 ms",
+    "p99 ms",
+    "server CPU µs per request",
+    "socket errors c/r/w/t",
+    "non-2xx",
+    "peak RSS MiB",
+)
+RESUME_HEADER = (
+    "workload",
+    "server",
+    "config",
+    "connections/s",
+    "vs corral",
+    "mean ms per connection",
+    "server CPU µs per connection",
+    "sessions resumed",
+    "wrong answers",
+    "peak RSS MiB",
+)
+
+
+def result_row(cell: Cell, cells: Sequence[Cell]) -> list[str]:
+    """One row of the keep-alive or the new-connection table; a cell without runs shows its
+    note in place of the numbers."""
+    from benchmarks.stime import mean_connection_ms
+
+    width = len(RESUME_HEADER if cell.workload.resume else KEEPALIVE_HEADER)
+    if not cell.runs:
+        return [cell.workload.name, cell.server, cell.note or "no runs"] + ["-"] * (width - 3)
+    row = [cell.workload.name, cell.server, cell.config]
+    row += [f"{cell.median(lambda r: r.requests_per_s):,.0f}", _ratio(cell, cells)]
+    rss = f"{cell.peak_rss_kib / 1024:.1f}"
+    if cell.workload.resume:
+        processes = cell.workload.connections
+        mean = cell.median(lambda r: mean_connection_ms(r, processes))
+        resumed, total = cell.total(lambda r: r.resumed), cell.total(lambda r: r.requests)
+        share = f"{100 * resumed / total:.1f} % ({resumed:,} of {total:,})"
+        wrong = str(cell.total(lambda r: r.non_2xx))
+        return [*row, f"{mean:.2f}", server_cpu_us(cell), share, wrong, rss]
+    p50, p99 = cell.median(lambda r: r.p50_ms), cell.median(lambda r: r.p99_ms)
+    errors, non_2xx = _errors(cell), str(cell.total(lambda r: r.non_2xx))
+    return [*row, f"{p50:.2f}", f"{p99:.2f}", server_cpu_us(cell), errors, non_2xx, rss]
+
+
+def server_cpu_us(cell: Cell) -> str:
+    """The median over the runs of the server tree's CPU time (user + system, every process
+    and thread) per request served: what the rate costs the server, whatever the load
+    generator's share of the two cores was."""
+    pairs = zip(cell.cpu_s, cell.runs, strict=False)  # no CPU figures: a cell built elsewhere
+    each = [1e6 * cpu / r.requests for cpu, r in pairs if r.requests]
+    return f"{statistics.median(each):.0f}" if each else "-"
+
+
+def results_tables(cells: Sequence[Cell]) -> list[str]:
+    """The keep-alive table, then the new-connection table (each only if it has cells)."""
+    lines: list[str] = []
+    for resume, title, header in (
+        (False, "TLS, keep-alive (wrk)", KEEPALIVE_HEADER),
+        (True, "TLS, a new connection per request, session resumed (s_time)", RESUME_HEADER),
+    ):
+        rows = [c for c in cells if c.workload.resume == resume]
+        if rows:
+            lines += [f"### {title}", "", _row(header), _row(["---"] * len(header))]
+            lines += [_row(result_row(c, cells)) for c in rows]
+            lines.append("")
+    return lines
+
+
+def rounds_table(cells: Sequence[Cell]) -> list[str]:
+    """Every round's rate and ratio behind each median; empty when no cell ran twice."""
+    if all(len(c.runs) < 2 for c in cells):
+        return []
+    header = ("workload", "server", "rate per round", "vs corral per round")
+    lines = ["## Round by round", "", _row(header), _row(["---"] * len(header))]
+    for cell in cells:
+        if cell.runs:
+            rates = " / ".join(f"{r.requests_per_s:,.0f}" for r in cell.runs)
+            lines.append(_row([cell.workload.name, cell.server, rates, _ratio(cell, cells, True)]))
+    return [*lines, ""]
+
+
+def commands(opts: Options) -> list[str]:
+    """The certificate, each server's command line, and each workload's load command."""
+    from benchmarks.stime import CERT_ARGS, STIME_PROCESSES, stime_argv
+    from benchmarks.tables import shown_command
+    from benchmarks.wrkrun import wrk_argv
+
+    lines = [f"openssl {CERT_ARGS} -keyout $TMPDIR/{KEY_FILE} -out $TMPDIR/{CERT_FILE}", ""]
+    for server in opts.servers:
+        for workload in opts.workloads:
+            if server.serves(workload):
+                shown = dataclasses.replace(workload, app="$APP")
+                launch = server.build("$PORT", shown, Path("$TMPDIR"))
+                line = f"{server.name}: {shown_command(launch.argv)}"
+                if line not in lines:
+                    lines.append(line)
+    lines.append("")
+    for w in opts.workloads:
+        if w.resume:
+            argv = stime_argv("openssl", "127.0.0.1", "$PORT", opts.duration_s)
+            load = f"{STIME_PROCESSES} at once: {shown_command(argv)}"
+        else:
+            url = "https://127.0.0.1:$PORT/"
+            load = shown_command(wrk_argv(url, w.connections, opts.duration_s, None))
+        lines.append(f"{w.name} (APP={w.app}): {load}")
+    return lines
+
+
+def render(
+    host: Machine, load_at_end: str, opts: Options, cells: Sequence[Cell], versions: dict[str, str]
+) -> str:
+    """The whole Markdown report."""
+    plan = (
+        f"{opts.duration_s} s per run, median of {opts.runs} run(s) after a {opts.warmup_s} s "
+        "warm-up; a workload's servers start together and take turns, one run each per round; "
+        "the load generators run on the same machine as the servers"
+    )
+    lines = [
+        "# corral TLS benchmark results",
+        "",
+        f"- Date: {host.date}",
+        f"- Machine: {host.nproc} CPUs (nproc), {host.cpu_model}, {host.kernel}",
+        f"- Python: {host.python}",
+        f"- Load average (1/5/15 min) at start: {host.load_at_start}; at end: {load_at_end}",
+        f"- Plan: {plan}",
+        "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
+        "- Certificate: a throwaway self-signed ECDSA P-256 one, made by the openssl CLI",
+        "",
+        *results_tables(cells),
+        "`vs corral` divides by corral's row of the same workload (threaded for WSGI, asyncio",
+        "for ASGI): the median of the per-round ratios. config ends with what a probe",
+        "negotiated. On a new connection per request, 8 `openssl s_time -reuse` processes each",
+        "run one connection at a time (handshake resuming the last session, `GET /` HTTP/1.0,",
+        "answer, close); s_time marks every connection resumed or not, and the mean time of one",
+        "is 8 / rate. Wrong answers: connections whose answer's length was not that of the",
+        "probe's 200. Server CPU is the server's whole process tree (user + system, from",
+        "/proc) over the run, per request or connection: the load generators share the two",
+        "cores, so a server that costs less CPU per request leaves them more.",
+        "",
+        *rounds_table(cells),
+        "## Commands",
+        "",
+        "Servers run with benchmarks/apps as their working directory and on PYTHONPATH.",
+        "",
+        "```",
+        *commands(opts),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _entry() -> int:
+    # Run as a script, sys.path[0] is benchmarks/ itself; the package lives one level up.
+    repo = str(Path(__file__).resolve().parent.parent)
+    if repo not in sys.path:
+        sys.path.insert(0, repo)
+    return main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(_entry())
