@@ -11,6 +11,7 @@ import pytest
 
 from corral.arbiter.adapt import (
     GROW_WINDOW,
+    REVERSE_AFTER,
     SETTLE,
     SHRINK_WINDOW,
     Adapter,
@@ -101,3 +102,29 @@ def test_a_load_that_comes_and_goes_changes_at_most_once_per_settle() -> None:
     assert all(b - a >= SETTLE for a, b in itertools.pairwise(changes))
     assert all(b >= a for a, b in itertools.pairwise(counts))  # never back down
     assert (changes[0] if changes else GROW_WINDOW) >= GROW_WINDOW
+
+
+def test_cpu_bound_work_on_more_workers_than_cores_sheds_one_at_a_time() -> None:
+    adapter = Adapter(Bounds(cpus=2, memory_limit=None))
+    counts = _run(adapter, _series(120, workers=3, busy_short=1.0, busy_long=1.0, cpu=1.9))
+    assert counts[0] == 3 and counts[-1] == 2
+    assert "CPUs are used" in adapter.decide(replace(BASE, at=500, workers=3, cpu=1.9)).reason
+
+
+def test_a_change_back_waits_a_long_window() -> None:
+    """Grown for waiting work, then computing work fills the cores at once: the worker goes
+    again only a long window after it came (no flap on a load near the line)."""
+    adapter = Adapter(Bounds(cpus=2, memory_limit=None))
+    readings = _series(20, busy_short=1.0, cpu=0.3) + _series(
+        120, start=20, busy_short=1.0, cpu=1.9
+    )
+    counts = _run(adapter, [replace(r, workers=2) for r in readings])
+    grown = counts.index(3)
+    shrunk = counts.index(2, grown)
+    assert shrunk - grown >= REVERSE_AFTER
+
+
+def test_a_machine_busy_with_others_has_no_core_to_give() -> None:
+    adapter = Adapter(Bounds(cpus=4, memory_limit=None))
+    counts = _run(adapter, _series(60, busy_short=1.0, cpu=0.5, idle=0.2))
+    assert set(counts) == {2}

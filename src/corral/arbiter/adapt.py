@@ -13,6 +13,9 @@ SHRINK_AT = 0.30
 GROW_WINDOW = 10.0
 SHRINK_WINDOW = 60.0
 SETTLE = 20.0
+# A change back the other way (a worker added, then retired) waits this long after the first:
+# a load near a line would otherwise flip the count at every SETTLE.
+REVERSE_AFTER = 40.0
 # Another worker only helps CPU-bound work when a core is left for it: the workers must be
 # using less than the usable CPUs by this much.
 CPU_HEADROOM = 0.5
@@ -31,6 +34,7 @@ class Reading:
     cpu: float  # cores the workers used over GROW_WINDOW, summed
     queue: float  # mean queue time over GROW_WINDOW, seconds
     rss: int  # mean resident bytes of one worker
+    idle: float = float("inf")  # cores the whole machine left idle over GROW_WINDOW
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Adapter:
     def __init__(self, bounds: Bounds) -> None:
         self.bounds = bounds
         self.changed_at = float("-inf")
+        self.last_change = 0  # +1 or -1: a change back the other way waits REVERSE_AFTER
         self.started_at: float | None = None
 
     def decide(self, r: Reading) -> Decision:
@@ -74,10 +79,18 @@ class Adapter:
         most = self.bounds.most(r.rss)
         if r.workers > most:
             return self._made(r, -1, f"over the bound of {most} workers (CPUs and memory)")
+        # The cores are used when our workers use them, or when others on the machine do.
+        cores_used = r.cpu >= self.bounds.cpus - CPU_HEADROOM or r.idle < CPU_HEADROOM
+        if cores_used and r.workers > self.bounds.cpus:
+            # Work that fills the cores gains nothing from more processes than cores: they
+            # only take turns on them (and each costs its memory).
+            return self._made(
+                r, -1, f"the CPUs are used ({r.cpu:.1f} of {self.bounds.cpus}) by more workers"
+            )
         if r.busy_short >= GROW_AT:
             if r.workers >= most:
                 return Decision(0, f"busy, but at the bound of {most} workers")
-            if r.cpu > self.bounds.cpus - CPU_HEADROOM:
+            if cores_used:
                 return Decision(
                     0, f"busy, but the CPUs are used ({r.cpu:.1f} of {self.bounds.cpus})"
                 )
@@ -96,5 +109,9 @@ class Adapter:
         return Decision(0, "steady")
 
     def _made(self, r: Reading, change: int, reason: str) -> Decision:
+        if change == -self.last_change and r.at - self.changed_at < REVERSE_AFTER:
+            # Undoing the last change this soon would be a flap: the load is near the line.
+            return Decision(0, f"would undo the last change within {REVERSE_AFTER:g} s")
         self.changed_at = r.at
+        self.last_change = change
         return Decision(change, reason)

@@ -73,6 +73,7 @@ class Boards:
         self._samples: dict[Heartbeat, deque[Sample]] = {}
         self._last: dict[Heartbeat, WorkerScore] = {}
         self._sampled = 0.0
+        self._idle: deque[tuple[float, float]] = deque()  # (when, machine idle CPU seconds)
         self.restarts: Counter[str] = Counter({reason: 0 for reason in REASONS})
 
     def sample(self, heartbeats: Iterable[Heartbeat], now: float | None = None) -> None:
@@ -81,6 +82,11 @@ class Boards:
         if now - self._sampled < SAMPLE_EVERY:
             return
         self._sampled = now
+        idle = machine_idle()
+        if idle is not None:
+            self._idle.append((now, idle))
+            while self._idle and now - self._idle[0][0] > WINDOWS[-1] + SAMPLE_EVERY:
+                self._idle.popleft()
         live = set()
         for heartbeat in heartbeats:
             live.add(heartbeat)
@@ -198,7 +204,18 @@ class Boards:
             cpu=cpu,
             queue=queued / served if served else 0.0,
             rss=rss // count,
+            idle=self._machine_idle(),
         )
+
+    def _machine_idle(self) -> float:
+        """Cores the machine left idle over GROW_WINDOW (infinite when unknown)."""
+        if len(self._idle) < 2:
+            return float("inf")
+        at, idle = self._idle[-1]
+        then, before = next(
+            ((t, i) for t, i in self._idle if at - t <= GROW_WINDOW), self._idle[-2]
+        )
+        return (idle - before) / (at - then) if at > then else float("inf")
 
     def now(self, heartbeats: Iterable[Heartbeat]) -> list[WorkerNow]:
         """Each worker's scoreboard and utilisation, for a view."""
@@ -274,6 +291,18 @@ def backlog(listeners: Iterable[socket.socket]) -> tuple[int, int] | None:
     if not found:
         return None
     return sum(q[0] for q in found), sum(q[1] for q in found)
+
+
+def machine_idle(stat: str = "/proc/stat") -> float | None:
+    """The machine's idle CPU time so far, in seconds summed over its CPUs (idle + iowait of
+    /proc/stat's first line); None off Linux."""
+    try:
+        with open(stat, "rb") as f:
+            fields = f.readline().split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[4]) + int(fields[5])) / ticks
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class ScoreboardDumps:
