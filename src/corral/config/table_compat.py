@@ -155,7 +155,7 @@ class CompatTable:
 
         Commands sent there show the workers, the settings, statistics and listeners, add,
         remove or retire workers, and reload, reopen the logs or stop the server, as the
-        signals do (see docs/deploying.md, "The control socket"). The default is gunicorn's:
+        signals do (see docs/deploy.md, "The control socket"). The default is gunicorn's:
         `$XDG_RUNTIME_DIR/gunicorn.ctl` when that directory exists, else
         `$HOME/.gunicorn/gunicorn.ctl` (the directory is made, mode 0700, if missing), so
         `gunicornc` and `corral ctl` find it without `-s`. A relative path is taken from the
