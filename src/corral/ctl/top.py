@@ -61,7 +61,7 @@ def worker_line(w: dict[str, Any]) -> str:
         f"{_mib(w.get('rss')):>7} {w.get('requests') or 0:>8} "
         f"{float(w.get('req_per_s') or 0.0):>7.0f} {_ms(w.get('p50')):>7} {_ms(w.get('p99')):>7} "
         f"{_ms(w.get('queue_mean')):>8} {_share(w.get('utilisation', {}).get('10s')):>8} "
-        f"{busy:>3}/{w.get('capacity') or 0:<3}"
+        f"{busy:>3}/{w.get('capacity') or 0}"
     )
 
 
