@@ -53,15 +53,14 @@ class Activity:
     worker turns them into bytes only at its heartbeat (about once a second).
     """
 
-    __slots__ = ("busy", "hist", "ident", "queued", "req", "requests", "t0")
+    __slots__ = ("busy", "hist", "ident", "queued", "req", "t0")
 
     def __init__(self, ident: int) -> None:
         self.req: Current | None = None  # the request running now
         self.t0 = 0.0  # its start, time.monotonic()
-        self.requests = 0
         self.busy = 0.0  # seconds spent on requests that have ended
         self.queued = 0.0  # their queue times, summed
-        self.hist = [0] * HIST_BUCKETS  # their durations (see HIST_BUCKETS)
+        self.hist = [0] * 64  # their durations by bit length of µs (see HIST_BUCKETS)
         self.ident = ident  # the thread's id, for dumps
 
     def begin(self, req: Current, now: float) -> None:
@@ -69,18 +68,23 @@ class Activity:
         self.req = req
 
     def end(self, now: float) -> None:
+        # No count of its own: the histogram's sum is the number of requests served. Its
+        # list is long enough for any duration (2**63 µs), so no bound check either.
         took = now - self.t0
         self.req = None
-        self.requests += 1
         self.busy += took
-        self.hist[min(int(took * 1e6).bit_length(), HIST_BUCKETS - 1)] += 1
+        self.hist[int(took * 1e6).bit_length()] += 1
+
+    @property
+    def requests(self) -> int:
+        """Requests this thread has served."""
+        return sum(self.hist)
 
     def record(self, took: float, queued: float) -> None:
         """A request that ended, counted without a begin (the asyncio worker's: many run at
         once on its one thread, and it reports them through Scoreboard.running)."""
-        self.requests += 1
         self.queued += queued
-        self.hist[min(int(took * 1e6).bit_length(), HIST_BUCKETS - 1)] += 1
+        self.hist[int(took * 1e6).bit_length()] += 1
 
 
 class Scoreboard:
@@ -129,7 +133,6 @@ class Scoreboard:
             if ended:
                 self._all = [(t, a) for t, a in self._all if t is None or t.is_alive()]
                 for act in ended:
-                    self._ended.requests += act.requests
                     self._ended.busy += act.busy
                     self._ended.queued += act.queued
                     self._ended.hist = [
@@ -179,7 +182,8 @@ class Scoreboard:
             )
         head = (pid, self.kind, self.reason, len(rows), self.capacity, len(acts), requests)
         self._seq += 1  # even: written
-        _HIST.pack_into(view, _HEAD.size, queued, *hist)
+        last = HIST_BUCKETS - 1  # the longest durations share the last bucket
+        _HIST.pack_into(view, _HEAD.size, queued, *hist[:last], sum(hist[last:]))
         _HEAD.pack_into(view, 0, self._seq, *head, inflight, busy, cpu, now, self.dumped)
 
     def dump_asked(self, board: mmap.mmap) -> int:

@@ -158,6 +158,7 @@ class RequestLifecycle:
         self.deadlines: Watchdog | None = worker.deadlines
         # Unread request body read and discarded to keep the connection (the drivers' policy).
         self.drain_limit = drain_limit
+        self.activity = worker.scoreboard.mine  # the calling thread's scoreboard slot
         server = worker.cfg.server_header
         self.server_header: bytes | None = server.encode("latin-1") if server else None
 
@@ -179,8 +180,8 @@ class RequestLifecycle:
         quiet = books.quiet
         started = time.time() if self.log.access_enabled else 0.0
         t0 = time.monotonic()
-        act = self.worker.scoreboard.mine()
-        act.begin(req, t0)
+        act = self.activity()
+        act.t0, act.req = t0, req  # Activity.begin, inlined: this runs once per request
         state = ResponseState()
         body = WSGIInput(conn, transport)
         environ: dict[str, Any] = env_base
