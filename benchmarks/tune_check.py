@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -63,16 +64,26 @@ def _quiet(_what: str, _fraction: float) -> None:
     pass
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_tune(app: str, out: Path, args: argparse.Namespace) -> tuple[dict[str, object], float]:
     """The real command, as a user runs it; its measurements.json and its wall time."""
     command = [sys.executable, "-m", "corral.tune", f"tests.tune_apps:{app}", "--out", str(out)]
     command += ["--time", str(args.time), "--no-progress", "--max-runs", str(args.max_runs)]
     began = time.monotonic()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    tune = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        stdout, stderr = (text.decode(errors="replace") for text in tune.communicate())
+    except BaseException:
+        tune.terminate()  # tune stops its own servers on TERM
+        tune.wait(timeout=60)
+        raise
     seconds = time.monotonic() - began
-    _say("  " + "\n  ".join(done.stdout.strip().splitlines()[-4:]))
-    if done.returncode != 0:
-        raise RuntimeError(f"corral tune failed ({done.returncode}): {done.stderr[-800:]}")
+    _say("  " + "\n  ".join(stdout.strip().splitlines()[-4:]))
+    if tune.returncode != 0:
+        raise RuntimeError(f"corral tune failed ({tune.returncode}): {stderr[-800:]}")
     return json.loads((out / "measurements.json").read_text()), seconds
 
 
@@ -175,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-below", type=float, default=None, help="[0.9; 0.75 quick]")
     parser.add_argument("--out", default="tune-check", help="where reports go [tune-check]")
     args = parser.parse_args(argv)
+    # TERM stops the servers this started (their finally blocks run), as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     args.time = args.time or (0.5 if args.quick else 3.0)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.max_runs = args.max_runs or (6 if args.quick else 8)
@@ -189,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, ValueError, AssertionError) as exc:
             failures.append(f"{app}: {exc}")
             continue
+        except KeyboardInterrupt:
+            _say("interrupted; the servers started are stopped")
+            return 130
         results.append(result)
         if float(str(result["ratio"])) < floor:
             failures.append(f"{app}: the pick gave {float(str(result['ratio'])):.2f} of the best")

@@ -1,10 +1,11 @@
 """The load generator: one process of `python -m corral.tune.loadgen`, closed-loop keep-alive.
 
-It reads a JSON job on stdin, keeps `connections` connections each with one request in flight
-(the next is sent when the answer is complete), counts the answers that complete between
-`start_at` and `end_at` (time.monotonic(), which every process on the machine shares) and
-prints one JSON object. Everything is bounded: connect attempts, each request
-(`request_timeout`), the run (`end_at`) and the close after it.
+It reads a JSON job (one line) on stdin and opens `connections` connections, each with one
+request in flight (the next is sent when the answer is complete). Once they are open (or
+CONNECT_LIMIT_S has passed) it prints `{"ready": N}`, and reads a second line holding
+`start_at` and `end_at` (time.monotonic(), which every process on the machine shares): it
+counts the answers that complete between them, then prints one JSON object. Everything is
+bounded: connecting, each request (`request_timeout`), the run (`end_at`) and the close after.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, cast
 from corral.tune.stats import bucket_of
 
 HEAD_LIMIT = 65536
+CONNECT_LIMIT_S = 15.0
 CLOSE_WAIT_S = 1.0
 RETRY_PAUSE_S = 0.05
 
@@ -41,6 +43,7 @@ class Tally:
     cpu_end: float = 0.0
     window_start: float = 0.0
     window_end: float = 0.0
+    connected: int = 0  # connections open when the window opened
 
     def answered(self, status: int, seconds: float) -> None:
         """One complete response."""
@@ -62,8 +65,8 @@ class Job:
         self.requests = [(base64.b64decode(raw), bool(head)) for raw, head in spec["requests"]]
         self.connections = int(spec["connections"])
         self.offset = int(spec.get("offset", 0))
-        self.start_at = float(spec["start_at"])
-        self.end_at = float(spec["end_at"])
+        self.start_at = 0.0
+        self.end_at = time.monotonic() + CONNECT_LIMIT_S  # until the window is known
         self.request_timeout = float(spec.get("request_timeout", 10.0))
         self.tally = Tally()
         self.stopping = False
@@ -265,6 +268,9 @@ async def _sweep(job: Job) -> None:
 def _open_window(job: Job) -> None:
     tally = job.tally
     tally.counting = True
+    tally.connected = sum(
+        1 for s in job.slots if s.protocol is not None and s.protocol.transport is not None
+    )
     tally.window_start = time.monotonic()
     tally.cpu_start = time.process_time()
 
@@ -277,15 +283,30 @@ def _close_window(job: Job) -> None:
     job.stopping = True
 
 
-async def run(job: Job) -> Tally:
-    """Connect every client, load until `end_at`, close; returns the window's tally."""
+async def _connect_all(job: Job) -> int:
+    """Open every client's connection (bounded by CONNECT_LIMIT_S); how many are open."""
     loop = asyncio.get_running_loop()
     job.slots = [Slot(job, index) for index in range(job.connections)]
+    tasks = [loop.create_task(slot.connect()) for slot in job.slots]
+    for slot, task in zip(job.slots, tasks, strict=True):
+        slot.task = task
+    await asyncio.wait(tasks, timeout=CONNECT_LIMIT_S)
+    return sum(1 for s in job.slots if s.protocol is not None and s.protocol.transport is not None)
+
+
+async def run(job: Job) -> Tally:
+    """Connect, say so, learn the window, load until its end, close; returns the tally."""
+    loop = asyncio.get_running_loop()
+    connected = await _connect_all(job)
+    print(json.dumps({"ready": connected}), flush=True)
+    line = await loop.run_in_executor(None, sys.stdin.readline)
+    window = json.loads(line) if line.strip() else {}
+    now = time.monotonic()
+    job.start_at = float(window.get("start_at", now))
+    job.end_at = float(window.get("end_at", now))
     loop.call_later(max(0.0, job.start_at - time.monotonic()), _open_window, job)
     loop.call_later(max(0.0, job.end_at - time.monotonic()), _close_window, job)
     sweeper = loop.create_task(_sweep(job))
-    for slot in job.slots:
-        slot.task = loop.create_task(slot.connect())
     await asyncio.sleep(max(0.0, job.end_at - time.monotonic()) + 0.01)
     if not job.tally.window_end:
         _close_window(job)
@@ -311,6 +332,7 @@ def result(job: Job, loop_name: str) -> dict[str, Any]:
         "timeouts": tally.timeouts,
         "cpu_s": tally.cpu_end - tally.cpu_start,
         "window_s": tally.window_end - tally.window_start,
+        "connected": tally.connected,
         "loop": loop_name,
     }
 
@@ -327,13 +349,15 @@ def _runner(use_uvloop: bool) -> tuple[Any, str]:
 
 
 def main() -> int:
-    """Read the job from stdin, run it, print the result as one line of JSON."""
-    spec = json.loads(sys.stdin.read())
+    """Read the job from stdin, run it, print the result as the last line of JSON."""
+    spec = json.loads(sys.stdin.readline())
     job = Job(spec)
     factory, name = _runner(bool(spec.get("uvloop", True)))
     loop = factory()
+    # The parent sends the window within CONNECT_LIMIT_S of its own wait; runs last minutes.
+    bound = CONNECT_LIMIT_S * 2 + float(spec.get("longest_s", 600))
     try:
-        loop.run_until_complete(asyncio.wait_for(run(job), job.end_at - time.monotonic() + 30))
+        loop.run_until_complete(asyncio.wait_for(run(job), bound))
     finally:
         with contextlib.suppress(Exception):
             loop.run_until_complete(asyncio.sleep(0))

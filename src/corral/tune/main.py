@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from corral.arbiter.sizing import usable_cpus
 from corral.config import Config, load
@@ -68,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run `corral tune`; returns the exit status (0: a pick was written)."""
     given = sys.argv[1:] if argv is None else list(argv)
     ns, rest = build_parser().parse_known_args(given)
+    # TERM (a CI timeout, kill PID) stops the servers and load generators as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return _tune(ns, without_bind(rest), ["corral", "tune", *given])
     except AppLoadError as exc:
@@ -79,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\n{PROG}: interrupted; the servers it started are stopped", file=sys.stderr)
         return 130
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _checked_config(args: list[str], out: Path) -> Config:

@@ -51,6 +51,8 @@ class Measurement:
     memory_mib: float = 0.0  # PSS (RSS without smaps_rollup) of master and workers
     worker_rss_mib: float = 0.0  # the largest worker's RSS
     pool_threads: int = 0  # threads the busiest worker's pool had grown to (threaded)
+    connected: int = 0  # clients connected when the window opened
+    active: float = 0.0  # clients with a request in flight, on average (rps x mean latency)
     window_s: float = 0.0
     seconds: float = 0.0  # the whole cell: start, warm-up, window, stop
     failure: str = ""  # why the cell gave no numbers (the server did not start...)

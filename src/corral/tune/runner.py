@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import select
 import subprocess
 import sys
 import time
@@ -17,8 +19,8 @@ from corral.tune.model import Cell, Measurement, failed
 from corral.tune.requests import RequestSpec
 from corral.tune.server import Server, ServerPlan
 
-# The load generator processes need this long to start Python and connect before warming up.
-GENERATOR_START_S = 0.4
+# The load generator processes must start Python and connect their clients within this long.
+READY_LIMIT_S = 30.0
 SAMPLE_EVERY_S = 0.25
 COLLECT_GRACE_S = 30.0
 
@@ -36,7 +38,7 @@ class LoadPlan:
     window_s: float
     request_timeout_s: float = 10.0
 
-    def jobs(self, port: int, start_at: float, end_at: float) -> list[dict[str, Any]]:
+    def jobs(self, port: int) -> list[dict[str, Any]]:
         """One JSON job per generator process, the connections spread over them."""
         host = f"127.0.0.1:{port}"
         wire = [
@@ -52,9 +54,8 @@ class LoadPlan:
                 "requests": wire,
                 "connections": share,
                 "offset": sum(shares[:i]),
-                "start_at": start_at,
-                "end_at": end_at,
                 "request_timeout": self.request_timeout_s,
+                "longest_s": self.warmup_s + self.window_s + 60,
             }
             for i, share in enumerate(shares)
         ]
@@ -80,12 +81,37 @@ def _launch(jobs: list[dict[str, Any]], log_path: Path) -> list[subprocess.Popen
                 stderr=log,
                 start_new_session=True,
             )
-            assert popen.stdin is not None
-            popen.stdin.write(json.dumps(job).encode())
-            popen.stdin.close()
-            popen.stdin = None  # communicate() must not flush it again
             launched.append(popen)
+            assert popen.stdin is not None
+            popen.stdin.write(json.dumps(job).encode() + b"\n")
+            popen.stdin.flush()
     return launched
+
+
+def _await_ready(launched: list[subprocess.Popen[bytes]], tick: Tick) -> int:
+    """Wait (bounded) until every generator has opened its clients; how many they opened."""
+    deadline = time.monotonic() + READY_LIMIT_S
+    connected = 0
+    for popen in launched:
+        assert popen.stdout is not None
+        while time.monotonic() < deadline and popen.poll() is None:
+            tick("connecting", 0.0)
+            if select.select([popen.stdout], [], [], 0.1)[0]:
+                line = popen.stdout.readline()
+                connected += int(json.loads(line or b"{}").get("ready", 0))
+                break
+    return connected
+
+
+def _send_window(launched: list[subprocess.Popen[bytes]], start_at: float, end_at: float) -> None:
+    for popen in launched:
+        if popen.stdin is None:
+            continue
+        with contextlib.suppress(OSError):
+            popen.stdin.write(json.dumps({"start_at": start_at, "end_at": end_at}).encode())
+            popen.stdin.write(b"\n")
+            popen.stdin.close()
+        popen.stdin = None  # communicate() must not flush it again
 
 
 def _collect(launched: list[subprocess.Popen[bytes]], end_at: float) -> list[dict[str, Any]]:
@@ -158,12 +184,14 @@ class Bench:
     def _load(self, server: Server, load: LoadPlan, tick: Tick, began: float) -> Measurement:
         workers = server.workers()
         base_threads = _pool_threads(workers)
-        start_at = time.monotonic() + GENERATOR_START_S + load.warmup_s
-        end_at = start_at + load.window_s
-        total = end_at - began
-        jobs = load.jobs(server.port, start_at, end_at)
-        launched = _launch(jobs, self.plan.log_dir / "loadgen.log")
+        launched = _launch(load.jobs(server.port), self.plan.log_dir / "loadgen.log")
         try:
+            if not _await_ready(launched, tick):
+                return failed(server.cell, load.connections, "no client could connect")
+            start_at = time.monotonic() + load.warmup_s
+            end_at = start_at + load.window_s
+            total = end_at - began
+            _send_window(launched, start_at, end_at)
             _sleep_until(start_at, tick, "warming up", began, total)
             workers = server.workers()
             first = _snapshot([server.pid, *workers])
@@ -210,6 +238,8 @@ def client_side(results: list[dict[str, Any]]) -> dict[str, Any]:
         "generator_cores": max(c / window_s for c in gen_cpu),
         "generator_us": sum(gen_cpu) / responses * 1e6 if responses else 0.0,
         "window_s": window_s,
+        "connected": sum(int(r.get("connected", 0)) for r in results),
+        "active": responses / window_s * stats.mean(histogram),
     }
 
 
@@ -249,8 +279,26 @@ def summarise(
         worker_rss_mib=max((memory[w][0] for w in workers if w in memory), default=0) / 1024,
         pool_threads=pool_threads,
         seconds=seconds,
-        notes=() if all(w in cpu for w in workers) else ("a worker exited during the window",),
+        notes=_notes(load, client, workers, cpu),
     )
+
+
+def _notes(
+    load: LoadPlan, client: dict[str, Any], workers: list[int], cpu: dict[int, float]
+) -> tuple[str, ...]:
+    """What makes a measurement doubtful."""
+    notes = []
+    if not all(w in cpu for w in workers):
+        notes.append("a worker exited during the window")
+    if client["connected"] < load.connections:
+        notes.append(f"{client['connected']} of {load.connections} clients connected")
+    if client["active"] < 0.8 * load.connections:
+        notes.append(
+            f"only {client['active']:.0f} of {load.connections} clients had answers during the "
+            "window (Little's law): the rest waited longer than the window; a longer --warmup "
+            "or --time, or a server that starves connections"
+        )
+    return tuple(notes)
 
 
 def _statuses(results: list[dict[str, Any]]) -> dict[str, int]:
