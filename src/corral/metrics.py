@@ -24,6 +24,7 @@ THREADS_IDLE = "corral.threads.idle"
 UTILISATION = "corral.utilisation."  # + the window, e.g. corral.utilisation.10s
 BACKLOG = "corral.listen.backlog"
 RESTARTS = "corral.worker.restarts."  # + the reason
+GUNICORN_BACKLOG = "corral.backlog"  # gunicorn's enable_backlog_metric series (a histogram)
 WORKERS = "corral.workers"
 STATSD_NAMES = ("gunicorn", "corral")
 DEFAULT_STATSD_NAMES = "gunicorn"
@@ -44,6 +45,9 @@ class Metrics(Protocol):
 
     def incr(self, name: str, value: int = 1) -> None:
         """Add to a counter, e.g. `incr("corral.log.error")`."""
+
+    def histogram(self, name: str, value: float) -> None:
+        """One observation of a distribution (statsd's `|h`), e.g. the listen backlog."""
 
     def close(self) -> None:
         """Release the back end's resources."""
@@ -75,6 +79,9 @@ class NullMetrics:
         pass
 
     def incr(self, name: str, value: int = 1) -> None:
+        pass
+
+    def histogram(self, name: str, value: float) -> None:
         pass
 
     def close(self) -> None:
@@ -188,6 +195,9 @@ class StatsdMetrics:
     def incr(self, name: str, value: int = 1) -> None:
         self.send(self._line(self._name(name), str(value), "c|@1.0"))
 
+    def histogram(self, name: str, value: float) -> None:
+        self.send(self._line(self._name(name), str(value), "h"))
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close()
@@ -216,6 +226,10 @@ class BothMetrics:
     def incr(self, name: str, value: int = 1) -> None:
         self.first.incr(name, value)
         self.second.incr(name, value)
+
+    def histogram(self, name: str, value: float) -> None:
+        self.first.histogram(name, value)
+        self.second.histogram(name, value)
 
     def close(self) -> None:
         self.first.close()

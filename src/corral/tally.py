@@ -108,6 +108,9 @@ class Tally:
     def incr(self, name: str, value: int = 1) -> None:
         """Log-level counters go to statsd only."""
 
+    def histogram(self, name: str, value: float) -> None:
+        """The backlog histogram goes to statsd only (Prometheus has the gauge)."""
+
     def close(self) -> None:
         pass
 

@@ -127,3 +127,14 @@ def test_the_scoreboard_series_arrive(
     if worker == "threaded":
         collector.wait(_has(r"gunicorn\.threads\.(busy|idle):\d+\|g"))
     assert server.stop() == 0
+
+
+def test_enable_backlog_metric_sends_gunicorns_backlog_histogram(
+    corral_factory: Start, collector: Collector
+) -> None:
+    server = corral_factory(
+        "-b", "127.0.0.1:0", "-w", "1", "--statsd-host", collector.host,
+        "--enable-backlog-metric", "simple:app",
+    )  # fmt: skip
+    collector.wait(_has(r"gunicorn\.backlog:0\|h", 2))  # each second
+    assert server.stop() == 0

@@ -124,7 +124,7 @@ class Arbiter(ControlCommands):
             sys.stderr.write(f"Error: {exc}\n")
             return 1
         self._metrics = MetricsService(self.cfg.metrics_bind, self.log, self._census)
-        self._watch = Watch(self.log, bool(self.cfg.statsd_host))
+        self._watch = Watch(self.log, bool(self.cfg.statsd_host), self.cfg.enable_backlog_metric)
         mode = self.cfg.control_socket_mode
         self._control = ControlService(self._control_path(), mode, self.log, self)
         code = 1
@@ -463,6 +463,7 @@ class Arbiter(ControlCommands):
         self._workers_sent = None  # the new logger may send to another statsd_host
         self._metrics.reconfigure(new.cfg.metrics_bind, log)
         self._watch.log, self._watch.statsd = log, bool(new.cfg.statsd_host)
+        self._watch.backlog_metric = new.cfg.enable_backlog_metric
         cfg = self.cfg = new.cfg
         self._stats.reloads += 1
         self._control.reconfigure(self._control_path(), cfg.control_socket_mode, log)

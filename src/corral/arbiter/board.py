@@ -16,7 +16,15 @@ from corral.arbiter.adapt import GROW_WINDOW, SHRINK_WINDOW, Reading
 from corral.arbiter.children import resident_bytes
 from corral.arbiter.heartbeat import Heartbeat
 from corral.arbiter.scrape import Census
-from corral.metrics import BACKLOG, IN_FLIGHT, THREADS_BUSY, THREADS_IDLE, UTILISATION, Metrics
+from corral.metrics import (
+    BACKLOG,
+    GUNICORN_BACKLOG,
+    IN_FLIGHT,
+    THREADS_BUSY,
+    THREADS_IDLE,
+    UTILISATION,
+    Metrics,
+)
 from corral.scoreboard import REASONS, WorkerScore, ask_dump, percentile, read, read_dump
 
 if TYPE_CHECKING:
@@ -273,7 +281,7 @@ class Boards:
         census.backlog = backlog(listeners)
         return census
 
-    def report(self, metrics: Metrics, census: Census) -> None:
+    def report(self, metrics: Metrics, census: Census, gunicorn_backlog: bool = False) -> None:
         """The same series as gauges for statsd (sent by the arbiter's loop, each second)."""
         metrics.gauge(IN_FLIGHT, census.inflight)
         metrics.gauge(THREADS_BUSY, census.threads_busy)
@@ -282,6 +290,8 @@ class Boards:
             metrics.gauge(f"{UTILISATION}{window:g}s", round(share, 4))
         if census.backlog is not None:
             metrics.gauge(BACKLOG, census.backlog[0])
+            if gunicorn_backlog:
+                metrics.histogram(GUNICORN_BACKLOG, census.backlog[0])
 
 
 def backlog(listeners: Iterable[socket.socket]) -> tuple[int, int] | None:

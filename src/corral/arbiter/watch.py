@@ -25,9 +25,10 @@ class Watch:
     """Reads the workers' scoreboards for the metrics, ``corral ctl`` and ``corral top``, counts
     their exits by reason, and in adaptive mode decides the number of workers."""
 
-    def __init__(self, log: Logger, statsd: bool) -> None:
+    def __init__(self, log: Logger, statsd: bool, backlog_metric: bool = False) -> None:
         self.log = log
         self.statsd = statsd
+        self.backlog_metric = backlog_metric  # enable_backlog_metric: gunicorn.backlog too
         self.boards = Boards()
         self.dumps = ScoreboardDumps()
         self.adapter: Adapter | None = None
@@ -69,7 +70,8 @@ class Watch:
         self.boards.sample([child.heartbeat for child in children], now)
         if self.statsd and now - self._reported >= REPORT_EVERY:
             self._reported = now
-            self.boards.report(self.log.metrics, self.census(children, target, listeners))
+            census = self.census(children, target, listeners)
+            self.boards.report(self.log.metrics, census, self.backlog_metric)
         if self.adapter is None:
             return target
         serving = [c.heartbeat for c in children if c.phase is Phase.ACTIVE]

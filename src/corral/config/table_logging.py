@@ -307,12 +307,13 @@ class LoggingTable:
         parse=p.BOOL,
         cli=("--enable-backlog-metric",),
         mode="true",
-        unsupported=(
-            "corral has no socket backlog metric; watch the listen queue with "
-            "`ss -ltn` (Recv-Q) or node_exporter's netstat collector"
-        ),
         help="""
-        Report the listen queue length as a metric (Linux only).
+        Send the listen queue length to statsd as gunicorn does: `gunicorn.backlog`, a
+        histogram, each second (Linux only; TCP listeners).
+
+        The Prometheus endpoint always has it (`corral_listen_backlog`), and statsd always
+        gets the `listen.backlog` gauge with corral's other activity gauges; this adds
+        gunicorn's own series, for dashboards built on it.
         """,
     )
 
