@@ -159,12 +159,12 @@ def _versions(opts: suite.Options, wrk: str) -> dict[str, str]:
     if any(w.needs == "flask" for w in opts.workloads):
         found["Flask"] = machine.package_version("flask") or "not installed"
     # The ASGI servers' speed depends on these: uvloop (all of them, loop auto), httptools
-    # (uvicorn), and the WebSocket engines (wsproto for corral, websockets for uvicorn).
+    # (uvicorn), and the WebSocket engines (corral's own, websockets for uvicorn).
     extras: set[str] = set()
     if any(w.interface == "asgi" for w in opts.workloads):
         extras |= {"uvloop", "httptools"}
     if any(w.websocket for w in opts.workloads):
-        extras |= {"wsproto", "websockets"}
+        extras |= {"websockets"}
     for name in sorted(extras):
         found[name] = machine.package_version(name) or "not installed"
     found["wrk"] = machine.wrk_version(wrk)

@@ -616,13 +616,23 @@ def test_loop_uvloop_without_uvloop_is_a_boot_error(monkeypatch: pytest.MonkeyPa
     server.log.close()
 
 
-def test_websocket_upgrade_without_wsproto_is_a_clear_501(
+def test_websocket_upgrade_works_without_wsproto_or_h11(
     serve: Callable[..., Server], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in [m for m in sys.modules if m == "wsproto" or m.startswith("wsproto.")]:
+    """The frames are corral's own: an upgrade no longer needs the old `websocket` extra."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("wsproto", "h11")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "wsproto", None)  # makes `import wsproto` fail
-    server = serve(lifespan_app(scope_json))
+    monkeypatch.setitem(sys.modules, "h11", None)
+
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            message = await receive()
+            await send({"type": "websocket.send", "text": message["text"]})
+
+    server = serve(echo)
     with RawClient(server.addr) as c:
         c.send(
             request(
@@ -636,4 +646,6 @@ def test_websocket_upgrade_without_wsproto_is_a_clear_501(
                 },
             )
         )
-        assert c.read_response().status == 501
+        assert c.read_response().status == 101
+        c.send(bytes([0x81, 0x82]) + bytes(4) + b"hi")  # "hi", masked with a zero key
+        assert c._exact(4) == b"\x81\x02hi"

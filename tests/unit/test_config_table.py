@@ -36,7 +36,7 @@ dirty_post_fork dirty_worker_init dirty_worker_exit websocket_max_message_size
 
 CORRAL_ONLY = """
 limit_request_body limit_request_head require_host server_header interface strict_config
-websocket_ping_interval websocket_ping_timeout header_timeout
+websocket_ping_interval websocket_ping_timeout websocket_per_message_deflate header_timeout
 max_threads cpu_affinity max_worker_memory request_timeout metrics_bind health_check_path
 reload_include reload_exclude statsd_names keyfile_password ssl_min_version proxy_headers
 body_timeout send_timeout

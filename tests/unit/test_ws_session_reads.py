@@ -8,10 +8,6 @@ import os
 import struct
 from typing import Any
 
-import pytest
-
-pytest.importorskip("wsproto")
-
 from tests.wsframes import frame as client_frame
 
 from corral.gateway.websocket import WebSocketSession, WSSettings

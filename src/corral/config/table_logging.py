@@ -376,3 +376,21 @@ class LoggingTable:
         waits forever.
         """,
     )
+    websocket_per_message_deflate: bool = setting(
+        True,
+        section="WebSocket",
+        parse=p.BOOL,
+        cli=("--websocket-per-message-deflate",),
+        mode="toggle",
+        corral_only=True,
+        help="""
+        Agree to permessage-deflate compression (RFC 7692) when a WebSocket client offers it.
+
+        As uvicorn's `--ws-per-message-deflate` (on by default there too). Each compressing
+        connection keeps a 4 KiB window each way (`server_max_window_bits=12`, and
+        `client_max_window_bits=12` when the client allows it) and about 40 KiB of zlib
+        state; a compressed message is inflated only up to `websocket_max_message_size`,
+        past which the connection closes with 1009. `--no-websocket-per-message-deflate`
+        turns it off, as `--ws-per-message-deflate false` does in uvicorn.
+        """,
+    )

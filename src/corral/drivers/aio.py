@@ -39,12 +39,11 @@ class AioContext:
 
     gateway: ASGIGateway
     policy: ConnectionPolicy
-    websocket: WSSettings | None  # None when wsproto is not installed
+    websocket: WSSettings
     tls: ssl.SSLContext | None = None  # certfile set: every connection is TLS
     request_timeout: float = 0.0  # an HTTP request's task is cancelled past this; 0: never
     connections: set[HTTPProtocol] = field(default_factory=set)
     on_closed: Callable[[], None] = lambda: None
-    warned_no_websocket: bool = False
 
     def claim_late(self, task: asyncio.Task[Any]) -> bool:
         """request_timeout, while app code holds the loop: whether ``task`` is a request's, to
@@ -291,17 +290,6 @@ class HTTPProtocol(asyncio.Protocol):
 
     def _start_websocket(self, req: Request) -> None:
         ctx = self.ctx
-        if ctx.websocket is None:
-            if not ctx.warned_no_websocket:
-                ctx.warned_no_websocket = True
-                ctx.gateway.log.error(
-                    "WebSocket upgrade refused with 501: the frame engine wsproto is not "
-                    "installed; install it with: pip install 'corral[websocket]' "
-                    "(logged once per worker)"
-                )
-            self.conn.close_after()
-            self._reject(501)
-            return
         session = WebSocketSession(ctx.gateway, ctx.websocket, self, req, self.peer, self.loop)
         self.ws = session
         self.task = self.loop.create_task(session.run())

@@ -1,33 +1,41 @@
-"""ASGI WebSocket sessions over RFC 6455: whole data frames read here, the rest by wsproto."""
+"""ASGI WebSocket sessions over RFC 6455: the app's side of one connection, frames ours."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from corral.gateway.asgi import Message, app_headers
 from corral.gateway.ladder import ClientDisconnected
-from corral.gateway.ws_frames import FIN_BINARY, FIN_TEXT, data_frame, next_frame, unmask
+from corral.gateway.ws_deflate import Deflate, negotiate
+from corral.gateway.ws_frames import (
+    ABNORMAL,
+    FIN,
+    FIN_BINARY,
+    FIN_TEXT,
+    GOING_AWAY,
+    INTERNAL_ERROR,
+    NORMAL,
+    PING,
+    PONG,
+    RSV1,
+    close_frame,
+    data_frame,
+)
 from corral.gateway.ws_handshake import HandshakeError, accept_headers, check_handshake
+from corral.gateway.ws_reader import FrameReader
 from corral.http.connection import ServerConnection
 from corral.http.errors import LocalProtocolError, render_error
 
 if TYPE_CHECKING:
     import asyncio
 
-    from wsproto.connection import Connection
-    from wsproto.events import CloseConnection
-
     from corral.gateway.asgi import ASGIGateway, Peer
     from corral.http.events import Request
 
-# Close codes (RFC 6455 §7.4.1).
-NORMAL, GOING_AWAY, PROTOCOL_ERROR, ABNORMAL = 1000, 1001, 1002, 1006
-BAD_DATA, TOO_BIG, INTERNAL_ERROR = 1007, 1009, 1011
 # Messages queued for an app that does not receive: past this, stop reading from the peer.
 QUEUE_HIGH = 1 << 20
 # How long we wait for the peer's close frame after sending ours, before closing TCP.
@@ -39,37 +47,6 @@ EARLY_LIMIT = 65536
 _CONNECTING, _OPEN, _CLOSING, _CLOSED, _REJECTED = range(5)
 
 
-def engine_available() -> bool:
-    """Whether wsproto, the optional frame engine (``corral[websocket]``), can be imported."""
-    try:
-        import wsproto.connection  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-class _Engine:
-    """wsproto's names, imported once (wsproto is an optional extra, so not at import time)."""
-
-    __slots__ = ("Connection", "ConnectionType", "close_event", "closing", "messages", "ping")
-
-    def __init__(self) -> None:
-        from wsproto.connection import Connection, ConnectionState, ConnectionType
-        from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-
-        self.Connection = Connection
-        self.ConnectionType = ConnectionType
-        self.closing = (ConnectionState.REMOTE_CLOSING, ConnectionState.CLOSED)
-        self.close_event = CloseConnection
-        self.messages = (TextMessage, BytesMessage)
-        self.ping = Ping
-
-
-@functools.cache
-def _engine() -> _Engine:
-    return _Engine()
-
-
 @dataclass(frozen=True)
 class WSSettings:
     """The WebSocket settings of one worker."""
@@ -77,6 +54,7 @@ class WSSettings:
     max_message_size: int
     ping_interval: float
     ping_timeout: float
+    per_message_deflate: bool = True  # agree to permessage-deflate when a client offers it
 
 
 class WSChannel(Protocol):
@@ -133,19 +111,15 @@ class WebSocketSession:
         self.status = 0
         self.headers: list[tuple[str, str]] = []
         self.key = ""
-        self.ws: Connection | None = None
+        self.extensions: list[str] = []  # the client's Sec-WebSocket-Extensions values
+        self.reader: FrameReader | None = None  # from the accept on
+        self.deflate: Deflate | None = None
         self._early = bytearray()
         self._connect_sent = False
         self._inbox: deque[Message] = deque()
         self._queued = 0
         self._paused = False
         self._waiter: asyncio.Future[None] | None = None
-        self._fragments: list[Any] = []
-        self._size = 0
-        self._rx = bytearray()  # the start of a client frame whose rest has not arrived
-        self._need = 0  # how long _rx must grow before that frame is whole
-        self._in_message = False  # wsproto holds a fragmented message's first pieces
-        self._raw = False  # every byte goes straight to wsproto from now on
         self._close_code: int | None = None
         self._close_reason = ""
         self._denial_started = False
@@ -163,7 +137,7 @@ class WebSocketSession:
         t0 = time.perf_counter()
         scope = None
         try:
-            self.key, subprotocols = check_handshake(req)
+            self.key, subprotocols, self.extensions = check_handshake(req)
             req = gateway.books.own(req)
             gateway.books.begin(req)
             scope = gateway.scope("websocket", req, self.peer)
@@ -242,15 +216,18 @@ class WebSocketSession:
         if state == _CONNECTING:
             self._send_connecting(kind, message)
         elif state == _OPEN and kind == "websocket.send":
-            # _OPEN means wsproto's state is OPEN too: every close sets our state first.
             data = message.get("bytes")
-            if data is not None:
-                self.channel.write(data_frame(FIN_BINARY, bytes(data)))
-            else:
+            first = FIN_BINARY
+            if data is None:
                 text = message.get("text")
                 if text is None:
                     raise RuntimeError("websocket.send needs 'bytes' or 'text'")
-                self.channel.write(data_frame(FIN_TEXT, str(text).encode("utf-8")))
+                data, first = str(text).encode("utf-8"), FIN_TEXT
+            deflate = self.deflate
+            if deflate is None:
+                self.channel.write(data_frame(first, bytes(data)))
+            else:  # RFC 7692 §6: RSV1 marks a compressed message
+                self.channel.write(data_frame(first | RSV1, deflate.compress(bytes(data))))
         elif state == _OPEN and kind == "websocket.close":
             self._send_close(int(message.get("code") or NORMAL), str(message.get("reason") or ""))
         elif state in (_CLOSING, _CLOSED, _REJECTED) and kind in (
@@ -289,10 +266,15 @@ class WebSocketSession:
             raise RuntimeError(f"expected 'websocket.accept' or 'websocket.close', got {kind!r}")
 
     def _accept(self, message: Message) -> None:
-        engine = _engine()
         subprotocol = message.get("subprotocol")
         extra = app_headers(message.get("headers", ()))
-        self.headers = accept_headers(self.key, subprotocol, extra)
+        settings = self.settings
+        agreed = negotiate(self.extensions) if settings.per_message_deflate else None
+        if agreed is not None:
+            self.deflate = Deflate(agreed)
+        self.headers = accept_headers(
+            self.key, subprotocol, extra, agreed.response if agreed is not None else None
+        )
         conn = self.channel.conn
         self.channel.write(conn.send_response(101, self.headers))
         self.status = 101
@@ -300,7 +282,7 @@ class WebSocketSession:
         self.next_ping = self.loop.time() + self.settings.ping_interval
         trailing = conn.trailing_data + bytes(self._early)
         self._early = bytearray()
-        self.ws = engine.Connection(engine.ConnectionType.SERVER)
+        self.reader = FrameReader(self, settings.max_message_size, self.deflate)
         if trailing:
             self.feed(trailing)
         self._resume_if_drained()  # reading paused on early bytes resumes here
@@ -326,8 +308,8 @@ class WebSocketSession:
 
     def feed(self, data: bytes) -> None:
         """Bytes from the peer after the handshake request."""
-        ws = self.ws
-        if ws is None:
+        reader = self.reader
+        if reader is None:
             if self.state == _CONNECTING:
                 self._early += data
                 if len(self._early) >= EARLY_LIMIT and not self._paused:
@@ -340,129 +322,14 @@ class WebSocketSession:
             return
         self.next_ping = self.loop.time() + self.settings.ping_interval
         self.pong_deadline = 0.0
-        if self._rx:
-            # Appending, and joining once the frame is whole: a large frame arriving in many
-            # reads is copied once, not once per read.
-            self._rx += data
-            if len(self._rx) < self._need:
-                return
-            data, self._rx = bytes(self._rx), bytearray()
-        if not self._raw:
-            data = self._read_frames(data)
-        if data and self.state != _CLOSED:
-            ws.receive_data(data)
-            self._engine_events()
+        reader.feed(data)
 
-    def _read_frames(self, data: bytes) -> bytes:
-        """Take the whole frames from ``data``; what is left over is for wsproto, if raw.
+    # -- what the reader found (ReaderSink) ------------------------------------------------
 
-        A whole, unfragmented data frame (what nearly every message is) is unmasked and
-        delivered here: wsproto's event machinery costs ~9 µs for a 16-byte message, this
-        ~1 µs. Any other well-formed frame (a control frame, a fragment) goes to wsproto
-        whole, so wsproto never holds part of a frame and the two never disagree about where
-        a frame starts. A frame whose header says it is over the size limit fails at once.
-        Anything odd sends this and every later byte to wsproto, which fails the connection
-        with the right code (RFC 6455 §5-7).
-        """
-        ws = self.ws
-        assert ws is not None
-        pos, size = 0, len(data)
-        while pos < size and self.state == _OPEN:
-            frame = next_frame(data, pos)
-            if frame is None:
-                self._need = 0  # a header in pieces: look again at the next read
-                break
-            opcode = frame.first & 0x0F
-            # A continuation with no message begun, or a new message inside one (§5.4), is
-            # as malformed as a bad header: wsproto fails it before its payload arrives.
-            if not frame.well_formed() or (opcode < 0x8 and (opcode == 0) != self._in_message):
-                self._raw = True
-                return data[pos:]
-            if opcode < 0x8 and self._size + frame.length > self.settings.max_message_size:
-                self.fail(TOO_BIG, "message too big")  # known from the header
-                return b""
-            if frame.end > size:
-                self._need = frame.end - pos
-                break
-            first = frame.first
-            if first in (FIN_TEXT, FIN_BINARY) and not self._in_message:
-                payload = unmask(data[frame.start : frame.end], frame.mask)
-                if not self._deliver_frame(first, payload):
-                    return b""
-            else:
-                if opcode < 0x8:  # a fragment: its message ends with a FIN frame
-                    self._in_message = not first & 0x80
-                ws.receive_data(data[pos : frame.end])
-                if not self._engine_events():
-                    return b""
-            pos = frame.end
-        if self.state == _OPEN:
-            if pos < size:
-                self._rx = bytearray(data[pos:])
-            return b""
-        self._raw = True  # after our close frame, wsproto reads the peer's
-        return data[pos:]
-
-    def _deliver_frame(self, first: int, payload: bytes) -> bool:
-        """One whole data frame's message; False when it failed the connection."""
-        if first == FIN_BINARY:
-            return self._fragment(payload, True)
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:  # RFC 6455 §8.1: fail the connection with 1007
-            self.fail(BAD_DATA, "invalid UTF-8 in a text message")
-            return False
-        return self._fragment(text, True)
-
-    def _engine_events(self) -> bool:
-        """Act on wsproto's events; False once the connection is closing or closed."""
-        ws = self.ws
-        assert ws is not None
-        engine = _engine()
-        for event in ws.events():
-            if isinstance(event, engine.messages):
-                if not self._fragment(event.data, event.message_finished):
-                    return False
-            elif isinstance(event, engine.ping):
-                if self.state == _OPEN:  # RFC 6455 §5.5.3: no pong after our close frame
-                    self._write(ws.send(event.response()))
-            elif isinstance(event, engine.close_event):
-                if ws.state in engine.closing:
-                    self._peer_closed(event.code, event.reason or "")
-                else:
-                    # wsproto reports a frame it could not parse as a close with the code
-                    # to fail with: 1002, or 1007 for invalid UTF-8 (RFC 6455 §7.1.7).
-                    self.fail(event.code, event.reason or "")
-                return False
-        return True
-
-    def _fragment(self, data: Any, finished: bool) -> bool:
-        """Collect one piece of a message; False when the message is too large."""
-        self._size += (
-            len(data)
-            if isinstance(data, (bytes, bytearray)) or data.isascii()
-            else (len(data.encode("utf-8")))
-        )
-        if self._size > self.settings.max_message_size:
-            self.fail(TOO_BIG, "message too big")
-            return False
-        if not finished:
-            self._fragments.append(data)
-            return True
-        if self._fragments:
-            self._fragments.append(data)
-            joined: Any = ("" if isinstance(data, str) else b"").join(self._fragments)
-            self._fragments = []
-        else:
-            joined = data
-        self._size = 0
-        if isinstance(joined, str):
-            self._deliver({"type": "websocket.receive", "text": joined})
-        else:
-            self._deliver({"type": "websocket.receive", "bytes": bytes(joined)})
-        return True
-
-    def _deliver(self, message: Message) -> None:
+    def deliver(self, message: Message) -> None:
+        """A whole message for the app; after our close frame, messages are dropped."""
+        if self.state != _OPEN:
+            return
         self._inbox.append(message)
         self._queued += _message_size(message)
         if self._queued > QUEUE_HIGH and not self._paused:
@@ -475,12 +342,16 @@ class WebSocketSession:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _peer_closed(self, code: int, reason: str) -> None:
-        """The peer's close frame: answer it (unless we closed first), then close TCP."""
-        ws = self.ws
-        assert ws is not None
+    def ping(self, payload: bytes) -> None:
+        """Answer a ping with a pong (RFC 6455 §5.5.3), unless our close frame has gone."""
         if self.state == _OPEN:
-            self._write(ws.send(_engine().close_event(code=code, reason=reason)))
+            self._write(data_frame(FIN | PONG, payload))
+
+    def peer_closed(self, code: int, reason: str) -> None:
+        """The peer's close frame: echo its code (RFC 6455 §5.5.1) unless we closed first,
+        then close TCP (the server closes first, §7.1.1)."""
+        if self.state == _OPEN:
+            self._write(close_frame(code, reason))
         self._close_code, self._close_reason = code, reason
         self._finish()
 
@@ -492,13 +363,11 @@ class WebSocketSession:
         self._finish()
 
     def _send_close(self, code: int, reason: str) -> None:
-        ws = self.ws
-        if ws is None or self.state != _OPEN:
+        if self.reader is None or self.state != _OPEN:
             return
         self.state = _CLOSING
         self.close_deadline = self.loop.time() + CLOSE_TIMEOUT
-        close: type[CloseConnection] = _engine().close_event
-        self._write(ws.send(close(code=code, reason=reason or None)))
+        self._write(close_frame(code, reason))
 
     def _finish(self) -> None:
         self.state = _CLOSED
@@ -532,9 +401,7 @@ class WebSocketSession:
         elif self.pong_deadline and now >= self.pong_deadline:
             self.fail(INTERNAL_ERROR, "keepalive ping timeout")
         elif now >= self.next_ping and not self.pong_deadline:
-            ws = self.ws
-            assert ws is not None
-            self._write(ws.send(_engine().ping(payload=b"corral")))
+            self._write(data_frame(FIN | PING, b"corral"))
             self.next_ping = now + self.settings.ping_interval
             if self.settings.ping_timeout > 0:
                 self.pong_deadline = now + self.settings.ping_timeout

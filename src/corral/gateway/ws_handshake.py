@@ -33,8 +33,9 @@ def is_websocket_upgrade(req: Request) -> bool:
     return upgrade is not None and (upgrade == "websocket" or "websocket" in _tokens(upgrade))
 
 
-def check_handshake(req: Request) -> tuple[str, list[str]]:
-    """Validate a client's opening handshake; the key and the offered subprotocols.
+def check_handshake(req: Request) -> tuple[str, list[str], list[str]]:
+    """Validate a client's opening handshake: the key, the offered subprotocols, and the
+    ``Sec-WebSocket-Extensions`` values (offers, negotiated at the accept).
 
     Raises HandshakeError: 426 with ``Sec-WebSocket-Version: 13`` for another version
     (§4.4), 400 for anything else that is malformed (§4.2.1).
@@ -44,6 +45,7 @@ def check_handshake(req: Request) -> tuple[str, list[str]]:
     keys: list[str] = []
     versions: list[str] = []
     protocols: list[str] = []
+    extensions: list[str] = []
     for name, value in req.headers:
         lname = name.lower()
         if lname == "sec-websocket-key":
@@ -52,6 +54,8 @@ def check_handshake(req: Request) -> tuple[str, list[str]]:
             versions.append(value)
         elif lname == "sec-websocket-protocol":
             protocols.extend(t.strip() for t in value.split(",") if t.strip())
+        elif lname == "sec-websocket-extensions":
+            extensions.append(value)
     if len(versions) != 1 or versions[0].strip() != SUPPORTED_VERSION:
         raise HandshakeError(
             426,
@@ -68,7 +72,7 @@ def check_handshake(req: Request) -> tuple[str, list[str]]:
         raw = b""
     if len(raw) != 16 or len(key) != 24:
         raise HandshakeError(400, "Sec-WebSocket-Key is not base64 of 16 bytes")
-    return key, protocols
+    return key, protocols, extensions
 
 
 def accept_value(key: str) -> str:
@@ -80,13 +84,19 @@ def accept_value(key: str) -> str:
 
 
 def accept_headers(
-    key: str, subprotocol: str | None, extra: list[tuple[str, str]]
+    key: str, subprotocol: str | None, extra: list[tuple[str, str]], extension: str | None = None
 ) -> list[tuple[str, str]]:
-    """The headers of the 101 response (the core adds ``Connection: upgrade``)."""
+    """The headers of the 101 response (the core adds ``Connection: upgrade``).
+
+    ``extension``: the agreed Sec-WebSocket-Extensions value. The app's own is dropped: the
+    frames are ours, so no extension we do not implement may be announced (RFC 6455 §9.1).
+    """
     headers = [("Upgrade", "websocket"), ("Sec-WebSocket-Accept", accept_value(key))]
     if subprotocol:
         headers.append(("Sec-WebSocket-Protocol", subprotocol))
-    reserved = {"upgrade", "connection", "sec-websocket-accept"}
+    if extension:
+        headers.append(("Sec-WebSocket-Extensions", extension))
+    reserved = {"upgrade", "connection", "sec-websocket-accept", "sec-websocket-extensions"}
     if subprotocol:
         reserved.add("sec-websocket-protocol")
     headers.extend((n, v) for n, v in extra if n.lower() not in reserved)

@@ -17,7 +17,7 @@ from corral.errors import WORKER_BOOT_ERROR
 from corral.gateway.asgi import ASGIGateway
 from corral.gateway.lifespan import Lifespan
 from corral.gateway.loader import LoadedApp
-from corral.gateway.websocket import WSSettings, engine_available
+from corral.gateway.websocket import WSSettings
 from corral.gateway.wsgi import mount_point
 from corral.http.events import Request
 from corral.metrics import make_metrics
@@ -139,13 +139,12 @@ class AsyncioWorker(Worker):
     def _context(self, app: LoadedApp, state: dict[str, Any]) -> AioContext:
         cfg = self.cfg
         gateway = ASGIGateway(app.app, self, make_metrics(cfg, self.tally), state, mount_point(cfg))
-        websocket = None
-        if engine_available():
-            websocket = WSSettings(
-                max_message_size=cfg.websocket_max_message_size,
-                ping_interval=float(cfg.websocket_ping_interval),
-                ping_timeout=float(cfg.websocket_ping_timeout),
-            )
+        websocket = WSSettings(
+            max_message_size=cfg.websocket_max_message_size,
+            ping_interval=float(cfg.websocket_ping_interval),
+            ping_timeout=float(cfg.websocket_ping_timeout),
+            per_message_deflate=cfg.websocket_per_message_deflate,
+        )
         return AioContext(
             gateway=gateway,
             policy=connection_policy(cfg, self),
