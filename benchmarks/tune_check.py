@@ -113,8 +113,13 @@ def check_app(app: str, args: argparse.Namespace, out: Path) -> dict[str, object
     cells = grid(args.quick, 2 * cpus + 1)
     try:
         began = time.monotonic()
-        measured = run_grid(bench, load, cells)
-        grid_s = time.monotonic() - began
+        if args.reuse_grid:
+            recorded = json.loads((Path(args.reuse_grid) / f"{app}-grid.json").read_text())
+            measured = [Measurement.from_dict(m) for m in recorded]
+            grid_s = sum(m.seconds for m in measured)
+        else:
+            measured = run_grid(bench, load, cells)
+            grid_s = time.monotonic() - began
         (out / f"{app}-grid.json").write_text(json.dumps([m.as_dict() for m in measured], indent=1))
         tuned, tune_s = run_tune(app, out / f"{app}-tune", args)
         pick_data = tuned["pick"]
@@ -132,9 +137,9 @@ def check_app(app: str, args: argparse.Namespace, out: Path) -> dict[str, object
         "app": app,
         "grid_best": best.cell.label(),
         "grid_best_rps": best.rps,
-        "grid_cells": len(cells),
+        "grid_cells": len(measured),
         "grid_s": grid_s,
-        "full_grid_s": full if args.quick else grid_s,
+        "full_grid_s": full if args.quick and not args.reuse_grid else grid_s,
         "pick": pick.cell.label(),
         "pick_rps": pick.rps,
         "tune_runs": len(history) + 1,
@@ -185,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--fail-below", type=float, default=None, help="[0.9; 0.75 quick]")
     parser.add_argument("--out", default="tune-check", help="where reports go [tune-check]")
+    parser.add_argument(
+        "--reuse-grid",
+        metavar="DIR",
+        help="take the grid from an earlier run's DIR/APP-grid.json (its time is the sum of its "
+        "runs); tune and the comparison in turns still run",
+    )
     args = parser.parse_args(argv)
     # TERM stops the servers this started (their finally blocks run), as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)

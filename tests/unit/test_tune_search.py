@@ -113,9 +113,9 @@ def test_noisy_measurements_mostly_pick_within_ten_percent(model, first):
 
 def test_the_probe_sets_the_first_thread_count():
     assert threads_per_worker(IO_PROBE) == pytest.approx(10.4 / 0.3)
-    assert start_threads(IO_PROBE, BOUNDS) == 16  # half of 34.7, down to a power of two
+    assert start_threads(IO_PROBE, BOUNDS) == 32  # 34.7, down to a power of two
     assert start_threads(CPU_PROBE, BOUNDS) == 1
-    assert start_threads(MIXED_PROBE, BOUNDS) == 4
+    assert start_threads(MIXED_PROBE, BOUNDS) == 8
     assert start_threads(IO_PROBE, replace(BOUNDS, max_threads=8)) == 8
     # Time spent waiting for a CPU another process held is not the app's waiting.
     busy = replace(CPU_PROBE, mean_ms=4.0, runq_ms=2.9)
@@ -138,11 +138,11 @@ def test_judge_noise_climb_errors():
 
 def test_a_single_p99_spike_does_not_end_the_thread_search():
     table = grid(io_model)
-    spiked = table[Cell("threaded", 2, 32)]
-    table[Cell("threaded", 2, 32)] = replace(spiked, p99_ms=spiked.p99_ms * 5)
+    spiked = table[Cell("threaded", 2, 64)]
+    table[Cell("threaded", 2, 64)] = replace(spiked, p99_ms=spiked.p99_ms * 5)
     steps, history = run_search(IO_PROBE, BOUNDS, table)
     tried = [m.cell for m in history]
-    assert Cell("threaded", 2, 64) in tried
+    assert Cell("threaded", 2, 128) in tried
     assert any("whether the climb holds" in s.reason for s in steps)
 
 
@@ -152,8 +152,8 @@ def test_a_pool_that_stays_small_stops_the_thread_search():
         table[cell] = replace(m, pool_threads=min(cell.threads, 1))
     steps, history = run_search(probe(2.0, 0.5), BOUNDS, table)
     threads_tried = [m.cell.threads for m in history if m.cell.workers == 2]
-    assert threads_tried == [2]  # started at 2, the pool stayed at 1: no doubling
-    assert any("pool grew to 1 of its 2 threads" in s.reason for s in steps)
+    assert threads_tried == [4]  # started at 4, the pool stayed at 1: no doubling, no halving
+    assert any("pool grew to 1 of its 4 threads" in s.reason for s in steps)
 
 
 def test_memory_budget_bounds_the_workers_and_the_pick():

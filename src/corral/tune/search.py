@@ -89,9 +89,10 @@ def threads_per_worker(probe: Measurement) -> float:
 
 
 def start_threads(probe: Measurement, bounds: Bounds) -> int:
-    """Half of threads_per_worker, down to a power of two: the first doublings are skipped,
-    and the one above the estimate is still tried."""
-    wanted = threads_per_worker(probe) / 2
+    """threads_per_worker down to a power of two. Alone a request costs more CPU than among
+    many (no batching of wake-ups and reads), so the estimate is low rather than high; a start
+    that proves too high is halved afterwards."""
+    wanted = threads_per_worker(probe)
     power = 1 << max(0, math.floor(math.log2(max(1.0, wanted))))
     return max(1, min(power, bounds.max_threads))
 
@@ -196,14 +197,16 @@ def limit_hint(m: Measurement, cpus: int) -> str:
 
 
 def _keep_going(state: _State, v: Verdict, patient: bool, what: str) -> str:
-    """ "better", "again" (one more step: a small gain inside the noise, or a gain with a p99
-    spike, which one run on a busy machine can show) or "stop"."""
+    """Returns "better", "again" or "stop". Once per phase, a change inside the noise, or a
+    gain with a p99 spike, gets one more step: one run on a busy machine can show either, and
+    a plateau can hide a rise one step further (two workers to three flat, three to four +20 %).
+    """
     bounds = state.bounds
     if v.better:
         state.note(f"{v.text}.")
         return "better"
-    if not patient and 0 < v.gain <= bounds.margin and v.p99_rise <= bounds.p99_margin:
-        state.note(f"{v.text}; a small gain may hide in the noise: one more step.")
+    if not patient and abs(v.gain) <= bounds.margin and v.p99_rise <= bounds.p99_margin:
+        state.note(f"{v.text}; one more step, as a plateau may hide a rise beyond it.")
         return "again"
     if not patient and v.gain > bounds.margin and v.p99_rise > bounds.p99_margin:
         state.note(f"{v.text}; one more step, to see whether the climb holds.")
@@ -374,8 +377,8 @@ def search(probe: Measurement, bounds: Bounds) -> Generator[Step, Measurement, N
         start = start_threads(probe, bounds)
         why = (
             f"Start at {first_workers} worker(s), one per CPU, with {start} thread(s) each: "
-            f"alone, one worker could keep about {threads_per_worker(probe):.0f} requests going; "
-            "start at half, down to a power of two."
+            f"alone, one worker could keep about {threads_per_worker(probe):.0f} requests going "
+            "(down to a power of two)."
         )
         best = yield from _grow_threads(state, first_workers, start, why)
         if best is not None:
