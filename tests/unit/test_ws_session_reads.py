@@ -48,6 +48,9 @@ class Channel:
     def close(self) -> None:
         self.closed = True
 
+    def linger(self) -> None:
+        self.closed = True
+
 
 class Gateway:
     log = logging.getLogger("test_ws_session_reads")

@@ -103,13 +103,13 @@ class HTTPProtocol(asyncio.Protocol):
             self.peer.tls = asgi_extension(tls)
 
     def data_received(self, data: bytes) -> None:
-        if self.ws is not None:
-            self.ws.feed(data)
-            return
         if self.lingering:
             self.lingered += len(data)
             if self.lingered > LINGER_BYTES:
                 self.close()
+            return
+        if self.ws is not None:
+            self.ws.feed(data)
             return
         self.conn.receive_data(data)
         if self.cycle is not None:
@@ -348,6 +348,10 @@ class HTTPProtocol(asyncio.Protocol):
             transport.write(render_error(status, server=self.ctx.gateway.server_header))
         self._linger()
 
+    def linger(self) -> None:
+        """A failed WebSocket (WSChannel): close after its close frame, lingering as below."""
+        self._linger()
+
     def _linger(self) -> None:
         """Close after our last response; first stop sending and read what is in flight.
 
@@ -384,7 +388,7 @@ class HTTPProtocol(asyncio.Protocol):
         if self.stalled_at and now - self.stalled_at > self.stall_limit:
             self._stalled(now)
             return
-        if self.ws is not None:
+        if self.ws is not None and not self.lingering:
             self.ws.tick(now)
             return
         cycle = self.cycle

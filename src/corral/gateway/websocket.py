@@ -88,6 +88,12 @@ class WSChannel(Protocol):
         """Flush what is queued, then close the connection."""
         ...
 
+    def linger(self) -> None:
+        """Close after what is queued, first reading and discarding what the peer still
+        sends, for a bounded time: closing with unread input sends RST, which can destroy
+        our close frame before the peer reads it."""
+        ...
+
 
 class WebSocketSession:
     """One WebSocket connection from its handshake to its close, as an ASGI app sees it."""
@@ -356,11 +362,15 @@ class WebSocketSession:
         self._finish()
 
     def fail(self, code: int, reason: str) -> None:
-        """Fail the connection (RFC 6455 §7.1.7): send a close frame, then close TCP."""
+        """Fail the connection (RFC 6455 §7.1.7): send a close frame, then close TCP.
+
+        The peer may still be sending (the rest of a frame over the limit): its bytes are
+        read and dropped while the connection lingers, so that our close frame arrives.
+        """
         self.gateway.log.debug("WebSocket %s failed: %d %s", self.req.target, code, reason)
         self._send_close(code, reason)
         self._close_code, self._close_reason = code, reason
-        self._finish()
+        self._finish(linger=True)
 
     def _send_close(self, code: int, reason: str) -> None:
         if self.reader is None or self.state != _OPEN:
@@ -369,9 +379,12 @@ class WebSocketSession:
         self.close_deadline = self.loop.time() + CLOSE_TIMEOUT
         self._write(close_frame(code, reason))
 
-    def _finish(self) -> None:
+    def _finish(self, linger: bool = False) -> None:
         self.state = _CLOSED
-        self.channel.close()
+        if linger:
+            self.channel.linger()
+        else:
+            self.channel.close()
         self._wake()
 
     def _write(self, data: bytes) -> None:
