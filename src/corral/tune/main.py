@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", default="corral-tune", metavar="DIR", help="where the report goes [corral-tune]")
     add("--connections", type=int, default=256, metavar="N", help="clients at once [256]")
     add("--load-processes", type=int, default=0, metavar="N", help="load generator processes")
-    add("--max-runs", type=int, default=8, metavar="N", help="runs after the probe [8]")
+    add("--max-runs", type=int, default=7, metavar="N", help="runs after the probe [7]")
     add("--max-workers", type=int, default=0, metavar="N", help="[2 x CPUs + 1]")
     add("--thread-limit", type=int, default=128, metavar="N", help="most threads tried [128]")
     add("--margin", type=float, default=0.05, metavar="SHARE", help="noise margin [0.05]")
@@ -187,8 +187,8 @@ def _probe(setup: Setup, bench: Bench, progress: Progress) -> Measurement:
     """The app alone: one client, one worker, one thread."""
     cell = Cell(setup.bounds.kinds[0], 1, 1)
     progress.label = "the app alone (1 client)"
-    window = min(2.0, setup.load.window_s)
-    alone = LoadPlan(setup.load.requests, 1, 1, min(0.5, setup.load.warmup_s), window)
+    window = min(1.0, setup.load.window_s)
+    alone = LoadPlan(setup.load.requests, 1, 1, min(0.3, setup.load.warmup_s), window)
     probe = bench.measure(alone, cell, "probe", progress.tick)
     if probe.failure or not probe.responses:
         raise AppLoadError(f"the app alone gave no answers: {probe.failure or 'none'}")
