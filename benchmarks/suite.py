@@ -166,7 +166,7 @@ def _one_run(workload: Workload, port: int, duration_s: int, opts: Options, tmp:
     """One load run of the workload's client: wsload for WebSocket workloads, else wrk."""
     conns = workload.connections
     if workload.websocket:
-        argv = wsload_argv(f"ws://{HOST}:{port}{WS_PATH}", conns, duration_s)
+        argv = wsload_argv(f"ws://{HOST}:{port}{WS_PATH}", conns, duration_s, workload.deflate)
         return run_wsload(argv, duration_s)
     if workload.resume:  # `connections` s_time processes, each one connection at a time
         size = _probe(port).size  # every answer s_time reads should be this long

@@ -197,7 +197,8 @@ def wrk_commands(workloads: list[Workload], duration_s: int) -> list[str]:
     lines: list[str] = []
     for w in workloads:
         if w.websocket:
-            argv = wsload_argv(f"ws://127.0.0.1:$PORT{WS_PATH}", w.connections, duration_s)
+            url = f"ws://127.0.0.1:$PORT{WS_PATH}"
+            argv = wsload_argv(url, w.connections, duration_s, w.deflate)
             argv = ["benchmarks/wsload.py" if a == str(WSLOAD) else a for a in argv]
             lines.append(f"{w.name} (APP={w.app}): {shown_command(argv)}")
             continue

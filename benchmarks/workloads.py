@@ -19,6 +19,7 @@ class Workload:
     needs: str | None = None  # an importable module the app requires (e.g. flask)
     interface: str = "wsgi"  # "wsgi" or "asgi": which server configurations take part
     websocket: bool = False  # load from benchmarks/wsload.py (echo messages) instead of wrk
+    deflate: bool = False  # WebSocket with permessage-deflate offered and used (wsload --deflate)
     tls: bool = False  # served over TLS (benchmarks/tls.py): wrk gets an https URL
     # A new TLS connection per request, resuming the session: loaded by `connections` parallel
     # `openssl s_time -reuse` processes (benchmarks/stime.py) instead of wrk.
@@ -69,6 +70,16 @@ WORKLOADS: tuple[Workload, ...] = (
         "WebSocket echo of a 16-byte text message, one in flight per connection",
         interface="asgi",
         websocket=True,
+    ),
+    Workload(
+        "ws-echo-deflate",
+        "asgi_apps:ws_echo",
+        32,
+        "ws-echo with permessage-deflate offered by the client and agreed: every message "
+        "compressed and inflated both ways",
+        interface="asgi",
+        websocket=True,
+        deflate=True,
     ),
 )
 

@@ -8,6 +8,11 @@ is installed), so the client does not share one GIL; they start together after e
 finished its handshakes. One JSON object goes to stdout: messages echoed within the measured
 window, messages per second, latency p50/p99 (ms), and error counts. The client is ours (RFC 6455
 framing over asyncio.Protocol, no library), so that it costs as little CPU as possible per message.
+
+With `--deflate` every connection offers permessage-deflate (RFC 7692) as browsers do
+(`permessage-deflate; client_max_window_bits`), compresses each message it sends and inflates
+each echo; a server that does not agree counts as a failed handshake, so a compressed run never
+quietly measures uncompressed traffic.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import os
 import queue
 import sys
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
@@ -38,6 +44,10 @@ MAX_FRAME_BYTES = 1 << 20  # an echo of a small message is never near this; more
 CONNECT_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 30.0  # every process must have connected within this
 CLOSE_TIMEOUT_S = 1.0
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+_TAIL = (
+    b"\x00\x00\xff\xff"  # RFC 7692 7.2.1: taken off each compressed message, put back to inflate
+)
 # Latency histogram: bucket i holds latencies near 2 ** (i / 32) microseconds (about 2 % wide),
 # so memory stays bounded however long the run.
 _BUCKETS_PER_OCTAVE = 32
@@ -68,14 +78,16 @@ def client_frame(opcode: int, payload: bytes, mask: bytes) -> bytes:
     return head + mask + masked.to_bytes(size, "big")
 
 
-def parse_frames(buffer: bytearray) -> list[tuple[bool, int, bytes]]:
+def parse_frames(buffer: bytearray, rsv1: bool = False) -> list[tuple[bool, int, bytes]]:
     """Take every complete frame off the front of buffer, as (fin, opcode, payload); a partial
-    frame stays in it. Server frames must be unmasked, with no reserved bits (RFC 6455 5.1, 5.2)."""
+    frame stays in it. Server frames must be unmasked, with no reserved bits (RFC 6455 5.1, 5.2)
+    but RSV1 when permessage-deflate was agreed (`rsv1`); the opcode then carries 0x40 for it."""
     frames: list[tuple[bool, int, bytes]] = []
+    allowed = 0x40 if rsv1 else 0
     # Each pass removes one whole frame from buffer, or stops.
     while len(buffer) >= 2:
         first, second = buffer[0], buffer[1]
-        if first & 0x70 or second & 0x80:
+        if first & 0x70 & ~allowed or second & 0x80:
             raise FrameError("reserved bits or a mask on a server frame")
         size, start = second & 0x7F, 2
         if size == 126:
@@ -86,31 +98,64 @@ def parse_frames(buffer: bytearray) -> list[tuple[bool, int, bytes]]:
             raise FrameError(f"frame of {size} bytes")
         if len(buffer) < start + size:
             break
-        frames.append((bool(first & 0x80), first & 0x0F, bytes(buffer[start : start + size])))
+        frames.append((bool(first & 0x80), first & 0x4F, bytes(buffer[start : start + size])))
         del buffer[: start + size]
     return frames
 
 
-def handshake_request(host: str, port: int, path: str, key: bytes) -> bytes:
-    """The opening handshake's GET (RFC 6455 4.1)."""
+def handshake_request(host: str, port: int, path: str, key: bytes, deflate: bool = False) -> bytes:
+    """The opening handshake's GET (RFC 6455 4.1), offering permessage-deflate if asked."""
+    offer = f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if deflate else ""
     return (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
+        f"Sec-WebSocket-Version: 13\r\n{offer}\r\n"
     ).encode()
+
+
+def response_headers(head: bytes) -> tuple[str, dict[str, str]]:
+    """The status line and the headers (lower-case names) of a response head."""
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+    return lines[0], {k.strip().lower(): v.strip() for k, v in headers.items()}
 
 
 def check_handshake(head: bytes, key: bytes) -> str | None:
     """None when the response head accepts the upgrade, else why not."""
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ", 2)
+    status_line, headers = response_headers(head)
+    status = status_line.split(" ", 2)
     if len(status) < 2 or status[1] != "101":
-        return f"status {lines[0]!r}"
-    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
-    accept = {k.strip().lower(): v.strip() for k, v in headers.items()}.get("sec-websocket-accept")
-    if accept != accept_value(key).decode():
+        return f"status {status_line!r}"
+    if headers.get("sec-websocket-accept") != accept_value(key).decode():
         return "wrong Sec-WebSocket-Accept"
     return None
+
+
+class Deflate:
+    """The client's side of permessage-deflate as the server's answer set it (RFC 7692 7)."""
+
+    def __init__(self, answer: str) -> None:
+        params = dict(p.strip().lower().partition("=")[::2] for p in answer.split(";")[1:])
+        self.fresh_each = "client_no_context_takeover" in params
+        self.bits = int(params.get("client_max_window_bits", "").strip('"') or 15)
+        self.compressor = zlib.compressobj(6, zlib.DEFLATED, -self.bits)
+        self.decompressor = zlib.decompressobj(wbits=-15)  # any server window fits in 15 bits
+
+    def compress(self, data: bytes) -> bytes:
+        if self.fresh_each:
+            self.compressor = zlib.compressobj(6, zlib.DEFLATED, -self.bits)
+        return bytes(self.compressor.compress(data) + self.compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+    def inflate(self, data: bytes) -> bytes:
+        return bytes(self.decompressor.decompress(data + _TAIL))
+
+
+def agreed_deflate(head: bytes) -> Deflate | None:
+    """The permessage-deflate the response agreed to, if any."""
+    answer = response_headers(head)[1].get("sec-websocket-extensions", "")
+    if answer.split(";")[0].strip().lower() != "permessage-deflate":
+        return None
+    return Deflate(answer)
 
 
 def bucket(latency_s: float) -> int:
@@ -149,13 +194,18 @@ class EchoClient(asyncio.Protocol):
     """One WebSocket connection: the handshake, then send / await echo / send again until the
     deadline."""
 
-    def __init__(self, host: str, port: int, path: str, message: bytes, tally: Tally) -> None:
+    def __init__(
+        self, host: str, port: int, path: str, message: bytes, tally: Tally, deflate: bool
+    ) -> None:
         self.key = base64.b64encode(os.urandom(16))
-        self.request = handshake_request(host, port, path, self.key)
+        self.request = handshake_request(host, port, path, self.key, deflate)
+        self.offered = deflate
+        self.deflate: Deflate | None = None
         self.message = message
         self.tally = tally
         self.buffer = bytearray()
         self.fragments: list[bytes] = []
+        self.compressed = False
         self.transport: asyncio.Transport | None = None
         self.opened: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -186,14 +236,19 @@ class EchoClient(asyncio.Protocol):
                 if len(self.buffer) > MAX_HANDSHAKE_BYTES:
                     self._fail_handshake("response head too long")
                 return
-            problem = check_handshake(bytes(self.buffer[:end]), self.key)
+            head = bytes(self.buffer[:end])
+            problem = check_handshake(head, self.key)
+            if problem is None and self.offered:
+                self.deflate = agreed_deflate(head)
+                if self.deflate is None:
+                    problem = "permessage-deflate offered but not agreed"
             del self.buffer[: end + 4]
             self.opened.set_result(problem)
             if problem is not None:
                 self._abort()
                 return
         try:
-            frames = parse_frames(self.buffer)
+            frames = parse_frames(self.buffer, self.deflate is not None)
         except FrameError:
             self._error()
             return
@@ -214,7 +269,11 @@ class EchoClient(asyncio.Protocol):
     def _send(self) -> None:
         assert self.transport is not None
         self.sent_at = time.monotonic()
-        self.transport.write(client_frame(_OP_TEXT, self.message, os.urandom(4)))
+        if self.deflate is None:
+            self.transport.write(client_frame(_OP_TEXT, self.message, os.urandom(4)))
+        else:  # RFC 7692 6: RSV1 (0x40) marks a compressed message
+            payload = self.deflate.compress(self.message)
+            self.transport.write(client_frame(0x40 | _OP_TEXT, payload, os.urandom(4)))
 
     def _frame(self, fin: bool, opcode: int, payload: bytes) -> None:
         if opcode == _OP_PING:
@@ -225,11 +284,19 @@ class EchoClient(asyncio.Protocol):
                 self.stopping = True
                 self._control(_OP_CLOSE, payload[:2])
             self._abort()
-        elif opcode in (_OP_TEXT, _OP_BINARY, _OP_CONT):
+        elif opcode & 0x0F in (_OP_TEXT, _OP_BINARY, _OP_CONT):
+            if not self.fragments:
+                self.compressed = bool(opcode & 0x40)
             self.fragments.append(payload)
             if fin:
-                self._message(b"".join(self.fragments))
+                message = b"".join(self.fragments)
                 self.fragments.clear()
+                if self.compressed:
+                    if self.deflate is None:
+                        self._error()
+                        return
+                    message = self.deflate.inflate(message)
+                self._message(message)
 
     def _message(self, payload: bytes) -> None:
         if self.stopping or not self.sent_at:
@@ -267,11 +334,11 @@ class EchoClient(asyncio.Protocol):
 
 
 async def _connect(
-    host: str, port: int, path: str, message: bytes, tally: Tally
+    host: str, port: int, path: str, message: bytes, tally: Tally, deflate: bool
 ) -> EchoClient | None:
     """One connection through its handshake, or None (counted in tally) when it fails."""
     loop = asyncio.get_running_loop()
-    factory = functools.partial(EchoClient, host, port, path, message, tally)
+    factory = functools.partial(EchoClient, host, port, path, message, tally, deflate)
     try:
         _, client = await asyncio.wait_for(
             loop.create_connection(factory, host, port), CONNECT_TIMEOUT_S
@@ -305,6 +372,7 @@ class Plan:
     duration_s: float
     message: bytes
     timeout_s: float
+    deflate: bool = False
 
 
 async def run_process(plan: Plan, barrier: Any) -> Tally:
@@ -314,7 +382,10 @@ async def run_process(plan: Plan, barrier: Any) -> Tally:
     path = parts.path or "/"
     tally = Tally()
     opened = await asyncio.gather(
-        *(_connect(host, port, path, plan.message, tally) for _ in range(plan.connections))
+        *(
+            _connect(host, port, path, plan.message, tally, plan.deflate)
+            for _ in range(plan.connections)
+        )
     )
     clients = [c for c in opened if c is not None]
     await asyncio.get_running_loop().run_in_executor(None, barrier.wait, START_TIMEOUT_S)
@@ -406,7 +477,7 @@ def run(plan: Plan, processes: int) -> dict[str, Any]:
 
 
 def _share(plan: Plan, connections: int) -> Plan:
-    return Plan(plan.url, connections, plan.duration_s, plan.message, plan.timeout_s)
+    return Plan(plan.url, connections, plan.duration_s, plan.message, plan.timeout_s, plan.deflate)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -418,13 +489,16 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--message-bytes", type=int, default=16, help="text message size")
     parser.add_argument("--timeout", type=float, default=2.0, help="seconds without an echo")
+    parser.add_argument(
+        "--deflate", action="store_true", help="offer permessage-deflate and compress (RFC 7692)"
+    )
     args = parser.parse_args(argv)
     if urlsplit(args.url).scheme != "ws":
         parser.error("--url must be ws://")
     if args.connections < 1 or args.duration <= 0 or args.processes < 1:
         parser.error("--connections, --duration and --processes must be positive")
     message = (b"0123456789abcdef" * (args.message_bytes // 16 + 1))[: args.message_bytes]
-    plan = Plan(args.url, args.connections, args.duration, message, args.timeout)
+    plan = Plan(args.url, args.connections, args.duration, message, args.timeout, args.deflate)
     try:
         report = run(plan, args.processes)
     except RuntimeError as exc:

@@ -23,9 +23,9 @@ class WsLoadError(WrkError):
     """wsload failed to run or printed a report this parser does not understand."""
 
 
-def wsload_argv(url: str, connections: int, duration_s: int) -> list[str]:
-    """The wsload command line for one run."""
-    return [
+def wsload_argv(url: str, connections: int, duration_s: int, deflate: bool = False) -> list[str]:
+    """The wsload command line for one run; `deflate` offers permessage-deflate and compresses."""
+    argv = [
         sys.executable,
         str(WSLOAD),
         "--url",
@@ -41,6 +41,7 @@ def wsload_argv(url: str, connections: int, duration_s: int) -> list[str]:
         "--timeout",
         str(WS_TIMEOUT_S),
     ]
+    return [*argv, "--deflate"] if deflate else argv
 
 
 def parse_wsload_output(text: str) -> WrkResult:

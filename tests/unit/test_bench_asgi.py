@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import zlib
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
@@ -146,14 +147,39 @@ def test_wsload_argv_is_bounded_and_on_loopback() -> None:
     )
 
 
+def test_wsload_deflate_is_offered_and_round_trips() -> None:
+    argv = wsrun.wsload_argv("ws://127.0.0.1:9/ws", 32, 3, deflate=True)
+    assert argv[-1] == "--deflate" and "--deflate" not in wsrun.wsload_argv("ws://x/ws", 1, 1)
+    request = wsload.handshake_request("127.0.0.1", 9, "/ws", b"k", deflate=True)
+    assert b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" in request
+    head = b"HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Extensions: permessage-deflate; "
+    deflate = wsload.agreed_deflate(head + b"server_max_window_bits=12; client_max_window_bits=10")
+    assert deflate is not None and deflate.bits == 10 and not deflate.fresh_each
+    assert wsload.agreed_deflate(b"HTTP/1.1 101 Switching Protocols\r\nX: y") is None
+    # What the client compresses, a server's decompressor (RFC 7692 7.2.2) inflates.
+    server = zlib.decompressobj(wbits=-10)
+    for _ in range(3):
+        assert server.decompress(deflate.compress(b"hello hello") + b"\x00\x00\xff\xff") == (
+            b"hello hello"
+        )
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -12)
+    sent = compressor.compress(b"echo") + compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert deflate.inflate(sent[:-4]) == b"echo"
+    # RSV1 is allowed on a server frame only once deflate is agreed; it stays in the opcode.
+    frame = bytes([0xC1, len(sent) - 4]) + sent[:-4]
+    with pytest.raises(wsload.FrameError):
+        wsload.parse_frames(bytearray(frame))
+    assert wsload.parse_frames(bytearray(frame), rsv1=True) == [(True, 0x41, sent[:-4])]
+
+
 def test_asgi_servers_serve_only_asgi_workloads() -> None:
     asgi = {"corral-asyncio", "uvicorn-asgi", "gunicorn-asgi", "granian-asgi"}
     for server in servers.SERVERS:
         serves = {w.name for w in workloads.WORKLOADS if server.serves(w)}
         if server.name in asgi:
-            assert serves == {"asgi-hello", "ws-echo"}
+            assert serves == {"asgi-hello", "ws-echo", "ws-echo-deflate"}
         else:
-            assert not serves & {"asgi-hello", "ws-echo"}
+            assert not serves & {"asgi-hello", "ws-echo", "ws-echo-deflate"}
     gunicorn = servers.select_servers(["gunicorn-asgi"])[0]
     argv = gunicorn.build("1", BY_NAME["asgi-hello"], Path("/tmp")).argv
     assert argv[argv.index("-k") + 1] == "asgi"

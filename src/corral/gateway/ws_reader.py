@@ -176,13 +176,14 @@ class FrameReader:
         if opcode >= CLOSE:
             self._control(opcode, payload)
             return
+        last = bool(first & FIN)
         if opcode != CONT:  # a message begins (§5.4)
             self._text = opcode == TEXT
             self._compressed = bool(first & RSV1)
-            self._decoder = _utf8_decoder() if self._text else None
+            # A fragmented text message is checked piece by piece; a whole one at once.
+            self._decoder = _utf8_decoder() if self._text and not last else None
             self._parts = []
             self._size = self._wire = 0
-        last = bool(first & FIN)
         self._wire += len(payload)
         if self._compressed:
             deflate = self.deflate
@@ -198,8 +199,11 @@ class FrameReader:
         self._size += len(payload)
         piece: Any = payload
         if self._text:
+            decoder = self._decoder
             try:  # checked as each fragment arrives, so an invalid one fails at once (§8.1)
-                piece = self._decoder.decode(payload, last)
+                piece = (
+                    payload.decode("utf-8") if decoder is None else decoder.decode(payload, last)
+                )
             except UnicodeDecodeError:
                 self._fail(BAD_DATA, "invalid UTF-8 in a text message")
                 return
