@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from corral.gateway.ws_deflate import BadDeflate, Deflate, MessageTooBig
 from corral.gateway.ws_frames import (
     BAD_DATA,
+    BINARY,
     CLOSE,
     CONT,
     FIN,
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
     from corral.gateway.asgi import Message
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
-_WHOLE = (FIN_TEXT, FIN_BINARY)  # an unfragmented, uncompressed data frame's first byte
+# The first byte of an unfragmented data frame, and of a compressed one (RFC 7692 §6).
+_WHOLE = (FIN_TEXT, FIN_BINARY)
+_WHOLE_DEFLATED = (FIN_TEXT, FIN_BINARY, FIN_TEXT | RSV1, FIN_BINARY | RSV1)
 
 
 def compressed_bound(max_size: int) -> int:
@@ -71,8 +74,10 @@ class FrameReader:
     """
 
     __slots__ = (
+        "_bound",
         "_compressed",
         "_decoder",
+        "_fast",
         "_in_message",
         "_need",
         "_parts",
@@ -91,6 +96,8 @@ class FrameReader:
         self.max_size = max_size
         self.deflate = deflate  # permessage-deflate was agreed: RSV1 marks a compressed message
         self.done = False  # a close frame was read or the connection failed: read no more
+        self._fast = _WHOLE if deflate is None else _WHOLE_DEFLATED
+        self._bound = compressed_bound(max_size)
         self._rx = bytearray()  # the start of a frame whose rest has not arrived
         self._need = 0  # how long _rx must grow before that frame is whole
         self._in_message = False  # a fragmented message has begun (§5.4)
@@ -113,22 +120,25 @@ class FrameReader:
                 return
             data, self._rx = bytes(self._rx), bytearray()
         pos, size = 0, len(data)
-        deliver = self.sink.deliver
+        deliver, fast = self.sink.deliver, self._fast
         while pos < size:  # each pass takes one whole frame, or stops
             frame = next_frame(data, pos)
             if frame is None:
                 self._need = 0  # a header in pieces: look again at the next read
                 break
             first = frame.first
-            if first in _WHOLE and frame.mask and frame.minimal and not self._in_message:
-                if frame.end - frame.start > self.max_size:
+            if first in fast and frame.mask and frame.minimal and not self._in_message:
+                if frame.end - frame.start > (self._bound if first & RSV1 else self.max_size):
                     self._fail(TOO_BIG, "message too big")  # known from the header
                     return
                 if frame.end > size:
                     self._need = frame.end - pos
                     break
                 payload = unmask(data[frame.start : frame.end], frame.mask)
-                if first == FIN_BINARY:
+                if first & RSV1:
+                    if not self._inflated(first, payload):
+                        return
+                elif first == FIN_BINARY:
                     deliver({"type": "websocket.receive", "bytes": payload})
                 else:
                     try:
@@ -163,12 +173,35 @@ class FrameReader:
         compressed = bool(frame.first & RSV1) if starts else self._compressed
         if compressed:
             wire = (0 if starts else self._wire) + frame.length
-            too_big = wire > compressed_bound(self.max_size)
+            too_big = wire > self._bound
         else:
             too_big = (0 if starts else self._size) + frame.length > self.max_size
         if too_big:
             self._fail(TOO_BIG, "message too big")
         return not too_big
+
+    def _inflated(self, first: int, payload: bytes) -> bool:
+        """A whole compressed message in one frame (the fast path's); False when it failed."""
+        deflate = self.deflate
+        assert deflate is not None  # RSV1 is off the fast path without it
+        try:
+            data = deflate.decompress(payload, True, self.max_size)
+        except MessageTooBig:
+            self._fail(TOO_BIG, "message too big once inflated")
+            return False
+        except BadDeflate:  # RFC 7692 §8: the payload cannot be decompressed
+            self._fail(BAD_DATA, "invalid compressed data")
+            return False
+        if first & 0x0F == BINARY:
+            self.sink.deliver({"type": "websocket.receive", "bytes": data})
+            return True
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:  # RFC 6455 §8.1
+            self._fail(BAD_DATA, "invalid UTF-8 in a text message")
+            return False
+        self.sink.deliver({"type": "websocket.receive", "text": text})
+        return True
 
     def _frame(self, first: int, payload: bytes) -> None:
         """One whole frame off the general path, unmasked."""
