@@ -70,7 +70,7 @@ def run() -> report.Run:
 
 def test_report_files(tmp_path):
     svg = svgplot.figure(HISTORY, HISTORY[2].cell, "t")
-    paths = report.write(run(), tmp_path, svg, host_cpus=2)
+    paths = report.write(run(), tmp_path, svg)
     text = paths["markdown"].read_text()
     assert "**Pick: threaded 3x32**" in text and "threaded 3x32 was the fastest." in text
     assert "1. **threaded 2x16**: why 0" in text and "**end**: Search over." in text

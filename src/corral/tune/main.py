@@ -257,7 +257,7 @@ def _tune(ns: argparse.Namespace, args: list[str], command: list[str]) -> int:
     svg = svgplot.figure(
         run.history, run.pick.cell if run.pick else None, f"corral tune: {run.app}"
     )
-    paths = report.write(run, setup.out, svg, os.cpu_count() or setup.bounds.cpus)
+    paths = report.write(run, setup.out, svg)
     if run.pick is None:
         print(f"{PROG}: no configuration served without failures; see {paths['markdown']}")
         return 1

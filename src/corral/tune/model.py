@@ -48,6 +48,7 @@ class Measurement:
     generator_cores: float = 0.0  # the busiest load generator process
     generator_us: float = 0.0  # load generator CPU per request
     host_busy: float = 0.0  # share of the host's CPUs busy, with every process counted
+    others_cores: float = 0.0  # CPUs other processes (not the server, not the load) kept busy
     memory_mib: float = 0.0  # PSS (RSS without smaps_rollup) of master and workers
     worker_rss_mib: float = 0.0  # the largest worker's RSS
     pool_threads: int = 0  # threads the busiest worker's pool had grown to (threaded)

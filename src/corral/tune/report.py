@@ -28,6 +28,7 @@ COLUMNS = (
     "waited for CPU",
     "load gen (cores)",
     "host busy",
+    "others (cores)",
     "memory MiB",
     "worker RSS MiB",
     "pool threads",
@@ -96,6 +97,7 @@ def row(index: int, m: Measurement) -> list[str]:
         f"{m.runq_share:.0%}",
         f"{m.generator_cores:.2f}",
         f"{m.host_busy:.0%}",
+        f"{m.others_cores:.1f}",
         f"{m.memory_mib:.0f}",
         f"{m.worker_rss_mib:.0f}",
         str(m.pool_threads or "-"),
@@ -128,7 +130,9 @@ GLOSSARY = (
     "waited for CPU: of the server threads' runnable time, the share spent waiting for a "
     "core (run-queue wait): the CPUs were full, with our load or another's.",
     "load gen (cores): the busiest load generator process; near 1.00 it may be the limit.",
-    "host busy: the whole machine's CPUs, every process counted (/proc/stat).",
+    "host busy: the whole machine's CPUs, every process counted (/proc/stat); others (cores): "
+    "what processes other than the server and the load generator kept busy. When it moves "
+    "between two runs, their comparison is noisy (the reasons say so).",
     "memory MiB: PSS of master and workers (shared pages split between the processes "
     "sharing them); worker RSS MiB: the largest worker's resident memory.",
     "pool threads: the threads the busiest threaded worker had started; the pool grows "
@@ -136,7 +140,7 @@ GLOSSARY = (
 )
 
 
-def _machine_notes(run: Run, host_cpus: int) -> list[str]:
+def _machine_notes(run: Run) -> list[str]:
     good = [m for m in run.history if not m.failure and m.responses]
     notes = [
         f"Machine: {run.cpus} usable CPUs; memory limit "
@@ -172,16 +176,16 @@ def _machine_notes(run: Run, host_cpus: int) -> list[str]:
                 "Warning: a load generator process was nearly a full core busy in "
                 f"{', '.join(bound)}: it may have been the limit there (raise --load-processes)."
             )
-        others = max(m.host_busy - (m.server_cores + m.generator_cores) / host_cpus for m in good)
-        if others > 0.2:
+        others = max(m.others_cores for m in good)
+        if others > 0.2 * run.cpus:
             notes.append(
-                f"Warning: other processes kept up to {others:.0%} of the host's CPUs busy "
-                "during a run; the numbers are noisier than on a quiet machine."
+                f"Warning: other processes kept up to {others:.1f} CPUs busy during a run; "
+                "the numbers are noisier than on a quiet machine."
             )
     return notes
 
 
-def blocks(run: Run, plot_name: str, host_cpus: int) -> list[Block]:
+def blocks(run: Run, plot_name: str) -> list[Block]:
     """The report's content, rendered to Markdown and HTML alike."""
     out: list[Block] = [("h1", f"corral tune: {run.app}")]
     if run.pick is not None:
@@ -212,7 +216,7 @@ def blocks(run: Run, plot_name: str, host_cpus: int) -> list[Block]:
     hints += [f"{m.cell.label()}: failed: {m.failure}" for m in run.history if m.failure]
     if hints:
         out += [("h2", "What held configurations back"), ("ul", hints)]
-    out += [("h2", "How this was measured"), ("ul", _machine_notes(run, host_cpus))]
+    out += [("h2", "How this was measured"), ("ul", _machine_notes(run))]
     out += [("h2", "Columns"), ("ul", list(GLOSSARY))]
     return out
 
@@ -272,7 +276,7 @@ def to_html(content: list[Block], svg: str, title: str) -> str:
     return "".join(parts)
 
 
-def write(run: Run, out: Path, svg: str, host_cpus: int) -> dict[str, Path]:
+def write(run: Run, out: Path, svg: str) -> dict[str, Path]:
     """Write report.md, report.html, results.csv, plot.svg and measurements.json into `out`."""
     paths = {
         "markdown": out / "report.md",
@@ -281,7 +285,7 @@ def write(run: Run, out: Path, svg: str, host_cpus: int) -> dict[str, Path]:
         "plot": out / "plot.svg",
         "json": out / "measurements.json",
     }
-    content = blocks(run, paths["plot"].name, host_cpus)
+    content = blocks(run, paths["plot"].name)
     paths["markdown"].write_text(markdown(content))
     paths["html"].write_text(to_html(content, svg, f"corral tune: {run.app}"))
     paths["csv"].write_text(to_csv(run))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import select
 import subprocess
 import sys
@@ -265,6 +266,9 @@ def summarise(
     busy, total = (b - a for a, b in zip(first.host, last.host, strict=True))
     pss = [m[1] for m in memory.values()]
     answered = max(1, client["responses"])
+    host_busy = busy / total if total > 0 else 0.0
+    load_cores = client["generator_us"] * client["rps"] / 1e6
+    others = host_busy * (os.cpu_count() or 1) - server_cpu / span - load_cores
     return Measurement(
         cell=cell,
         connections=load.connections,
@@ -274,7 +278,8 @@ def summarise(
         server_cores=server_cpu / span,
         worker_cores=max((cpu.get(w, 0.0) / span for w in workers), default=0.0),
         runq_share=runq / (server_cpu + runq) if server_cpu + runq > 0 else 0.0,
-        host_busy=busy / total if total > 0 else 0.0,
+        host_busy=host_busy,
+        others_cores=max(0.0, others),
         memory_mib=(sum(pss) if all(pss) else sum(m[0] for m in memory.values())) / 1024,
         worker_rss_mib=max((memory[w][0] for w in workers if w in memory), default=0) / 1024,
         pool_threads=pool_threads,

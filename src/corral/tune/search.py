@@ -61,6 +61,11 @@ def judge(new: Measurement, best: Measurement, bounds: Bounds) -> Verdict:
         f"{new.cell.label()}: {new.rps:,.0f} req/s ({gain:+.0%} against {best.cell.label()}), "
         f"p99 {best.p99_ms:.0f} -> {new.p99_ms:.0f} ms"
     )
+    if abs(new.others_cores - best.others_cores) > 0.25 * bounds.cpus:
+        text += (
+            f" (other processes kept {best.others_cores:.1f} then {new.others_cores:.1f} CPUs "
+            "busy: a noisy comparison)"
+        )
     if p99_rise > bounds.p99_margin:
         return Verdict(False, gain, p99_rise, f"{text}: p99 climbed by {p99_rise:.0%}")
     if gain > bounds.margin:

@@ -44,11 +44,31 @@ def _x_scale(xs: Sequence[float], log: bool) -> tuple[float, float]:
     return low, high
 
 
-def chart(title: str, x_label: str, y_label: str, series: Sequence[Series], log_x: bool) -> str:
+def _y_scale(ys: Sequence[float], log: bool) -> tuple[_Scale, list[float]]:
+    """Where a value sits (0 bottom .. 1 top) and the grid lines' values: linear from 0 to a
+    round number, or decades (for p99, which spans 10 ms to seconds)."""
+    positive = [y for y in ys if y > 0] or [1.0]
+    if log:
+        low = math.floor(math.log10(min(positive)))
+        high = max(low + 1, math.ceil(math.log10(max(positive))))
+        ticks = [10.0**k for k in range(low, high + 1)]
+        return (lambda y: (math.log10(max(y, 10.0**low)) - low) / (high - low)), ticks
+    top = nice_ceiling(max(positive))
+    return (lambda y: y / top), [top * i / 5 for i in range(6)]
+
+
+def chart(
+    title: str,
+    x_label: str,
+    y_label: str,
+    series: Sequence[Series],
+    log_x: bool,
+    log_y: bool = False,
+) -> str:
     """One line chart as an SVG <g> of height CHART_HEIGHT (axes, grid, lines, legend)."""
     xs = [x for s in series for x, _ in s.points] or [1.0]
     low, high = _x_scale(xs, log_x)
-    top_y = nice_ceiling(max([y for s in series for _, y in s.points] or [1.0]))
+    where, ticks = _y_scale([y for s in series for _, y in s.points], log_y)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, CHART_HEIGHT - TOP - BOTTOM
 
     def px(x: float) -> float:
@@ -56,11 +76,10 @@ def chart(title: str, x_label: str, y_label: str, series: Sequence[Series], log_
         return LEFT + (value - low) / (high - low) * plot_w
 
     def py(y: float) -> float:
-        return TOP + plot_h - y / top_y * plot_h
+        return TOP + plot_h - where(y) * plot_h
 
     parts = [f'<text x="{LEFT}" y="20" font-weight="bold">{escape(title)}</text>']
-    for i in range(6):
-        y = top_y * i / 5
+    for y in ticks:
         parts.append(
             f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{py(y):.1f}" y2="{py(y):.1f}" '
             f'stroke="#ddd"/><text x="{LEFT - 6}" y="{py(y) + 4:.1f}" text-anchor="end">'
@@ -141,7 +160,7 @@ def _threaded_charts(cells: dict[Cell, Measurement], picked: Cell | None) -> lis
             rps,
             True,
         ),
-        chart("p99 latency against threads", x_label, "p99 (ms)", p99, True),
+        chart("p99 latency against threads", x_label, "p99 (ms, log scale)", p99, True, True),
     ]
 
 
@@ -155,7 +174,14 @@ def _process_charts(cells: dict[Cell, Measurement], picked: Cell | None) -> list
         p99.append(Series(f"{kind} worker", tuple((float(w), m.p99_ms) for w, m in row), mark))
     return [
         chart("Throughput against worker processes", "workers", "requests/s", rps, False),
-        chart("p99 latency against worker processes", "workers", "p99 (ms)", p99, False),
+        chart(
+            "p99 latency against worker processes",
+            "workers",
+            "p99 (ms, log scale)",
+            p99,
+            False,
+            True,
+        ),
     ]
 
 
