@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from corral.tune.choose import pick
 from corral.tune.model import Cell, Measurement
-from corral.tune.search import Bounds, pick, run_search
+from corral.tune.search import Bounds, run_search
 
 RECORDS = Path(__file__).parent / "tune_records"
 BOUNDS = Bounds(cpus=2, kinds=("threaded", "sync"), max_workers=5, max_threads=128)

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
+from corral.tune.choose import pick
 from corral.tune.model import Cell, Measurement, failed
 from corral.tune.search import (
     Bounds,
     judge,
-    pick,
     profile_text,
     run_search,
     start_threads,
@@ -151,8 +151,8 @@ def test_a_pool_that_stays_small_stops_the_thread_search():
     for cell, m in table.items():
         table[cell] = replace(m, pool_threads=min(cell.threads, 1))
     steps, history = run_search(probe(2.0, 0.5), BOUNDS, table)
-    threads_tried = [m.cell.threads for m in history if m.cell.workers == 2]
-    assert threads_tried == [4]  # started at 4, the pool stayed at 1: no doubling, no halving
+    threads_tried = {m.cell.threads for m in history if m.cell.workers == 2}
+    assert threads_tried == {4}  # started at 4, the pool stayed at 1: no doubling, no halving
     assert any("pool grew to 1 of its 4 threads" in s.reason for s in steps)
 
 
@@ -168,7 +168,7 @@ def test_the_run_budget_is_kept():
     bounds = replace(BOUNDS, max_runs=3)
     steps, history = run_search(CPU_PROBE, bounds, grid(io_model))
     assert len(history) == 3
-    assert "budget of 3 runs is spent" in steps[-1].reason
+    assert steps[-1].reason.count("The run budget is spent") == 1
 
 
 def test_pick_prefers_the_smaller_configuration_within_the_margin():
@@ -191,7 +191,8 @@ def test_asgi_searches_workers_only():
         for w in WORKERS
     }
     _, history = run_search(probe(10.3, 0.2), bounds, table)
-    assert [m.cell.workers for m in history] == [2, 3, 4, 5]  # 4 -> 5 gains nothing: stop
+    # 4 -> 5 gains nothing: stop; then the two fastest, 4 and 3, once more each in turns
+    assert [m.cell.workers for m in history] == [2, 3, 4, 5, 3, 4]
     assert pick(history, bounds)[0].cell.workers in (3, 4)  # type: ignore[union-attr]
 
 

@@ -18,11 +18,12 @@ from corral.arbiter.sizing import usable_cpus
 from corral.config import Config, load
 from corral.errors import AppLoadError, ConfigError, CorralError
 from corral.tune import conffile, procs, report, svgplot
+from corral.tune.choose import pick
 from corral.tune.model import Cell, Measurement
 from corral.tune.progress import Progress
 from corral.tune.requests import RequestSpec, requests_from
 from corral.tune.runner import Bench, LoadPlan
-from corral.tune.search import Bounds, pick, search
+from corral.tune.search import Bounds, search
 from corral.tune.server import ServerPlan, without_bind
 
 PROG = "corral tune"
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", default="corral-tune", metavar="DIR", help="where the report goes [corral-tune]")
     add("--connections", type=int, default=256, metavar="N", help="clients at once [256]")
     add("--load-processes", type=int, default=0, metavar="N", help="load generator processes")
-    add("--max-runs", type=int, default=7, metavar="N", help="runs after the probe [7]")
+    add("--max-runs", type=int, default=8, metavar="N", help="runs after the probe [8]")
     add("--max-workers", type=int, default=0, metavar="N", help="[2 x CPUs + 1]")
     add("--thread-limit", type=int, default=128, metavar="N", help="most threads tried [128]")
     add("--margin", type=float, default=0.05, metavar="SHARE", help="noise margin [0.05]")

@@ -8,13 +8,16 @@ Nothing here touches a process or a clock, so the unit tests drive it with recor
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 
+from corral.tune.choose import ERROR_LIMIT, combine, eligible
 from corral.tune.model import Cell, Measurement
 
-# More than this share of requests failing (errors, 4xx/5xx) disqualifies a configuration.
-ERROR_LIMIT = 0.01
+# Runs kept back for measuring the two fastest configurations again, in turns, when they are
+# within CONFIRM_WITHIN of each other.
+CONFIRM_RUNS = 2
+CONFIRM_WITHIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class Bounds:
     memory_budget_mib: float | None = None
     margin: float = 0.05  # a throughput change within this share is noise
     p99_margin: float = 0.5  # p99 may rise by this share before it counts as climbing
-    max_runs: int = 7
+    max_runs: int = 8  # CONFIRM_RUNS of them kept back for the confirmation
 
 
 @dataclass(frozen=True)
@@ -155,8 +158,11 @@ class _State:
 
     def __init__(self, bounds: Bounds) -> None:
         self.bounds = bounds
-        self.left = bounds.max_runs
+        self.reserve = CONFIRM_RUNS if bounds.max_runs > CONFIRM_RUNS + 2 else 0
+        self.left = bounds.max_runs - self.reserve
         self.pending: list[str] = []
+        self.history: list[Measurement] = []
+        self.spent = False  # the budget ran out (said once)
 
     def note(self, text: str) -> None:
         self.pending.append(text)
@@ -173,10 +179,13 @@ Phase = Generator[Step, Measurement, Measurement | None]
 def _try(state: _State, cell: Cell, why: str) -> Phase:
     """Measure `cell` if the run budget allows; None when it does not."""
     if state.left <= 0:
-        state.note(f"The budget of {state.bounds.max_runs} runs is spent: {cell.label()} untried.")
+        if not state.spent:
+            state.note(f"The run budget is spent: {cell.label()} untried.")
+        state.spent = True
         return None
     state.left -= 1
     measurement = yield Step(cell, state.reason(why))
+    state.history.append(measurement)
     return measurement
 
 
@@ -412,41 +421,25 @@ def search(probe: Measurement, bounds: Bounds) -> Generator[Step, Measurement, N
             best = yield from _try_sync(state, best)
     else:
         best = yield from _processes_only(state, bounds.kinds[0])
+    yield from _confirm(state)
     yield Step(None, state.reason("Search over." if best else "No configuration served."))
 
 
-def eligible(history: Sequence[Measurement], bounds: Bounds) -> list[Measurement]:
-    """The measurements a pick may come from: few failures, within the memory budget."""
-    budget = bounds.memory_budget_mib
-    return [
-        m
-        for m in history
-        if m.error_share <= ERROR_LIMIT and (budget is None or m.memory_mib <= budget)
-    ]
-
-
-def pick(history: Sequence[Measurement], bounds: Bounds) -> tuple[Measurement | None, str]:
-    """The configuration to run and why: the fastest, unless others are as fast within the
-    noise margin; among those, the lower p99 (within 20 %), then the fewest processes and threads.
-    """
-    ok = eligible(history, bounds)
-    if not ok:
-        return None, "No configuration answered without failures."
-    top = max(ok, key=lambda m: m.rps)
-    near = [m for m in ok if m.rps >= top.rps * (1 - bounds.margin)]
-    low = min(m.p99_ms for m in near)
-    calm = [m for m in near if m.p99_ms <= low * 1.2]
-    chosen = min(calm, key=lambda m: (m.cell.workers * m.cell.threads, m.cell.workers, -m.rps))
-    why = f"{top.cell.label()} was the fastest ({top.rps:,.0f} req/s, p99 {top.p99_ms:.0f} ms)."
-    if chosen is not top:
-        because = (
-            "a lower p99" if chosen.p99_ms * 1.2 < top.p99_ms else "fewer processes or threads"
-        )
-        why += (
-            f" {chosen.cell.label()} is as fast within the {bounds.margin:.0%} noise margin "
-            f"({chosen.rps:,.0f} req/s, p99 {chosen.p99_ms:.0f} ms) with {because}: the pick."
-        )
-    return chosen, why
+def _confirm(state: _State) -> Generator[Step, Measurement, None]:
+    """The two fastest configurations once more each, in turns (the runner-up first), when they
+    are within a fifth of each other: one run on a busy machine moves by that much, and the
+    pick takes the mean of each configuration's runs."""
+    ranked = sorted(combine(eligible(state.history, state.bounds)), key=lambda m: -m.rps)
+    if not state.reserve or len(ranked) < 2 or ranked[1].rps < CONFIRM_WITHIN * ranked[0].rps:
+        return
+    state.left += state.reserve
+    first, second = ranked[0].cell, ranked[1].cell
+    why = (
+        f"{first.label()} and {second.label()} are within {1 - CONFIRM_WITHIN:.0%} of each "
+        f"other: each is measured again, in turns, and the pick takes the means. {second.label()}."
+    )
+    yield from _try(state, second, why)
+    yield from _try(state, first, f"And {first.label()}.")
 
 
 def run_search(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
+from corral.tune.choose import combine
 from corral.tune.model import Cell, Measurement
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -132,8 +133,8 @@ def _number(value: float) -> str:
 
 
 def _latest(history: Sequence[Measurement]) -> dict[Cell, Measurement]:
-    """The last good measurement of each cell."""
-    return {m.cell: m for m in history if not m.failure and m.responses}
+    """Each cell's runs combined (averaged), the failed ones left out."""
+    return {m.cell: m for m in combine(history) if not m.failure and m.responses}
 
 
 def _threaded_charts(cells: dict[Cell, Measurement], picked: Cell | None) -> list[str]:
