@@ -42,10 +42,15 @@ class Server:
     only: frozenset[str] | None = None  # workloads it serves; None means all of its interface
     interface: str = "wsgi"  # the workloads' interface it serves: "wsgi" or "asgi"
     module: str | None = None  # what must import for it to run; None means `distribution`
+    # It agrees to permessage-deflate (RFC 7692), so it takes part in ws-echo-deflate; gunicorn's
+    # asgi worker and granian answer the offer without the extension.
+    deflate: bool = False
 
     def serves(self, workload: Workload) -> bool:
         """Whether this configuration takes part in the workload."""
         if workload.interface != self.interface:
+            return False
+        if workload.deflate and not self.deflate:
             return False
         return self.only is None or workload.name in self.only
 
@@ -193,8 +198,8 @@ SERVERS: tuple[Server, ...] = (
     Server("uvicorn", "uvicorn", _uvicorn),
     Server("waitress", "waitress", _waitress),
     Server("nginx", "nginx", _nginx, only=frozenset({"hello"})),
-    Server("corral-asyncio", "corral", _corral_asyncio, interface="asgi"),
-    Server("uvicorn-asgi", "uvicorn", _uvicorn_asgi, interface="asgi"),
+    Server("corral-asyncio", "corral", _corral_asyncio, interface="asgi", deflate=True),
+    Server("uvicorn-asgi", "uvicorn", _uvicorn_asgi, interface="asgi", deflate=True),
     # gunicorn's own asyncio ASGI worker (`-k asgi`) first shipped after 23.0, hence the module.
     Server(
         "gunicorn-asgi",
