@@ -6,7 +6,8 @@ Prints one JSON object:
 - import: the time and RSS that importing wsproto's connection, events and extensions (and so
   h11, which wsproto.connection pulls in) adds to a process that already has corral's asyncio
   worker imported, against importing corral's own frame modules on top of their dependencies;
-  each the median over fresh interpreters (best time too).
+  each the median over fresh interpreters (best time too), and the memory tracemalloc sees
+  those modules take (RSS moves by whole pages and arenas, so it is the noisier figure).
 - per_message_us: the cost of taking in one client message, in process (best of `--rounds`):
   a 16-byte masked text frame, the same in three fragments with a ping between, and a
   compressed (permessage-deflate) 16-byte and 1 KiB message; through corral's FrameReader and
@@ -35,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ["ws_frames.py", "ws_reader.py", "ws_deflate.py", "ws_handshake.py"]
 _PROBE = """
-import sys, time
+import sys, time, tracemalloc
 def rss():
     with open("/proc/self/status") as f:
         return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
@@ -44,7 +45,9 @@ import corral.gateway.asgi, corral.http.connection, corral.drivers.policy
 r0 = rss(); t0 = time.perf_counter()
 {what}
 t1 = time.perf_counter(); r1 = rss()
-print((t1 - t0) * 1e3, r1 - r0)
+tracemalloc.start()
+{what_again}
+print((t1 - t0) * 1e3, r1 - r0, tracemalloc.get_traced_memory()[0] / 1024)
 """
 WSPROTO = "import wsproto.connection, wsproto.events, wsproto.extensions"
 CORRAL = "import corral.gateway.ws_frames, corral.gateway.ws_reader, corral.gateway.ws_deflate"
@@ -52,10 +55,14 @@ CORRAL = "import corral.gateway.ws_frames, corral.gateway.ws_reader, corral.gate
 
 def import_cost(what: str, before: str, runs: int) -> dict[str, float]:
     """Milliseconds and KiB that `what` adds after `before`, over fresh interpreters."""
-    times, rss = [], []
+    times, rss, traced = [], [], []
+    # The traced figure imports the same modules afresh (dropped from sys.modules first) with
+    # tracemalloc on: the Python objects they hold, page-independent, unlike RSS.
+    again = f"[sys.modules.pop(m) for m in list(sys.modules) if m not in _before]\n{what}"
+    probe = _PROBE.replace("{before}", "{before}\n_before = set(sys.modules)")
     for _ in range(runs):
         out = subprocess.run(
-            [sys.executable, "-c", _PROBE.format(before=before, what=what)],
+            [sys.executable, "-c", probe.format(before=before, what=what, what_again=again)],
             capture_output=True,
             text=True,
             check=True,
@@ -63,10 +70,12 @@ def import_cost(what: str, before: str, runs: int) -> dict[str, float]:
         ).stdout.split()
         times.append(float(out[0]))
         rss.append(float(out[1]))
+        traced.append(float(out[2]))
     return {
         "ms_median": round(statistics.median(times), 2),
         "ms_best": round(min(times), 2),
-        "kib_median": statistics.median(rss),
+        "rss_kib_median": statistics.median(rss),
+        "traced_kib": round(statistics.median(traced)),
     }
 
 
@@ -216,7 +225,8 @@ def main() -> int:
     report = {
         "import": {
             "wsproto+h11": import_cost(WSPROTO, "import corral.workers.aio", args.rounds),
-            "corral": import_cost(CORRAL, "", args.rounds),
+            # zlib: a worker has it loaded already (other standard modules import it).
+            "corral": import_cost(CORRAL, "import zlib", args.rounds),
         },
         "per_message_us": per_message(args.rounds),
         "deflate_kib_per_connection": deflate_memory(),
