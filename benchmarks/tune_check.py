@@ -1,8 +1,8 @@
 """Does `corral tune` find what trying every configuration finds? On the three reference apps.
 
     python benchmarks/tune_check.py            # full: workers 1-5 x threads 1-128 + sync 1-5,
-                                                # 3 s per run, about 15 minutes per app
-    python benchmarks/tune_check.py --quick    # CI: a coarse grid, 0.5 s runs, under 2 minutes
+                                                # 3 s per run, about 6 minutes per app
+    python benchmarks/tune_check.py --quick    # CI: a coarse grid, 0.5 s runs, about 2 minutes
 
 For each app of tests/tune_apps.py (io, cpu, mixed): measure the grid, run the real
 `corral tune` command on it, then measure the pick and the grid's best again in turns (rounds,
@@ -71,7 +71,8 @@ def _interrupt(signum: int, frame: object) -> None:
 def run_tune(app: str, out: Path, args: argparse.Namespace) -> tuple[dict[str, object], float]:
     """The real command, as a user runs it; its measurements.json and its wall time."""
     command = [sys.executable, "-m", "corral.tune", f"tests.tune_apps:{app}", "--out", str(out)]
-    command += ["--time", str(args.time), "--no-progress", "--max-runs", str(args.max_runs)]
+    command += ["--time", str(args.time), "--warmup", str(args.warmup), "--no-progress"]
+    command += ["--max-runs", str(args.max_runs)]
     began = time.monotonic()
     tune = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -105,8 +106,7 @@ def in_turns(bench: Bench, load: LoadPlan, a: Cell, b: Cell, rounds: int) -> lis
 def check_app(app: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     """Grid, tune, and the pick against the grid's best in turns, for one reference app."""
     cpus = usable_cpus()
-    warmup = min(2.0, max(0.3 if args.quick else 0.5, args.time / 3))
-    load = LoadPlan([RequestSpec()], args.connections, min(2, cpus), warmup, args.time)
+    load = LoadPlan([RequestSpec()], args.connections, min(2, cpus), args.warmup, args.time)
     logs = out / f"{app}-grid-logs"
     logs.mkdir(parents=True, exist_ok=True)
     bench = Bench(ServerPlan(args=[f"tests.tune_apps:{app}"], cwd=str(ROOT), log_dir=logs))
@@ -185,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="coarse grid, short runs (CI)")
     parser.add_argument("--apps", default=",".join(APPS), help="comma-separated: io,cpu,mixed")
     parser.add_argument("--time", type=float, default=None, help="seconds per run [3; 0.5 quick]")
+    parser.add_argument("--warmup", type=float, default=None, help="seconds before each run [1]")
     parser.add_argument("--rounds", type=int, default=None, help="pick vs best in turns [5; 1]")
     parser.add_argument("--max-runs", type=int, default=None, help="tune's --max-runs [8; 6]")
     parser.add_argument("--connections", type=int, default=256)
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     # TERM stops the servers this started (their finally blocks run), as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     args.time = args.time or (0.5 if args.quick else 3.0)
+    args.warmup = args.warmup or min(2.0, max(1.0, args.time / 3))
     args.rounds = args.rounds or (1 if args.quick else 5)
     args.max_runs = args.max_runs or (6 if args.quick else 8)
     floor = args.fail_below or (0.75 if args.quick else 0.9)

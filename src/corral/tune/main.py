@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--url", action="append", default=[], metavar="PATH", help="a path to GET; repeatable")
     add("--requests", metavar="FILE", help="a file of requests, one JSON object a line")
     add("--time", type=float, default=3.0, metavar="SECONDS", help="measured per run [3]")
-    add("--warmup", type=float, default=None, metavar="SECONDS", help="[time / 3, 0.5 to 2]")
+    add("--warmup", type=float, default=None, metavar="SECONDS", help="[time / 3, 1 to 2]")
     add("--out", default="corral-tune", metavar="DIR", help="where the report goes [corral-tune]")
     add("--connections", type=int, default=256, metavar="N", help="clients at once [256]")
     add("--load-processes", type=int, default=0, metavar="N", help="load generator processes")
@@ -175,7 +175,9 @@ def _setup(ns: argparse.Namespace, args: list[str]) -> Setup:
         margin=ns.margin,
         max_runs=ns.max_runs,
     )
-    warmup = ns.warmup if ns.warmup is not None else min(2.0, max(0.5, ns.time / 3))
+    # At least a second: a threaded pool starts with one thread and doubles about ten times a
+    # second while all of them wait, so 64 threads take most of a second to appear.
+    warmup = ns.warmup if ns.warmup is not None else min(2.0, max(1.0, ns.time / 3))
     processes = ns.load_processes or min(2, cpus)
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
