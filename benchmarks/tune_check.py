@@ -8,8 +8,9 @@ For each app of tests/tune_apps.py (io, cpu, mixed): measure the grid, run the r
 `corral tune` command on it, then measure the pick and the grid's best again in turns (rounds,
 medians of the per-round ratios, as benchmarks/README.md does) and report whether the pick is
 within 10 % of the grid's best and how long each took. Exit status 1 when a pick is below
---fail-below of the best (0.9; 0.75 with --quick, whose 0.5 s runs on a shared machine move by
-more than 10 %) or tune failed; 0 otherwise.
+--fail-below of the best or tune failed; 0 otherwise. The full check fails below 0.9; --quick
+below 0.6: its 0.5 s runs and single round on a shared machine move by 20-30 %, so it guards
+against a broken search (io picked at 1x1 would be 0.02), not against a 10 % miss.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="pick vs best in turns [5; 1]")
     parser.add_argument("--max-runs", type=int, default=None, help="tune's --max-runs [8; 6]")
     parser.add_argument("--connections", type=int, default=256)
-    parser.add_argument("--fail-below", type=float, default=None, help="[0.9; 0.75 quick]")
+    parser.add_argument("--fail-below", type=float, default=None, help="[0.9; 0.6 quick]")
     parser.add_argument("--out", default="tune-check", help="where reports go [tune-check]")
     parser.add_argument(
         "--reuse-grid",
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args.warmup = args.warmup or min(2.0, max(1.0, args.time / 3))
     args.rounds = args.rounds or (1 if args.quick else 5)
     args.max_runs = args.max_runs or (6 if args.quick else 8)
-    floor = args.fail_below or (0.75 if args.quick else 0.9)
+    floor = args.fail_below or (0.6 if args.quick else 0.9)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     began, results, failures = time.monotonic(), [], []
