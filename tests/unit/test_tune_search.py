@@ -201,3 +201,17 @@ def test_a_server_that_never_answers_ends_the_search():
     steps, history = run_search(IO_PROBE, BOUNDS, table)
     assert len(history) == 2  # threaded, then the sync worker once
     assert steps[-1].reason.endswith("No configuration served.")
+
+
+def test_the_pick_is_one_of_the_confirmed_configurations():
+    lucky = measured(Cell("threaded", 2, 128), 10200.0)
+    first = [
+        measured(Cell("threaded", 3, 128), 10400.0),
+        measured(Cell("threaded", 4, 128), 10700.0),
+    ]
+    again = [measured(Cell("threaded", 3, 128), 9300.0), measured(Cell("threaded", 4, 128), 9900.0)]
+    chosen, why = pick([lucky, *first, *again], BOUNDS)
+    # 4x128 averages 10,300, 3x128 9,850: within 5 %, so the fewer processes; never the lucky one
+    assert chosen is not None and chosen.cell == Cell("threaded", 3, 128)
+    assert chosen.rps == pytest.approx(9850.0) and "the mean of 2 runs" in why
+    assert pick([lucky, *first], BOUNDS)[0].cell == Cell("threaded", 2, 128)  # fewest threads
