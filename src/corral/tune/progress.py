@@ -44,13 +44,13 @@ class Progress:
     def render(self, what: str, fraction: float) -> str:
         """The bar's text, fitted to the terminal's width."""
         done = min(1.0, (max(0, self.run - 1) + max(0.0, min(1.0, fraction))) / self.total)
+        if not self.run:  # the app alone, before the runs the bar counts
+            done = 0.0
         width = shutil.get_terminal_size((100, 20)).columns
         bar_width = 20
         filled = round(done * bar_width)
-        text = (
-            f"[{'#' * filled}{'-' * (bar_width - filled)}] run {self.run}/{self.total} "
-            f"{self.label}  {what}"
-        )
+        where = f"run {self.run}/{self.total} " if self.run else ""
+        text = f"[{'#' * filled}{'-' * (bar_width - filled)}] {where}{self.label}  {what}"
         if self.best:
             text += f"  best: {self.best}"
         return text[: max(10, width - 1)]
