@@ -179,6 +179,8 @@ def test_x_request_start_in_any_unit(unit: str) -> None:
     assert 0.2 < waited < 5.0
 
 
-@pytest.mark.parametrize("header", ["soon", "t=", f"t={time.time() + 60:.3f}", "t=12"])
+@pytest.mark.parametrize("header", ["soon", "t=", "ahead", "t=12"])
 def test_an_unusable_stamp_keeps_our_own_queue_time(header: str) -> None:
+    if header == "ahead":  # a proxy whose clock is a minute ahead of ours
+        header = f"t={time.time() + 60:.3f}"
     assert proxy_queue_time(header, 0.004) == 0.004

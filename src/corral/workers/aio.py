@@ -200,7 +200,10 @@ class AsyncioWorker(Worker):
         while loop.time() < deadline:
             if acceptor.running and not (ctx.connections or acceptor.backlog()):
                 acceptor.stop()
-            if not (acceptor.running or ctx.connections):
+            # A connection accepted just before the stop may still be in its TLS handshake
+            # (acceptor.pending): it is not in ctx.connections yet, and leaving now would cut
+            # it off mid-handshake. header_timeout bounds that wait.
+            if not (acceptor.running or ctx.connections or acceptor.pending):
                 break
             now = loop.time()
             if now >= next_tick:
