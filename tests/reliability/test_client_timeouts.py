@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import CorralProcess, kill_leftovers
+from tests.e2e.conftest import CorralProcess, kill_leftovers, wait_until
 from tests.e2e.rawhttp import RawClient, request
 
 Factory = Callable[..., CorralProcess]
@@ -41,6 +41,23 @@ def corral_factory(tmp_path: Path) -> Iterator[Factory]:
         if proc.proc.poll() is None:
             proc.kill()
         kill_leftovers(proc.booted_pids())
+
+
+TCP_ESTABLISHED = 1  # linux/tcp_states.h
+
+
+def _tcp_state(local_port: int, remote_port: int) -> int:
+    """The kernel's state of the loopback TCP socket local_port -> remote_port, from
+    /proc/net/tcp (0 when there is none)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = fields[1], fields[2], fields[3]
+        if (
+            int(local.split(":")[1], 16) == local_port
+            and int(remote.split(":")[1], 16) == remote_port
+        ):
+            return int(state, 16)
+    return 0
 
 
 def _digest(body: bytes) -> bytes:
@@ -98,7 +115,10 @@ def test_a_client_that_stops_reading_is_dropped_after_send_timeout(
     with RawClient(server.addr, timeout=15) as c:
         c.send(request("GET", "/ok"))
         assert c.read_response().body == b"ok"
-    time.sleep(3)  # the client keeps not reading, past send_timeout and the next sweep
+    # The client keeps not reading until the server gives up: the server's end of this
+    # connection leaves ESTABLISHED when it closes it (its FIN waits behind the unread bytes).
+    ends = (sock.getpeername()[1], sock.getsockname()[1])
+    wait_until(lambda: _tcp_state(*ends), lambda state: state != TCP_ESTABLISHED, 20)
     received = 0
     try:
         while data := sock.recv(1 << 20):

@@ -68,16 +68,8 @@ def cgroup_cpu_quota(cgroup_root: Path, proc_cgroup: Path) -> float | None:
     `cpu.cfs_quota_us` (-1: none) and `cpu.cfs_period_us`, under the cpu controller's mount.
     A limit may sit on any ancestor, so every level from the process's cgroup up is read.
     """
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
-        return None
     limits: list[float] = []
-    for line in lines:
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        _, controllers, path = fields
+    for controllers, path in _memberships(proc_cgroup):
         names = controllers.split(",")
         if controllers == "":
             limits += _levels(cgroup_root, path, _v2_quota)
@@ -87,6 +79,16 @@ def cgroup_cpu_quota(cgroup_root: Path, proc_cgroup: Path) -> float | None:
                     limits += _levels(cgroup_root / mount, path, _v1_quota)
                     break
     return min(limits, default=None)
+
+
+def _memberships(proc_cgroup: Path) -> list[tuple[str, str]]:
+    """(controllers, path) for each line of /proc/self/cgroup ("" controllers: cgroup v2);
+    none when it cannot be read."""
+    try:
+        lines = proc_cgroup.read_text().splitlines()
+    except OSError:
+        return []
+    return [(f[1], f[2]) for line in lines if len(f := line.split(":", 2)) == 3]
 
 
 def _levels(base: Path, path: str, read: Callable[[Path], float | None]) -> list[float]:
@@ -125,16 +127,8 @@ def cgroup_memory_limit(
     cgroup v2: `memory.max` ("max" or bytes); v1: `memory.limit_in_bytes` under the memory
     controller's mount, where "unlimited" is a huge number (above 2**60).
     """
-    try:
-        lines = proc_cgroup.read_text().splitlines()
-    except OSError:
-        return None
     limits: list[float] = []
-    for line in lines:
-        fields = line.split(":", 2)
-        if len(fields) != 3:
-            continue
-        _, controllers, path = fields
+    for controllers, path in _memberships(proc_cgroup):
         if controllers == "":
             limits += _levels(cgroup_root, path, lambda d: _bytes(d / "memory.max"))
         elif "memory" in controllers.split(","):
