@@ -213,7 +213,6 @@ def test_custom_gunicorn_logger_class_is_refused_with_what_to_use(tmp_path: Path
 @pytest.mark.parametrize(
     ("args", "start"),
     [
-        (["--http-protocols", "h2,h1"], "http_protocols = ['h2', 'h1'] (from command line"),
         (["--http2-cleartext", "upgrade"], "http2_cleartext = 'upgrade' (from command line"),
         (["--protocol", "uwsgi"], "protocol = 'uwsgi' (from command line --protocol)"),
     ],

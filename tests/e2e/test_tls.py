@@ -384,7 +384,8 @@ def test_s_client_below_the_minimum_is_refused_and_the_minimum_served(
 def test_s_client_alpn_gets_http11(corral_factory: Factory, certs: Path, worker: str) -> None:
     server = _serve(corral_factory, worker, certs)
     run = _s_client(server, certs, "-alpn", "h2,http/1.1")
-    assert "ALPN protocol: http/1.1" in run.out, run.describe()  # no h2 until HTTP/2 exists
+    # h2 is offered only when http_protocols asks for it (tests/e2e/test_http2.py)
+    assert "ALPN protocol: http/1.1" in run.out, run.describe()
     assert run.status == 200 and run.doc()["scheme"] == "https", run.describe()
 
 

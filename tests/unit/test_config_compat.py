@@ -77,10 +77,13 @@ def test_gunicorn_cmd_args_takes_gunicorn_27_and_uvicorn_flags() -> None:
     assert (cfg.loop, cfg.root_path, cfg.control_socket_disable) == ("asyncio", "/api", True)
     assert (cfg.workers, cfg.bind, cfg.asgi_disconnect_grace_period) == (3, ["127.0.0.1:9100"], 5)
     assert cfg.source_of("loop") == "env GUNICORN_CMD_ARGS --asgi-loop"
-    message = error([], {"GUNICORN_CMD_ARGS": "--http-protocols h2"})
+    cfg = load([], {"GUNICORN_CMD_ARGS": "--http-protocols h2,h1 --http2-cleartext upgrade"})
+    assert (cfg.http_protocols, cfg.http2_cleartext) == (["h2", "h1"], "upgrade")
+    message = error([], {"GUNICORN_CMD_ARGS": "--http2-cleartext both"})
     assert message.startswith(
-        "http_protocols = ['h2'] (from env GUNICORN_CMD_ARGS --http-protocols)"
-    )
+        "http2_cleartext = 'both' (from env GUNICORN_CMD_ARGS --http2-cleartext): needs h2 in "
+        "http_protocols (now ['h1'])"
+    ), message
 
 
 def test_paste_setting_resolves_the_file_and_takes_its_logging(tmp_path: Path) -> None:

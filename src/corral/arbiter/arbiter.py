@@ -183,6 +183,12 @@ class Arbiter(ControlCommands):
         self._metrics.open(upgrading=self._upgrade.predecessor > 0)
         self._control.open(predecessor=self._upgrade.predecessor)
         self.log.info("Using worker: %s", self._worker_class.kind)
+        if "h2" in self.cfg.http_protocols and not self._worker_class.serves_h2:
+            self.log.warning(
+                "http_protocols includes h2, but the %s worker serves HTTP/1.1 only: HTTP/2 "
+                "needs -k threaded or -k asyncio",
+                self._worker_class.kind,
+            )
         if cpus is not None:
             self.log.info(
                 "workers = auto: %d %s workers for %d usable CPU(s)",

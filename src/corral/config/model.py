@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib.util
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -152,10 +153,26 @@ class Config(
                     f"{row.spec.unsupported}"
                 )
         self._check_gunicorn_features()
+        self._check_http2()
         if self.max_threads and self.max_threads < self.threads:
             raise ConfigError(
                 f"max_threads = {self.max_threads} (from {self.source_of('max_threads')}): "
                 f"expected 0 or at least threads ({self.threads})"
+            )
+
+    def _check_http2(self) -> None:
+        """h2 asked for: the library must be there, and h2c needs h2 in http_protocols."""
+        if "h2" in self.http_protocols and importlib.util.find_spec("h2") is None:
+            raise ConfigError(
+                f"http_protocols = {show_value(self.http_protocols)} (from "
+                f"{self.source_of('http_protocols')}): HTTP/2 needs the h2 library: "
+                "pip install 'corral[h2]'"
+            )
+        if self.http2_cleartext != "off" and "h2" not in self.http_protocols:
+            raise ConfigError(
+                f"http2_cleartext = {self.http2_cleartext!r} (from "
+                f"{self.source_of('http2_cleartext')}): needs h2 in http_protocols "
+                f"(now {show_value(self.http_protocols)}), e.g. http_protocols = 'h2,h1'"
             )
 
     def _check_gunicorn_features(self) -> None:

@@ -23,6 +23,7 @@ SECTIONS = (
     "Process Naming",
     "WebSocket",
     "SSL",
+    "HTTP/2",
     "Server Hooks",
     "Control",
     "Not Implemented",

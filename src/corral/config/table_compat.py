@@ -13,10 +13,6 @@ from corral.config.table_hooks import default_hook
 
 N = "Not Implemented"
 _NO_EFFECT = "corral accepts it so that gunicorn config files load; it has no effect."
-_HTTP2 = (
-    "corral serves HTTP/1.0 and HTTP/1.1 only; let a proxy in front (nginx, a load balancer) "
-    "speak HTTP/2 to clients, or set http_protocols = 'h1'"
-)
 _HTTP_PROTOCOLS = ("h1", "h2")
 
 
@@ -195,57 +191,73 @@ class CompatTable:
         """,
     )
 
-    # --- gunicorn features corral lacks -----------------------------------------------------
+    # --- HTTP/2 (gunicorn 27's names and defaults) ---------------------------------------------
     http_protocols: list[str] = setting(
         ["h1"],
-        section=N,
+        section="HTTP/2",
         parse=p.Parser("comma-separated list of h1, h2", _http_protocols),
         cli=("--http-protocols",),
         metavar="STRING",
-        unsupported=_HTTP2,
-        help="HTTP versions to serve, in order of preference (`h1`, `h2`); `h1` only.",
+        help="""
+        HTTP versions to serve, in order of preference: `h1`, `h2` or both (`h2,h1`). With
+        `h2`, TLS connections offer it by ALPN, and `http2_cleartext` may allow it without
+        TLS. Served by the threaded and asyncio workers (the sync worker stays on HTTP/1.1
+        and says so at boot); needs the `h2` library (`pip install 'corral[h2]'`).
+        """,
     )
     http2_cleartext: str = setting(
         "off",
-        section=N,
+        section="HTTP/2",
         parse=p.Parser(_CLEARTEXT.type_name, _http2_cleartext),
         cli=("--http2-cleartext",),
         metavar="STRING",
-        unsupported=_HTTP2,
-        help="HTTP/2 without TLS (h2c): `off` only.",
+        help="""
+        HTTP/2 without TLS (h2c): `prior-knowledge` (the client starts with the HTTP/2
+        preface, as `curl --http2-prior-knowledge` and proxies such as nginx's `grpc_pass`
+        do), `upgrade` (an HTTP/1.1 request with `Upgrade: h2c`, RFC 7540 §3.2), `both`, or
+        `off`. Needs `h2` in `http_protocols`.
+        """,
     )
     http2_max_concurrent_streams: int = setting(
         100,
-        section=N,
+        section="HTTP/2",
         parse=p.POSITIVE_INT,
         cli=("--http2-max-concurrent-streams",),
         metavar="INT",
-        help=f"An HTTP/2 limit. {_NO_EFFECT}",
+        help="Streams a client may have open at once on one connection (SETTINGS).",
     )
     http2_initial_window_size: int = setting(
         65535,
-        section=N,
+        section="HTTP/2",
         parse=_ranged(0, 2**31 - 1),
         cli=("--http2-initial-window-size",),
         metavar="INT",
-        help=f"An HTTP/2 limit. {_NO_EFFECT}",
+        help="""
+        Bytes of request body a client may send on a stream before the app reads them
+        (flow control, RFC 9113 §6.9).
+        """,
     )
     http2_max_frame_size: int = setting(
         16384,
-        section=N,
+        section="HTTP/2",
         parse=_ranged(16384, 16777215),
         cli=("--http2-max-frame-size",),
         metavar="INT",
-        help=f"An HTTP/2 limit. {_NO_EFFECT}",
+        help="Largest frame payload a client may send.",
     )
     http2_max_header_list_size: int = setting(
         65536,
-        section=N,
+        section="HTTP/2",
         parse=p.INT,
         cli=("--http2-max-header-list-size",),
         metavar="INT",
-        help=f"An HTTP/2 limit. {_NO_EFFECT}",
+        help="""
+        Largest request header list, decoded (HPACK), and bound on a header block's size
+        across CONTINUATION frames; a client over it loses its connection.
+        """,
     )
+
+    # --- gunicorn features corral lacks -----------------------------------------------------
     http_parser: str = setting(
         "auto",
         section=N,

@@ -7,7 +7,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from corral.drivers.awaits import await_stack
 from corral.drivers.policy import (
@@ -26,11 +26,26 @@ from corral.gateway.ws_handshake import is_websocket_upgrade
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, PAUSED, Data, EndOfMessage, Request
+from corral.http2.settings import PREFACE
 
 # Request bytes we take in while the app is not reading them; past this we stop reading.
 READ_HIGH = 256 * 1024
 # Connections accepted per readiness event before the loop runs other work.
 ACCEPT_BATCH = 32
+
+
+class Connection(Protocol):
+    """What the worker asks of each connection: HTTP/1.1 (HTTPProtocol) or HTTP/2."""
+
+    def tick(self, now: float) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+    def abort(self, cancel: bool = False) -> None: ...
+
+    def tasks(self) -> list[asyncio.Task[None]]: ...
+
+    def running(self) -> list[tuple[HTTPCycle, asyncio.Task[None]]]: ...
 
 
 @dataclass
@@ -42,7 +57,7 @@ class AioContext:
     websocket: WSSettings
     tls: ssl.SSLContext | None = None  # certfile set: every connection is TLS
     request_timeout: float = 0.0  # an HTTP request's task is cancelled past this; 0: never
-    connections: set[HTTPProtocol] = field(default_factory=set)
+    connections: set[Connection] = field(default_factory=set)
     on_closed: Callable[[], None] = lambda: None
 
     def claim_late(self, task: asyncio.Task[Any]) -> bool:
@@ -50,11 +65,29 @@ class AioContext:
         be stopped (its cycle then answers 504). Only called when the loop stalls, so a scan.
         A cycle whose app has returned, or whose response is complete, is not stopped."""
         for proto in self.connections:
-            cycle = proto.cycle
-            if proto.task is task and cycle is not None and _may_stop(cycle):
-                cycle.timed_out = True
-                return True
+            for cycle, running in proto.running():
+                if running is task and _may_stop(cycle):
+                    cycle.timed_out = True
+                    return True
         return False
+
+    def time_out(self, cycle: HTTPCycle, task: asyncio.Task[Any], peer: Peer, ran: float) -> None:
+        """request_timeout: log where the app's task waits, then cancel it (HTTPCycle answers)."""
+        if task.done() or not _may_stop(cycle):
+            return
+        req = cycle.req
+        self.gateway.log.error(
+            "Request %s %s from %s has run %.1f s, over request_timeout (%g s); cancelling it. "
+            "Stack:\n%s",
+            req.method,
+            req.target,
+            peer.client[0] if peer.client else "-",
+            ran,
+            self.request_timeout,
+            await_stack(task.get_coro()),
+        )
+        cycle.timed_out = True
+        task.cancel()
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -101,6 +134,8 @@ class HTTPProtocol(asyncio.Protocol):
         tls = transport.get_extra_info("ssl_object")
         if tls is not None:  # the handshake is done: what it says goes into every scope
             self.peer.tls = asgi_extension(tls)
+            if tls.selected_alpn_protocol() == "h2" and self.ctx.policy.http2 is not None:
+                self._to_h2(b"")
 
     def data_received(self, data: bytes) -> None:
         if self.lingering:
@@ -245,6 +280,12 @@ class HTTPProtocol(asyncio.Protocol):
         try:
             event = conn.next_event()
         except ProtocolError as exc:
+            h2 = self.ctx.policy.http2
+            if exc.status == 505 and h2 is not None and h2.prior_knowledge:
+                data = conn.trailing_data
+                if data.startswith(PREFACE):  # RFC 9113 §3.3: h2c with prior knowledge
+                    self._to_h2(data)
+                    return
             self._reject(exc.status)
             return
         if type(event) is Request:
@@ -265,14 +306,45 @@ class HTTPProtocol(asyncio.Protocol):
         if health is not None:
             self._answer_health(health)
             return
-        if req.upgrade is not None and is_websocket_upgrade(req):
-            self._start_websocket(req)
-            return
+        if req.upgrade is not None:
+            if is_websocket_upgrade(req):
+                self._start_websocket(req)
+                return
+            if req.upgrade == "h2c" and self._upgrade_h2c(req):
+                return
         cycle = HTTPCycle(ctx.gateway, self, req, self.peer, self.arrived)
         self.cycle = cycle
         self.task = self.loop.create_task(cycle.run())
         if ctx.request_timeout:
             self.cycle_began = self.loop.time()
+
+    def _upgrade_h2c(self, req: Request) -> bool:
+        """``Upgrade: h2c`` (RFC 7540 §3.2), when allowed and the request has no body: 101,
+        then HTTP/2, with this request as stream 1. Otherwise it is served on HTTP/1.1."""
+        h2 = self.ctx.policy.http2
+        if h2 is None or not h2.upgrade or req.content_length or req.chunked:
+            return False
+        settings = next((v for n, v in req.headers if n.lower() == "http2-settings"), None)
+        if self.peer.tls is not None or settings is None:
+            return False
+        assert self.transport is not None
+        self.transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+        )
+        if type(self.conn.next_event()) is EndOfMessage:
+            self._to_h2(self.conn.trailing_data, (req, settings.encode("latin-1")))
+        else:
+            self.close()
+        return True
+
+    def _to_h2(self, data: bytes, upgraded: tuple[Request, bytes] | None = None) -> None:
+        """Hand the connection to HTTP/2 (h2 is imported only when a client asks for it)."""
+        from corral.drivers.h2aio import H2Protocol
+
+        self.ctx.connections.discard(self)
+        assert self.transport is not None
+        self.in_head = False
+        H2Protocol(self.ctx, self.peer).begin(self.transport, data, upgraded)
 
     def _answer_health(self, response: bytes) -> None:
         """A health check, answered here without the app; then on to the next request."""
@@ -394,8 +466,8 @@ class HTTPProtocol(asyncio.Protocol):
         cycle = self.cycle
         if cycle is not None:
             limit = self.ctx.request_timeout
-            if limit and now - self.cycle_began > limit and _may_stop(cycle):
-                self._time_out(cycle, now - self.cycle_began)
+            if limit and now - self.cycle_began > limit and self.task is not None:
+                self.ctx.time_out(cycle, self.task, self.peer, now - self.cycle_began)
             return
         if now < self.deadline:
             return
@@ -419,25 +491,6 @@ class HTTPProtocol(asyncio.Protocol):
         else:
             self.abort()
 
-    def _time_out(self, cycle: HTTPCycle, ran: float) -> None:
-        """request_timeout: log where the app's task waits, then cancel it (HTTPCycle answers)."""
-        task = self.task
-        if task is None or task.done():
-            return
-        req = cycle.req
-        self.ctx.gateway.log.error(
-            "Request %s %s from %s has run %.1f s, over request_timeout (%g s); cancelling it. "
-            "Stack:\n%s",
-            req.method,
-            req.target,
-            self.peer.client[0] if self.peer.client else "-",
-            ran,
-            self.ctx.request_timeout,
-            await_stack(task.get_coro()),
-        )
-        cycle.timed_out = True
-        task.cancel()
-
     def shutdown(self) -> None:
         """Graceful stop: the response in flight closes the connection; an idle one is kept
         until the policy's stop deadline, so that a request already on its way is answered
@@ -449,6 +502,15 @@ class HTTPProtocol(asyncio.Protocol):
                 self.conn.close_after()
         elif not self.in_head:
             self.deadline = min(self.deadline, self.ctx.policy.stop_idle_by)
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The app's task on this connection (an HTTP cycle's or a WebSocket's), if any."""
+        return [] if self.task is None else [self.task]
+
+    def running(self) -> list[tuple[HTTPCycle, asyncio.Task[None]]]:
+        """The HTTP cycle in flight, with its task."""
+        cycle, task = self.cycle, self.task
+        return [] if cycle is None or task is None else [(cycle, task)]
 
     def abort(self, cancel: bool = False) -> None:
         """Drop the connection now; ``cancel`` also cancels the app (the worker is exiting)."""

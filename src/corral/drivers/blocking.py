@@ -18,6 +18,7 @@ from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, EndOfMessage, Request
+from corral.http2.settings import PREFACE
 
 # Rounds of a TLS handshake whose flight waits for room in the socket buffer.
 HANDSHAKE_WRITES = 8
@@ -49,6 +50,7 @@ class Session:
         "env_base",
         "errored",
         "fd",
+        "h2_start",
         "handshaking",
         "held",
         "idle_since",
@@ -88,6 +90,9 @@ class Session:
         # client that stalls in it (without a 408, which it could not read).
         self.in_head = self.handshaking
         self.held: Request | None = None  # a request whose body is still being gathered
+        # Set when the client turns to HTTP/2: the bytes it sent already and, for h2c, the
+        # upgrading request and its HTTP2-Settings; the worker hands the connection over.
+        self.h2_start: tuple[bytes, tuple[Request, bytes] | None] | None = None
         self.errored = False
         self.idle_since = time.monotonic()
         self.deadline = self.idle_since + policy.header_timeout
@@ -99,6 +104,8 @@ class Session:
         """Read what the socket holds now and serve every complete request; False to close."""
         if self.handshaking and not self._handshake():
             return False
+        if self.h2_start is not None:
+            return False  # ALPN chose h2
         transport = self.transport
         while not self.handshaking:
             data = transport.recv_now()
@@ -142,6 +149,8 @@ class Session:
                 return False
             self.handshaking = self.in_head = False
             self.env_base = {**self.env_base, **wsgi_environ(sock)}
+            if sock.selected_alpn_protocol() == "h2" and self.ctx.policy.http2 is not None:
+                self.h2_start = (b"", None)
             return True
         return False
 
@@ -201,6 +210,12 @@ class Session:
         try:
             event = conn.next_event()
         except ProtocolError as exc:
+            h2 = policy.http2
+            if exc.status == 505 and h2 is not None and h2.prior_knowledge:
+                data = conn.trailing_data
+                if data.startswith(PREFACE):  # RFC 9113 §3.3: h2c with prior knowledge
+                    self.h2_start = (data, None)
+                    return False
             self.reject(exc.status)
             return False
         if event is NEED_DATA:
@@ -216,6 +231,8 @@ class Session:
             # connection over.
             return False
         self.in_head = False
+        if event.upgrade == "h2c" and self._upgrade_h2c(event):
+            return False
         if self.proxied and conn.proxy is not None:
             self._apply_proxy()
         if policy.gathers(event, conn) and not conn.peer_closed:
@@ -225,6 +242,24 @@ class Session:
             self.deadline = time.monotonic() + policy.body_timeout
             return None
         return event
+
+    def _upgrade_h2c(self, req: Request) -> bool:
+        """``Upgrade: h2c`` (RFC 7540 §3.2), when allowed and the request has no body: 101,
+        and the connection goes to HTTP/2 with this request as stream 1. Otherwise the request
+        is served on HTTP/1.1, as RFC 9110 §7.8 allows."""
+        h2 = self.ctx.policy.http2
+        settings = next((v for n, v in req.headers if n.lower() == "http2-settings"), None)
+        if h2 is None or not h2.upgrade or settings is None:
+            return False
+        if req.content_length or req.chunked or isinstance(self.sock, ssl.SSLSocket):
+            return False
+        if type(self.conn.next_event()) is not EndOfMessage:
+            return False
+        self.transport.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+        )
+        self.h2_start = (self.conn.trailing_data, (req, settings.encode("latin-1")))
+        return True
 
     def _serve(self, req: Request, health: bytes | None) -> bool:
         """One request: the app's, or a health check answered here; True to keep going."""

@@ -7,9 +7,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from corral.gateway.exchange import Exchange
 from corral.gateway.forwarded import TrustedPeers
 from corral.http.connection import Limits, ServerConnection
 from corral.http.events import Request
+from corral.http2.settings import HTTP2Policy
 
 # After our last response on a connection (an error, or one that said Connection: close) the
 # client may still be sending: closing with unread input makes the kernel answer with RST, which
@@ -63,6 +65,7 @@ class ConnectionPolicy:
     keepalive: float  # idle time allowed between requests
     worker: PolicyWorker
     health_path: str = ""  # answered by corral itself; "" = off
+    http2: HTTP2Policy | None = None  # None: HTTP/1.x only
     closing: bool = False  # stopping: every response says Connection: close
     stop_idle_by: float = math.inf  # stopping: when idle kept-alive connections close
 
@@ -123,7 +126,7 @@ class ConnectionPolicy:
             return deadline
         return min(deadline, max(self.stop_idle_by, idle_since + STOP_KEEPALIVE_LINGER))
 
-    def health(self, req: Request, conn: ServerConnection) -> bytes | None:
+    def health(self, req: Request, conn: Exchange) -> bytes | None:
         """The answer to a health check (health_check_path), without calling the app; None
         when ``req`` is not one. 200 while serving, 503 once the server is draining, so that a
         readiness probe or load balancer stops sending before the listeners close."""

@@ -13,8 +13,8 @@ from corral.errors import ConfigError
 if TYPE_CHECKING:
     from corral.config import Config
 
-# ALPN: HTTP/1.1 only until HTTP/2 exists (RFC 7301).
-ALPN = ["http/1.1"]
+# ALPN names (RFC 7301) of http_protocols' entries.
+_ALPN = {"h1": "http/1.1", "h2": "h2"}
 _VERSIONS = {
     "tlsv1.2": ssl.TLSVersion.TLSv1_2,
     "1.2": ssl.TLSVersion.TLSv1_2,
@@ -48,14 +48,21 @@ def min_version(cfg: Config) -> ssl.TLSVersion:
     return max(floor, pinned) if pinned is not None else floor
 
 
-def build_context(cfg: Config) -> ssl.SSLContext:
+def alpn_protocols(cfg: Config, h2: bool) -> list[str]:
+    """The protocols offered by ALPN, in http_protocols' order of preference; h2 only where
+    the worker serves it. HTTP/1.1 is always offered: a client without h2 still connects."""
+    names = [_ALPN[p] for p in cfg.http_protocols if h2 or p != "h2"]
+    return names if "http/1.1" in names else [*names, "http/1.1"]
+
+
+def build_context(cfg: Config, h2: bool = False) -> ssl.SSLContext:
     """The server context the settings describe, passed through the ssl_context hook.
 
     One context per configuration, made before the workers fork: its session cache and its
     ticket keys are then the same in every worker, so a client resumes its session (RFC 8446
     §2.2) whichever worker it reaches. Raises ConfigError naming the setting that failed.
     """
-    factory: Callable[[], ssl.SSLContext] = lambda: _default_context(cfg)  # noqa: E731
+    factory: Callable[[], ssl.SSLContext] = lambda: _default_context(cfg, h2)  # noqa: E731
     try:
         context = cfg.ssl_context(cfg, factory)
     except ConfigError:
@@ -72,7 +79,7 @@ def build_context(cfg: Config) -> ssl.SSLContext:
     return context
 
 
-def _default_context(cfg: Config) -> ssl.SSLContext:
+def _default_context(cfg: Config, h2: bool) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = min_version(cfg)
     password = cfg.keyfile_password or None
@@ -103,7 +110,7 @@ def _default_context(cfg: Config) -> ssl.SSLContext:
             raise ConfigError(
                 f"ciphers = {cfg.ciphers!r} (from {cfg.source_of('ciphers')}): {exc}"
             ) from None
-    context.set_alpn_protocols(ALPN)
+    context.set_alpn_protocols(alpn_protocols(cfg, h2))
     if cfg.suppress_ragged_eofs:
         # A client that closes without close_notify (most do) ends the connection cleanly:
         # for the asyncio worker's streams too, and the session stays in the cache.
@@ -118,7 +125,7 @@ class Stamp(NamedTuple):
     settings: tuple[Any, ...]
 
 
-def stamp(cfg: Config) -> Stamp:
+def stamp(cfg: Config, h2: bool = False) -> Stamp:
     """The files (path, inode, size, mtime) and settings a context depends on."""
     files = []
     for path in (cfg.certfile, cfg.keyfile, cfg.ca_certs):
@@ -135,6 +142,7 @@ def stamp(cfg: Config) -> Stamp:
         cfg.ssl_version,
         cfg.keyfile_password,
         cfg.ssl_context,
+        alpn_protocols(cfg, h2),
     )
     return Stamp(tuple(files), settings)
 
@@ -150,16 +158,18 @@ class ContextCache:
         self._stamp: Stamp | None = None
         self._context: ssl.SSLContext | None = None
 
-    def get(self, cfg: Config, log_error: Callable[[str], None]) -> ssl.SSLContext | None:
-        """The context for ``cfg`` (None without TLS); raises ConfigError when there is none
-        to fall back on."""
+    def get(
+        self, cfg: Config, log_error: Callable[[str], None], *, h2: bool = False
+    ) -> ssl.SSLContext | None:
+        """The context for ``cfg`` (None without TLS), offering h2 by ALPN when ``h2``;
+        raises ConfigError when there is none to fall back on."""
         if not enabled(cfg):
             return None
-        current = stamp(cfg)
+        current = stamp(cfg, h2)
         if self._context is not None and current == self._stamp:
             return self._context
         try:
-            context = build_context(cfg)
+            context = build_context(cfg, h2)
         except ConfigError as exc:
             if self._context is None:
                 raise

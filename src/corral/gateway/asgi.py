@@ -9,12 +9,12 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
+from corral.gateway.exchange import Exchange
 from corral.gateway.forwarded import SchemeHeaders, TrustedPeers, forwarded_client
 from corral.gateway.ladder import ClientDisconnected, RequestTimeout, answer
 from corral.gateway.lifecycle import Bookkeeping, Outcome, ServingWorker
 from corral.gateway.queue_time import proxy_queue_time
-from corral.http.connection import ServerConnection
-from corral.http.errors import ProtocolError, render_error
+from corral.http.errors import ProtocolError
 from corral.http.events import NEED_DATA, Data, EndOfMessage, Request
 
 if TYPE_CHECKING:
@@ -37,12 +37,21 @@ _STOPS = (asyncio.CancelledError, RequestTimeout)
 class HTTPChannel(Protocol):
     """What an HTTP cycle needs from the driver: one connection's bytes, out and in."""
 
-    conn: ServerConnection
-    # True while drain() would wait or raise (the transport is paused or gone): a plain flag,
-    # so that the common case costs no coroutine per response message.
-    write_blocked: bool
-    # The request body stopped arriving for body_timeout: wait_data() said False for that.
-    body_stalled: bool
+    @property
+    def conn(self) -> Exchange:
+        """The exchange the cycle's request came on."""
+        ...
+
+    @property
+    def write_blocked(self) -> bool:
+        """True while drain() would wait or raise (the transport is paused or gone): a plain
+        flag, so that the common case costs no coroutine per response message."""
+        ...
+
+    @property
+    def body_stalled(self) -> bool:
+        """The request body stopped arriving for body_timeout: wait_data() said False for it."""
+        ...
 
     @property
     def disconnected(self) -> bool:
@@ -370,7 +379,9 @@ class HTTPCycle:
         self.status = status
         self.headers = []
         with contextlib.suppress(ClientDisconnected):
-            self.channel.write(render_error(status, server=self.gateway.server_header))
+            out = self.channel.conn.error_page(status, self.gateway.server_header)
+            if out:
+                self.channel.write(out)
 
     # -- receive ---------------------------------------------------------------------------
 
@@ -462,10 +473,10 @@ class HTTPCycle:
             # Even when the last message wrote nothing (an empty final body under the app's
             # own Content-Length): a receive() waiting for the disconnect must wake.
             channel.response_complete()
-        if out and channel.write_blocked:
+        if channel.write_blocked:  # an HTTP/2 stream queues its frames and writes b""
             await channel.drain()
 
-    def _body(self, conn: ServerConnection, message: Message) -> bytes:
+    def _body(self, conn: Exchange, message: Message) -> bytes:
         if self.body_sent:
             raise RuntimeError("http.response.body after the last body message")
         body = message.get("body", b"")

@@ -7,12 +7,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from corral.config.model import default_of
+from corral.gateway.exchange import Exchange
 from corral.gateway.ladder import ClientDisconnected, RequestTimeout, answer
 from corral.gateway.queue_time import proxy_queue_time
 from corral.gateway.wsgi import ResponseState, Transport, WSGIGateway
 from corral.gateway.wsgi_input import WSGIInput
-from corral.http.connection import ServerConnection
-from corral.http.errors import ProtocolError, render_error
+from corral.http.errors import ProtocolError
 from corral.http.events import EndOfMessage, Request
 from corral.logging import AccessRecord
 from corral.metrics import NullMetrics
@@ -165,7 +165,7 @@ class RequestLifecycle:
     def handle(
         self,
         req: Request,
-        conn: ServerConnection,
+        conn: Exchange,
         transport: Transport,
         env_base: dict[str, Any],
         trusted: bool,
@@ -208,7 +208,7 @@ class RequestLifecycle:
             keep = False
             status = answer(exc, self.log, req, stops=_STOPS if watch is not None else ())
             if status is not None:
-                self._fail(status, state, transport)
+                self._fail(status, state, conn, transport)
         act.end(time.monotonic())
         if quiet:
             self.worker.request_done()
@@ -259,18 +259,20 @@ class RequestLifecycle:
             time.monotonic() - t0,
         )
 
-    def _fail(self, status: int, state: ResponseState, transport: Transport) -> None:
+    def _fail(
+        self, status: int, state: ResponseState, conn: Exchange, transport: Transport
+    ) -> None:
         """Answer with an error page when no response has started (the connection then closes)."""
         if not state.head_sent:
             state.status = status
             state.head_sent = True
             try:
-                transport.sendall(render_error(status, server=self.server_header))
+                transport.sendall(conn.error_page(status, self.server_header))
             except ClientDisconnected:
                 pass
 
 
-def _body_finished(req: Request, conn: ServerConnection, body: WSGIInput, limit: int) -> bool:
+def _body_finished(req: Request, conn: Exchange, body: WSGIInput, limit: int) -> bool:
     """Read the request to its end so the next one can start; False when it cannot be."""
     try:
         if body.done:

@@ -10,10 +10,10 @@ from typing import Any, Protocol
 from urllib.parse import unquote_to_bytes
 
 from corral import __version__
+from corral.gateway.exchange import Exchange
 from corral.gateway.file_wrapper import FileWrapper
 from corral.gateway.forwarded import SchemeHeaders, TrustedPeers, forwarded_client
 from corral.gateway.wsgi_input import BodySource, WSGIInput
-from corral.http.connection import ServerConnection
 from corral.http.errors import LocalProtocolError
 from corral.http.events import Request
 
@@ -205,7 +205,7 @@ class WSGIGateway:
         self,
         environ: dict[str, Any],
         req: Request,
-        conn: ServerConnection,
+        conn: Exchange,
         transport: Transport,
         state: ResponseState,
     ) -> None:
@@ -245,7 +245,7 @@ class WSGIGateway:
         self,
         result: Iterable[bytes],
         state: ResponseState,
-        conn: ServerConnection,
+        conn: Exchange,
         transport: Transport,
     ) -> None:
         """Send what the app returned: one buffer, a file, or the pieces of an iterable."""
@@ -265,7 +265,7 @@ class WSGIGateway:
             self._finish(state, conn, transport)
 
     def _send_chunk(
-        self, state: ResponseState, conn: ServerConnection, transport: Transport, data: bytes
+        self, state: ResponseState, conn: Exchange, transport: Transport, data: bytes
     ) -> None:
         if not state.status:
             raise LocalProtocolError("the app sent body bytes before calling start_response")
@@ -279,7 +279,7 @@ class WSGIGateway:
         if out:
             transport.sendall(out)
 
-    def _finish(self, state: ResponseState, conn: ServerConnection, transport: Transport) -> None:
+    def _finish(self, state: ResponseState, conn: Exchange, transport: Transport) -> None:
         if not state.status:
             raise LocalProtocolError("the app returned without calling start_response")
         if state.head_sent:
@@ -293,7 +293,7 @@ class WSGIGateway:
     def _send_file(
         self,
         state: ResponseState,
-        conn: ServerConnection,
+        conn: Exchange,
         transport: Transport,
         wrapper: FileWrapper,
     ) -> None:
@@ -330,7 +330,7 @@ class WSGIGateway:
                 state.body_bytes += sent
         transport.sendall(conn.send_end())
 
-    def _note_suppressed(self, conn: ServerConnection, state: ResponseState) -> None:
+    def _note_suppressed(self, conn: Exchange, state: ResponseState) -> None:
         if conn.body_suppressed and not self._warned_body_dropped:
             # RFC 9110 §6.4.1: no content for HEAD, 1xx, 204 and 304; say so once per worker.
             self._warned_body_dropped = True

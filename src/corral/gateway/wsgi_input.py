@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from corral.http.connection import ServerConnection
+from corral.gateway.exchange import Exchange
 from corral.http.errors import ProtocolError
 from corral.http.events import NEED_DATA, Data, EndOfMessage
 
@@ -32,7 +32,7 @@ class WSGIInput:
 
     __slots__ = ("_buf", "_conn", "_eof", "_source")
 
-    def __init__(self, conn: ServerConnection, source: BodySource) -> None:
+    def __init__(self, conn: Exchange, source: BodySource) -> None:
         self._conn = conn
         self._source = source
         self._buf = bytearray()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from corral.http import state
 from corral.http.chunked import ChunkedReader
-from corral.http.errors import LocalProtocolError, ProtocolError
+from corral.http.errors import LocalProtocolError, ProtocolError, render_error
 from corral.http.events import (
     NEED_DATA,
     PAUSED,
@@ -374,6 +374,10 @@ class ServerConnection:
             if self._sent > self._out_length:
                 self._keep_alive = False
                 raise LocalProtocolError("response body longer than its Content-Length")
+
+    def error_page(self, status: int, server: bytes | None) -> bytes:
+        """An error response, when no response has started (the connection then closes)."""
+        return render_error(status, server=server)
 
     def send_end(self, trailers: list[tuple[str, str]] | None = None) -> bytes:
         """End the response body: the last chunk and trailers, or nothing."""

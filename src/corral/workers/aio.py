@@ -39,6 +39,7 @@ class AsyncioWorker(Worker):
 
     interface = "asgi"
     kind = "asyncio"
+    serves_h2 = True
 
     loop: asyncio.AbstractEventLoop | None = None
     ctx: AioContext | None = None
@@ -101,7 +102,7 @@ class AsyncioWorker(Worker):
             await self._finish_in_flight(ctx, acceptor, deadline)
         finally:
             acceptor.stop()
-            tasks = [p.task for p in ctx.connections if p.task is not None]
+            tasks = [task for p in ctx.connections for task in p.tasks()]
             for proto in list(ctx.connections):
                 proto.abort(cancel=True)
             if tasks:  # let the cancelled app tasks unwind before the loop closes
@@ -115,16 +116,16 @@ class AsyncioWorker(Worker):
         ctx = self.ctx
         if ctx is None:
             return []
-        return [(p.cycle.req, p.cycle.t0) for p in list(ctx.connections) if p.cycle is not None]
+        return [(c.req, c.t0) for p in list(ctx.connections) for c, _ in p.running()]
 
     def dump_requests(self, current: FrameType | None) -> str:
         """Each request in flight with its age and the chain of awaits its task waits in; and,
         when app code holds the loop, where it runs now."""
         now = time.monotonic()
         blocks = []
-        for proto in list(self.ctx.connections) if self.ctx is not None else []:
-            cycle, task = proto.cycle, proto.task
-            if cycle is None or task is None or not cycle.t0:
+        running = [r for p in list(self.ctx.connections) for r in p.running()] if self.ctx else []
+        for cycle, task in running:
+            if not cycle.t0:
                 continue
             where = "running now" if task is asyncio.current_task(self.loop) else "awaiting"
             stack = await_stack(task.get_coro()) if where == "awaiting" else ""

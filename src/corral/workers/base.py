@@ -39,6 +39,8 @@ class Worker:
     kind: ClassVar[str] = "base"
     # Requests served on several threads at once (the threaded worker's pool).
     concurrent_threads: ClassVar[bool] = False
+    # Serves HTTP/2 when http_protocols asks (threaded, asyncio); the sync worker does not.
+    serves_h2: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -77,7 +79,11 @@ class Worker:
         self._publishing = threading.Lock()
         # Made here, in the arbiter before the fork, and shared by every worker of one
         # configuration: a client resumes its TLS session whichever worker it reaches.
-        self.tls_context = TLS_CONTEXTS.get(cfg, log.error)
+        self.tls_context = TLS_CONTEXTS.get(cfg, log.error, h2=self.h2_enabled())
+
+    def h2_enabled(self) -> bool:
+        """Whether this worker serves HTTP/2 under its settings."""
+        return self.serves_h2 and "h2" in self.cfg.http_protocols
 
     def _publish(self, board: Any) -> None:
         """At each heartbeat: the scoreboard, then the request counts (metrics_bind). Under a

@@ -6,12 +6,13 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from corral.drivers.blocking import DriverContext
-from corral.drivers.policy import DRAIN_LIMIT, ConnectionPolicy, PolicyWorker
+from corral.drivers.policy import DRAIN_LIMIT, ConnectionPolicy
 from corral.gateway.forwarded import TrustedPeers
 from corral.gateway.lifecycle import RequestLifecycle
 from corral.gateway.loader import LoadedApp
 from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import Limits
+from corral.http2.settings import H2Settings, HTTP2Policy
 from corral.metrics import make_metrics
 
 if TYPE_CHECKING:
@@ -37,7 +38,25 @@ def limits_from(cfg: Config) -> Limits:
     )
 
 
-def connection_policy(cfg: Config, worker: PolicyWorker) -> ConnectionPolicy:
+def http2_policy(cfg: Config, serves_h2: bool) -> HTTP2Policy | None:
+    """Where the worker serves HTTP/2 (None: not at all)."""
+    if not serves_h2 or "h2" not in cfg.http_protocols:
+        return None
+    settings = H2Settings(
+        max_concurrent_streams=cfg.http2_max_concurrent_streams,
+        initial_window_size=cfg.http2_initial_window_size,
+        max_frame_size=cfg.http2_max_frame_size,
+        max_header_list_size=cfg.http2_max_header_list_size,
+    )
+    clear = cfg.http2_cleartext
+    return HTTP2Policy(
+        settings,
+        prior_knowledge=clear in ("prior-knowledge", "both"),
+        upgrade=clear in ("upgrade", "both"),
+    )
+
+
+def connection_policy(cfg: Config, worker: Worker) -> ConnectionPolicy:
     """Limits, PROXY protocol, timeouts and health checks for a worker's connections (any
     worker type)."""
     limits = limits_from(cfg)
@@ -60,6 +79,7 @@ def connection_policy(cfg: Config, worker: PolicyWorker) -> ConnectionPolicy:
         keepalive=float(cfg.keepalive),
         worker=worker,
         health_path=cfg.health_check_path or "",
+        http2=http2_policy(cfg, worker.h2_enabled()),
     )
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 import select
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from corral.drivers.blocking import DriverContext, Session
 from corral.drivers.policy import LINGER_SECONDS, AcceptGate
@@ -37,6 +38,7 @@ FOLLOW_SECONDS = 0.05
 # start on.
 HARVEST = 8
 _SWEEPER = object()  # the monitor's claim on a connection it closes
+_H2 = object()  # an HTTP/2 connection's claim: its own I/O thread serves it
 # Connections a thread accepts into epoll at once, beyond the one it serves itself.
 ACCEPT_BATCH = 32
 
@@ -73,6 +75,7 @@ class ThreadedWorker(Worker):
 
     kind = "threaded"
     concurrent_threads = True
+    serves_h2 = True
 
     def serve(self, app: LoadedApp) -> None:
         if not hasattr(select, "epoll"):
@@ -103,6 +106,12 @@ class ThreadedWorker(Worker):
         self.in_accept: set[ThreadSlot] = set()
         self.accepting = True
         self.running = True
+        # Work handed to the pool (HTTP/2 streams): an eventfd counts it, one-shot in epoll
+        # like any connection, so the thread that takes it is one already waiting there.
+        self.tasks: deque[Callable[[], None]] = deque()
+        self.task_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_SEMAPHORE | os.EFD_CLOEXEC)
+        self.ep.register(self.task_fd, ARMED)
+        self.h2conns: dict[Session, Any] = {}  # their H2Thread, imported with the first
         self.progress = time.monotonic()
         for listener in self.listeners:
             listener.setblocking(False)
@@ -116,6 +125,7 @@ class ThreadedWorker(Worker):
             self.running = False
             self.tuner.join(timeout=2.0)
             self.ep.close()
+            os.close(self.task_fd)
 
     # -- threads ---------------------------------------------------------------------------------
 
@@ -139,6 +149,8 @@ class ThreadedWorker(Worker):
             try:
                 if fd in listening:
                     self._accept(fd, slot)
+                elif fd == self.task_fd:
+                    self._run_task()
                 else:
                     self._serve(fd, slot)
             except Exception:
@@ -176,6 +188,20 @@ class ThreadedWorker(Worker):
             else:  # the pool grew while this thread waited: the new threads poll for these
                 self._rearm(fd for fd, _ in events[1:])
         return events[0][0]
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on a pool thread (any thread may call this)."""
+        self.tasks.append(task)
+        os.eventfd_write(self.task_fd, 1)
+
+    def _run_task(self) -> None:
+        try:
+            os.eventfd_read(self.task_fd)  # one count: one task
+        except BlockingIOError:
+            return
+        finally:
+            self._rearm((self.task_fd,))  # the next task goes to another waiting thread
+        self.tasks.popleft()()
 
     def _rearm(self, fds: Iterable[int]) -> None:
         """Give events taken from epoll but not served back to it (their one-shot fired)."""
@@ -302,7 +328,10 @@ class ThreadedWorker(Worker):
             self._close(session)
             raise
         if not keep:
-            self._close(session)
+            if session.h2_start is None:
+                self._close(session)
+            else:
+                self._to_h2(session)
             return
         # The claim must go before re-arming: an event that fires in between would find the
         # connection claimed, be dropped, and leave the socket disarmed.
@@ -336,6 +365,25 @@ class ThreadedWorker(Worker):
             if not session.take(data):
                 return False
         return True
+
+    def _to_h2(self, session: Session) -> None:
+        """The client turned to HTTP/2: an I/O thread of its own serves the connection, and its
+        streams come back to the pool as tasks. It stays counted in ``sessions``."""
+        from corral.drivers.h2threads import H2Thread  # h2 is imported only when asked for
+
+        try:
+            self.ep.unregister(session.fd)
+        except (OSError, ValueError):
+            pass  # a new connection, not registered yet
+        self.claims[session] = _H2
+        link = H2Thread(session, self.ctx, self.submit, self._h2_finished)
+        self.h2conns[session] = link
+        assert session.h2_start is not None
+        link.start(*session.h2_start)
+
+    def _h2_finished(self, session: Session) -> None:
+        self.h2conns.pop(session, None)
+        self._close(session)
 
     def _close(self, session: Session, linger: float = LINGER_SECONDS) -> None:
         """Close a connection this thread has claimed."""
@@ -388,6 +436,8 @@ class ThreadedWorker(Worker):
         self.ctx.policy.begin_stop(now)
         if not self.stopping():
             self._stop_accepting()
+        for link in list(self.h2conns.values()):
+            link.shutdown()
 
     def _stopped(self, late: bool) -> bool:
         """Whether the stop is done: nothing left to serve, or graceful_timeout is over.
