@@ -11,7 +11,8 @@ import traceback
 from types import FrameType
 from typing import Any
 
-from corral.drivers.aio import Acceptor, AioContext
+from corral.drivers.accept import Acceptor
+from corral.drivers.aio import AioContext
 from corral.drivers.awaits import await_stack
 from corral.errors import WORKER_BOOT_ERROR
 from corral.gateway.asgi import ASGIGateway
