@@ -20,18 +20,24 @@ from benchmarks.wsrun import WS_PATH, WSLOAD, wsload_argv
 
 @dataclass(frozen=True)
 class Family:
-    """One results table: the workloads of one kind and the rows their ratios divide by."""
+    """One results table: the workloads of one kind and the rows their ratios divide by, one
+    `vs` column each, in this order (granian's first: the peer corral is measured against)."""
 
     key: str  # Workload.family
     title: str
-    baselines: tuple[str, str]
+    baselines: tuple[str, ...]
     rate: str  # the unit of the rate column
 
 
 FAMILIES = (
-    Family("wsgi", "WSGI", ("gunicorn-sync", "gunicorn-gthread"), "req/s"),
-    Family("asgi", "ASGI (HTTP)", ("uvicorn-asgi", "gunicorn-asgi"), "req/s"),
-    Family("websocket", "WebSocket echo (wsload)", ("uvicorn-asgi", "gunicorn-asgi"), "msg/s"),
+    Family("wsgi", "WSGI", ("granian", "gunicorn-sync", "gunicorn-gthread"), "req/s"),
+    Family("asgi", "ASGI (HTTP)", ("granian-asgi", "uvicorn-asgi", "gunicorn-asgi"), "req/s"),
+    Family(
+        "websocket",
+        "WebSocket echo (wsload)",
+        ("granian-asgi", "uvicorn-asgi", "gunicorn-asgi"),
+        "msg/s",
+    ),
 )
 _FAMILY = {f.key: f for f in FAMILIES}
 
@@ -103,14 +109,12 @@ def result_row(cell: Cell, base: dict[str, Cell]) -> list[str]:
             lambda r: r.timeouts,
         )
     )
-    first, second = family.baselines
     row = [
         cell.workload.name,
         cell.server,
         cell.config,
         f"{rps:,.0f}",
-        ratio(cell, base.get(first)),
-        ratio(cell, base.get(second)),
+        *(ratio(cell, base.get(name)) for name in family.baselines),
         f"{cell.median(lambda r: r.p50_ms):.2f}",
         f"{cell.median(lambda r: r.p99_ms):.2f}",
     ]
@@ -231,8 +235,9 @@ def render(
         "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
         "",
         *results_table(cells),
-        "Ratios divide by the same workload's baseline rows from this run: gunicorn sync and",
-        "gthread for WSGI, uvicorn (httptools + uvloop) and gunicorn's asgi worker for ASGI.",
+        "Ratios divide by the same workload's baseline rows from this run: granian, gunicorn sync",
+        "and gthread for WSGI; granian, uvicorn (httptools + uvloop) and gunicorn's asgi worker",
+        "for ASGI and WebSocket.",
         "Each is the median of the per-round ratios, run k of one server over run k of the",
         "baseline, taken minutes apart at most.",
         "Socket errors are wrk's connect/read/write/timeout counts, summed over the runs; non-2xx",

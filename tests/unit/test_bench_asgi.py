@@ -207,11 +207,11 @@ def test_websocket_table_has_messages_and_ratios_against_uvicorn() -> None:
     lines = tables.results_table(cells)
     assert lines[0] == "### WebSocket echo (wsload)"
     names = [n.strip() for n in lines[2].strip("|").split("|")]
-    assert names[3:6] == ["msg/s", "vs uvicorn asgi", "vs gunicorn asgi"]
+    assert names[3:7] == ["msg/s", "vs granian asgi", "vs uvicorn asgi", "vs gunicorn asgi"]
     assert "MiB/s" not in names
     assert "failed handshakes" in names
     row = tables.result_row(cells[1], tables.baselines(cells, "ws-echo"))
-    assert row[3:6] == ["3,000", "3.00x", "-"]
+    assert row[3:7] == ["3,000", "-", "3.00x", "-"]
     assert len(row) == len(names)
 
 

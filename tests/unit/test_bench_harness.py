@@ -169,7 +169,7 @@ def _cell(server: str, rps: float) -> Cell:
 def test_ratios_are_against_the_same_runs_gunicorn_rows() -> None:
     cells = [_cell("gunicorn-sync", 1000.0), _cell("gunicorn-gthread", 2000.0), _cell("x", 4000.0)]
     row = tables.result_row(cells[2], tables.baselines(cells, "hello"))
-    assert row[3:6] == ["4,000", "4.00x", "2.00x"]
+    assert row[3:7] == ["4,000", "-", "4.00x", "2.00x"]  # no granian row: a dash
     assert tables.ratio(cells[2], None) == "-"
 
 
@@ -197,12 +197,71 @@ def test_rounds_table_shows_every_round_behind_the_medians() -> None:
     lines = tables.rounds_table(cells)
     assert lines[:3] == ["## Round by round", "", "### WSGI"]
     assert (
-        lines[4]
-        == "| workload | server | req/s per round | vs gunicorn sync | vs gunicorn gthread |"
+        lines[4] == "| workload | server | req/s per round | vs granian | vs gunicorn sync"
+        " | vs gunicorn gthread |"
     )
-    assert "| hello | x | 10 / 40 / 30 | 2.00x / 2.00x / 1.00x | 1.00x / 4.00x / 3.00x |" in lines
+    assert (
+        "| hello | x | 10 / 40 / 30 | - | 2.00x / 2.00x / 1.00x | 1.00x / 4.00x / 3.00x |" in lines
+    )
     assert not any("corral-sync" in line for line in lines)  # no runs, no row
     assert tables.round_ratios(cells[2], None) is None
+
+
+def _columns(line: str) -> list[str]:
+    return [value.strip() for value in line.strip().strip("|").split("|")]
+
+
+def test_every_row_has_a_ratio_against_granian_from_the_same_rounds() -> None:
+    # Recorded-style rounds on a machine that slowed down in round 2 and sped up in round 3.
+    # granian's rounds move with it, so each corral row's ratio is the median of round k's
+    # ratios: corral-threaded 0.80, 0.90, 1.00 -> 0.90x, where its median rate over granian's
+    # gives 32,000 / 40,000 = 0.80x; corral-threads-8 0.50, 1.00, 0.70 -> 0.70x, where the
+    # medians give 20,000 / 40,000 = 0.50x.
+    cells = [
+        _runs("corral-threaded", [32_000.0, 18_000.0, 60_000.0]),
+        _runs("corral-threads-8", [20_000.0, 20_000.0, 42_000.0]),
+        _runs("corral-threads-128", [44_000.0, 30_000.0, 48_000.0]),
+        _runs("gunicorn-sync", [8_000.0, 4_000.0, 12_000.0]),
+        _runs("granian", [40_000.0, 20_000.0, 60_000.0]),
+        Cell(workloads.WORKLOADS[0], "corral-sync", note="not available: x"),
+    ]
+    lines = tables.results_table(cells)
+    names = _columns(lines[2])
+    assert names[3:7] == ["req/s", "vs granian", "vs gunicorn sync", "vs gunicorn gthread"]
+    by_server = {row[1]: row for row in map(_columns, lines[4:]) if len(row) > 1}
+    at = names.index("vs granian")
+    assert by_server["corral-threaded"][at] == "0.90x"
+    assert by_server["corral-threads-8"][at] == "0.70x"
+    assert by_server["corral-threads-128"][at] == "1.10x"  # 1.10, 1.50, 0.80
+    assert by_server["gunicorn-sync"][at] == "0.20x"
+    assert by_server["granian"][at] == "1.00x"
+    assert by_server["corral-sync"][at] == "-"
+    assert by_server["corral-threads-8"][at + 1] == "3.50x"  # 2.5, 5.0, 3.5: gunicorn kept
+    assert all(len(row) == len(names) for row in by_server.values())
+    rounds = {row[1]: row for row in map(_columns, tables.rounds_table(cells)[5:]) if len(row) > 1}
+    assert rounds["corral-threads-8"][3] == "0.50x / 1.00x / 0.70x"
+    # Not the ratio of the two medians shown (the way docs/performance.md used to compute it).
+    rate = by_server["corral-threads-8"][3].replace(",", "")
+    assert float(rate) / float(by_server["granian"][3].replace(",", "")) == 0.5
+
+
+def test_asgi_rows_have_ratios_against_granian_asgi_and_uvicorn() -> None:
+    hello = next(w for w in workloads.WORKLOADS if w.name == "asgi-hello")
+
+    def asgi(server: str, rates: list[float]) -> Cell:
+        return dataclasses.replace(_runs(server, rates), workload=hello)
+
+    cells = [
+        asgi("corral-asyncio", [30_000.0, 45_000.0, 20_000.0]),
+        asgi("uvicorn-asgi", [20_000.0, 20_000.0, 20_000.0]),
+        asgi("granian-asgi", [25_000.0, 50_000.0, 40_000.0]),
+    ]
+    lines = tables.results_table(cells)
+    assert lines[0] == "### ASGI (HTTP)"
+    names = _columns(lines[2])
+    assert names[4:7] == ["vs granian asgi", "vs uvicorn asgi", "vs gunicorn asgi"]
+    row = tables.result_row(cells[0], tables.baselines(cells, "asgi-hello"))
+    assert row[4:7] == ["0.90x", "1.50x", "-"]  # 1.2/0.9/0.5 and 1.5/2.25/1.0; no gunicorn
 
 
 def test_rounds_table_is_left_out_when_every_cell_ran_once() -> None:
