@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from corral.arbiter.affinity import online_cpus
 from tests.e2e.conftest import CorralProcess, threads_of, wait_until
 
 Start = Callable[..., CorralProcess]
@@ -76,12 +77,33 @@ def test_a_replacement_takes_the_cpu_its_predecessor_left(corral_factory: Start)
 
 
 @TWO_CPUS
-def test_off_by_default_leaves_placement_to_the_kernel(corral_factory: Start) -> None:
+def test_by_default_a_server_on_every_cpu_is_not_pinned(corral_factory: Start) -> None:
+    if len(ALLOWED) < len(online_cpus()):
+        pytest.skip("this test runs on some of the machine's CPUs: the default pins there")
     server = corral_factory("-b", "127.0.0.1:0", "-w", "2", "simple:app")
     server.wait_for("Booting worker", count=2)  # logged after the place a worker pins itself
     pids = server.wait_workers(lambda p: len(p) == 2)
     for pid in pids:
         assert cpus_of(pid) == set(ALLOWED)
+    assert server.matches("cpu_affinity = exclusive: not pinning: it may run on every CPU")
+    assert server.stop() == 0
+
+
+@TWO_CPUS
+def test_by_default_a_server_given_some_cpus_pins_its_workers(corral_factory: Start) -> None:
+    # As taskset -c or a cpuset would: the arbiter inherits the last CPU alone.
+    mine = ALLOWED[-1]
+    os.sched_setaffinity(0, {mine})
+    try:
+        server = corral_factory("-b", "127.0.0.1:0", "-w", "2", "simple:app")
+    finally:
+        os.sched_setaffinity(0, set(ALLOWED))
+    pids = server.wait_workers(lambda p: len(p) == 2)
+    assert all(pinned_cpu(pid) == mine for pid in pids)
+    assert server.matches(
+        f"cpu_affinity = exclusive: pinning each worker to a CPU: it has CPU {mine} "
+    )
+    assert server.get()[0] == 200
     assert server.stop() == 0
 
 

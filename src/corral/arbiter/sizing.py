@@ -69,7 +69,7 @@ def cgroup_cpu_quota(cgroup_root: Path, proc_cgroup: Path) -> float | None:
     A limit may sit on any ancestor, so every level from the process's cgroup up is read.
     """
     limits: list[float] = []
-    for controllers, path in _memberships(proc_cgroup):
+    for controllers, path in memberships(proc_cgroup):
         names = controllers.split(",")
         if controllers == "":
             limits += _levels(cgroup_root, path, _v2_quota)
@@ -81,7 +81,7 @@ def cgroup_cpu_quota(cgroup_root: Path, proc_cgroup: Path) -> float | None:
     return min(limits, default=None)
 
 
-def _memberships(proc_cgroup: Path) -> list[tuple[str, str]]:
+def memberships(proc_cgroup: Path) -> list[tuple[str, str]]:
     """(controllers, path) for each line of /proc/self/cgroup ("" controllers: cgroup v2);
     none when it cannot be read."""
     try:
@@ -128,7 +128,7 @@ def cgroup_memory_limit(
     controller's mount, where "unlimited" is a huge number (above 2**60).
     """
     limits: list[float] = []
-    for controllers, path in _memberships(proc_cgroup):
+    for controllers, path in memberships(proc_cgroup):
         if controllers == "":
             limits += _levels(cgroup_root, path, lambda d: _bytes(d / "memory.max"))
         elif "memory" in controllers.split(","):

@@ -169,11 +169,11 @@ class ServerTable:
         """,
     )
     cpu_affinity: str = setting(
-        "off",
+        "exclusive",
         section="Worker Processes",
-        parse=p.choice(("off", "auto")),
+        parse=p.choice(("off", "auto", "exclusive")),
         cli=("--cpu-affinity",),
-        metavar="off|auto",
+        metavar="off|auto|exclusive",
         corral_only=True,
         help="""
         Pin each worker process to one CPU: `auto` spreads the workers over the CPUs the
@@ -189,6 +189,13 @@ class ServerTable:
         off on a shared host, or under a CPU quota without a cpuset (a Kubernetes pod with
         limits but no static CPU policy): a pinned worker cannot move off a CPU that others
         keep busy.
+
+        `exclusive` (the default) pins as `auto` does only when the CPUs are this server's
+        alone, and logs its verdict and why at start: when the kernel marks its cpuset
+        exclusive (a cgroup v2 partition, v1's `cpu_exclusive`), or when it may use some of
+        the machine's CPUs, not all, and any CPU quota matches their number (Kubernetes' static
+        CPU manager gives a Guaranteed pod with whole CPUs just that; so does `taskset -c 2-3`
+        or `docker --cpuset-cpus 2-3 --cpus 2`). On every CPU of a machine it does not pin.
         """,
     )
     max_requests: int = setting(
