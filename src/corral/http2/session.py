@@ -140,7 +140,10 @@ class H2Session:
             self.h2.increment_flow_control_window(grow)
 
     def adopt(self, stream_id: int, req: Request) -> Stream:
-        """The request an ``Upgrade: h2c`` carried, as stream 1 (RFC 7540 §3.2)."""
+        """The request an ``Upgrade: h2c`` carried, as stream 1 (RFC 7540 §3.2). It is answered
+        over HTTP/2, so the app is told HTTP/2 (a copy: the parser may share ``req``)."""
+        req = req.copy()
+        req.http_version = "2"
         stream = Stream(stream_id, req)
         stream.ended = True
         self.streams[stream_id] = stream
@@ -325,7 +328,7 @@ class H2Session:
         block = [(b":status", b"%d" % status)]
         if self.server is not None:
             block.append((b"server", self.server))
-        block.append((b"date", date_bytes()))
+        block.append((b"date", date_bytes()[6:-2]))  # the value of "Date: ...\r\n"
         block.extend((name, value) for name, value in headers if name not in _HOP_BY_HOP)
         try:
             self.h2.send_headers(stream.id, block, end_stream=end)
