@@ -189,10 +189,12 @@ class H2Thread:
         """Run the stream's request on a pool thread (held: ``lock``)."""
         stream.wake = self.changed.notify_all
         self.active += 1
-        self.submit(lambda: self._serve(stream))
+        arrived = time.monotonic()
+        self.submit(lambda: self._serve(stream, arrived))
 
-    def _serve(self, stream: Stream) -> None:
-        """On a pool thread: the request, as any HTTP/1.1 one, then the stream's end."""
+    def _serve(self, stream: Stream, arrived: float) -> None:
+        """On a pool thread: the request, as any HTTP/1.1 one, then the stream's end.
+        ``arrived``: when its head was complete (its wait for a thread is its queue time)."""
         conn = StreamConn(self, stream)
         transport = StreamTransport(self, conn)
         session = self.conn
@@ -201,7 +203,7 @@ class H2Thread:
                 ctx = self.ctx
                 if ctx.policy.health(stream.req, conn) is None:
                     ctx.lifecycle.handle(
-                        stream.req, conn, transport, session.env_base, session.trusted
+                        stream.req, conn, transport, session.env_base, session.trusted, arrived
                     )
         except ClientDisconnected:
             pass
