@@ -170,13 +170,13 @@ def test_the_guard_follows_frames_split_anywhere() -> None:
     frame.flags.add("END_HEADERS")
     data = b"P" * 24 + frame.serialize() * 3
     for byte in range(len(data)):
-        guard.scan(data[byte : byte + 1])  # one byte at a time: no block over 100
+        guard.scan(data[byte : byte + 1], 1.0)  # one byte at a time: no block over 100
     cont = HeadersFrame(3)
     cont.data = b"a" * 60
     more = ContinuationFrame(3)
     more.data = b"a" * 60
     with pytest.raises(Guard.Exceeded):
-        guard.scan(cont.serialize() + more.serialize())
+        guard.scan(cont.serialize() + more.serialize(), 1.0)
 
 
 def test_allowance_refills_with_time() -> None:

@@ -8,7 +8,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 from corral.drivers.h2exchange import StreamConn
-from corral.drivers.policy import LINGER_SECONDS
+from corral.drivers.policy import LINGER_BYTES, LINGER_SECONDS
 from corral.gateway.asgi import HTTPCycle, Peer
 from corral.gateway.ladder import ClientDisconnected
 from corral.http.events import Request
@@ -127,6 +127,8 @@ class H2Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.closing_at = 0.0
+        self.lingering = 0.0  # when our last GOAWAY went out with our half-close; 0: not yet
+        self.lingered = 0
         self.deadline = policy.idle_until(self.loop.time())
 
     def begin(
@@ -154,6 +156,11 @@ class H2Protocol(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering:  # after our last GOAWAY: read and discard, a bounded amount
+            self.lingered += len(data)
+            if self.lingered > LINGER_BYTES and self.transport is not None:
+                self.transport.close()
+            return
         try:
             streams = self.session.receive(data, self.loop.time())
         except H2Closed:
@@ -161,7 +168,8 @@ class H2Protocol(asyncio.Protocol):
             self.close()
             return
         for stream in streams:
-            self._serve(stream)
+            if not stream.reset:  # reset in the same read (rapid reset): no app call
+                self._serve(stream)
         self.commit()
         if not self.channels:
             self.deadline = self.ctx.policy.idle_until(self.loop.time())
@@ -182,7 +190,11 @@ class H2Protocol(asyncio.Protocol):
         """Write what the session queued (a stream's back-pressure is its channel's drain())."""
         out = self.session.outbound()
         transport = self.transport
-        if out and transport is not None and not self.lost and not transport.is_closing():
+        if (
+            out
+            and transport is not None
+            and not (self.lost or self.lingering or transport.is_closing())
+        ):
             transport.write(out)
             if transport.get_write_buffer_size() > OUTBOUND_LIMIT:
                 self.ctx.gateway.log.debug("HTTP/2 client does not read its frames: dropped")
@@ -245,6 +257,10 @@ class H2Protocol(asyncio.Protocol):
             elif now - self.closing_at > LINGER_SECONDS:
                 transport.abort()
             return
+        if self.lingering:
+            if now - self.lingering > LINGER_SECONDS:
+                transport.close()
+            return
         limit = self.ctx.request_timeout
         for channel in list(self.channels.values()):
             if channel.stalled(now):
@@ -265,11 +281,19 @@ class H2Protocol(asyncio.Protocol):
             self.close()
 
     def close(self) -> None:
-        """The final GOAWAY, then close once it is written."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.session.close()
-            self.commit()
-            self.transport.close()
+        """The final GOAWAY, then close once it is written. As HTTP/1.1's _linger: closing
+        with unread input (a flood's) makes the kernel send RST, which destroys the GOAWAY
+        before the client reads it; so half-close, and discard input for a bounded time."""
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.lingering:
+            return
+        self.session.close()
+        self.commit()
+        if transport.is_closing() or not transport.can_write_eof():
+            transport.close()
+            return
+        self.lingering = self.loop.time()
+        transport.write_eof()
 
     def abort(self, cancel: bool = False) -> None:
         """Drop the connection now; ``cancel`` also cancels the streams' apps."""
@@ -279,4 +303,3 @@ class H2Protocol(asyncio.Protocol):
                     channel.task.cancel()
         if self.transport is not None:
             self.transport.abort()
-

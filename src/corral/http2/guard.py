@@ -4,8 +4,8 @@ denial-of-service patterns (rapid reset, CONTINUATION and control-frame floods).
 from __future__ import annotations
 
 _PREFACE_SIZE = 24
-_HEADERS, _CONTINUATION = 0x1, 0x9
-_END_HEADERS = 0x4
+_DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9
+_END_STREAM, _END_HEADERS = 0x1, 0x4
 
 
 class Allowance:
@@ -49,10 +49,12 @@ class Guard:
         self._head = b""  # a frame header read in part
         self._block = -1  # size of the header block in progress; -1: none
 
-    def scan(self, data: bytes) -> None:
+    def scan(self, data: bytes, now: float) -> None:
         """Follow the frame boundaries in ``data``; raise Exceeded for a header block larger
         than max_header_list_size (its compressed size can only be smaller; CONTINUATION
-        frames without END_HEADERS would otherwise pile up)."""
+        frames without END_HEADERS would otherwise pile up), and for a flood of empty DATA
+        frames (CVE-2019-9518), counted here because h2 reports none on a reset stream: it
+        answers each with RST_STREAM."""
         pos, size = 0, len(data)
         while pos < size:
             if self._skip:
@@ -69,7 +71,10 @@ class Guard:
             length = int.from_bytes(head[:3], "big")
             kind, flags = head[3], head[4]
             self._skip = length
-            if kind == _HEADERS or (kind == _CONTINUATION and self._block >= 0):
+            if kind == _DATA and not length and not flags & _END_STREAM:
+                if not self.idle_frames.take(now):
+                    raise Guard.Exceeded("flood of empty DATA frames")
+            elif kind == _HEADERS or (kind == _CONTINUATION and self._block >= 0):
                 self._block = max(self._block, 0) + length
                 if self._block > self.block_limit:
                     raise Guard.Exceeded("header block over http2_max_header_list_size")

@@ -187,11 +187,12 @@ class H2Session:
         """Feed the client's bytes; the new requests to serve, in order. Raises H2Closed when
         the connection must end (its GOAWAY is then queued)."""
         try:
-            self.guard.scan(data)
+            self.guard.scan(data, now)
             events = self.h2.receive_data(data)
         except H2Error as exc:
             # h2 queued GOAWAY with the error code (PROTOCOL_ERROR, FLOW_CONTROL_ERROR,
             # FRAME_SIZE_ERROR, ...); a header block past our limits is an HPACK bomb.
+            self._reset_all()
             raise H2Closed(f"protocol error: {exc}") from None
         except Guard.Exceeded as exc:
             self._calm(str(exc))
@@ -257,11 +258,19 @@ class H2Session:
         size = event.flow_controlled_length or 0
         data = event.data or b""
         stream = self.streams.get(sid)
-        if not data and event.stream_ended is None and not self.guard.idle_frames.take(now):
-            # Empty DATA frames cost us a wake-up each and carry nothing (CVE-2019-9518).
+        if (
+            not data
+            and size
+            and event.stream_ended is None
+            and not self.guard.idle_frames.take(now)
+        ):
+            # Empty DATA frames cost us a wake-up each and carry nothing (CVE-2019-9518); the
+            # guard's scan counts those without padding.
             self._calm("flood of empty DATA frames")
-        if stream is None or stream.reset:
-            self._ack(sid, size)  # nobody reads it: hand the window back now
+        if stream is None or stream.reset or not data:
+            # Nobody reads it, or nothing to read (not the end of the body): the window
+            # goes back now.
+            self._ack(sid, size)
             return
         stream.received += len(data)
         limit = self.limits.max_body
@@ -296,7 +305,15 @@ class H2Session:
             )
         except H2Error:
             pass
+        self._reset_all()
         raise H2Closed(why)
+
+    def _reset_all(self) -> None:
+        """The connection is over: every stream counts as reset, so that its app's next read
+        or write sees a disconnect rather than h2's error for a closed connection."""
+        for stream in list(self.streams.values()):
+            stream.reset = True
+            stream.wake()
 
     # -- the request body as the app reads it ------------------------------------------------------
 
