@@ -52,6 +52,7 @@ class H2Thread:
         self.active = 0  # streams whose request runs on a pool thread
         self.lost = False
         self.stopping = False
+        self.broken = False  # the client broke the protocol or flooded: read nothing more
         self.io_thread = threading.Thread(target=self._run, daemon=True, name="h2-io")
         self._first = b""
 
@@ -116,10 +117,17 @@ class H2Thread:
         poller.register(self.conn.fd, select.POLLIN)
         poller.register(self.wake_fd, select.POLLIN)
         idle_since = time.monotonic()
+        reading = True
         while True:
             self._flush()
             if self._done():
                 return
+            if self.broken and reading:
+                # Its GOAWAY is out; streams still in their apps finish (writing to streams
+                # now reset). Reading on would feed a flood to a session that is over; the
+                # close lingers over what is left in the socket.
+                poller.unregister(self.conn.fd)
+                reading = False
             for fd, _ in poller.poll(POLL_SECONDS * 1000):
                 if fd == self.wake_fd:
                     try:
@@ -149,7 +157,7 @@ class H2Thread:
             try:
                 streams = self.session.receive(data, time.monotonic())
             except H2Closed:
-                self.stopping = True
+                self.stopping = self.broken = True
                 self.commit()
                 return True  # _flush writes the GOAWAY, then _done ends the loop
             for stream in streams:

@@ -4,8 +4,9 @@ denial-of-service patterns (rapid reset, CONTINUATION and control-frame floods).
 from __future__ import annotations
 
 _PREFACE_SIZE = 24
-_DATA, _HEADERS, _CONTINUATION = 0x0, 0x1, 0x9
-_END_STREAM, _END_HEADERS = 0x1, 0x4
+_DATA, _HEADERS, _PRIORITY, _SETTINGS, _PING, _CONTINUATION = 0x0, 0x1, 0x2, 0x4, 0x6, 0x9
+_END_STREAM, _ACK, _END_HEADERS = 0x1, 0x1, 0x4
+_KNOWN = 0x9  # frame types above this are extensions h2 ignores (RFC 9113 §5.5)
 
 
 class Allowance:
@@ -74,6 +75,17 @@ class Guard:
             if kind == _DATA and not length and not flags & _END_STREAM:
                 if not self.idle_frames.take(now):
                     raise Guard.Exceeded("flood of empty DATA frames")
+            elif kind == _PING and not flags & _ACK:
+                # Counted before h2 reads them: it answers each PING and SETTINGS with an ACK,
+                # a read's worth of them before any event reached us.
+                if not self.pings.take(now):
+                    raise Guard.Exceeded("PING flood")
+            elif kind == _SETTINGS and not flags & _ACK:
+                if not self.settings.take(now):
+                    raise Guard.Exceeded("SETTINGS flood")
+            elif kind == _PRIORITY or kind > _KNOWN:
+                if not self.idle_frames.take(now):
+                    raise Guard.Exceeded("flood of PRIORITY or unknown frames")
             elif kind == _HEADERS or (kind == _CONTINUATION and self._block >= 0):
                 self._block = max(self._block, 0) + length
                 if self._block > self.block_limit:
