@@ -2,7 +2,7 @@
 
     python benchmarks/tune_check.py            # full: workers 1-5 x threads 1-128 + sync 1-5,
                                                 # 3 s per run, about 6 minutes per app
-    python benchmarks/tune_check.py --quick    # CI: a coarse grid, 0.5 s runs, about 2 minutes
+    python benchmarks/tune_check.py --quick    # CI: a coarse grid, 0.5 s runs, 2-3 minutes
 
 For each app of tests/tune_apps.py (io, cpu, mixed): measure the grid, run the real
 `corral tune` command on it, then measure the pick and the grid's best again in turns (rounds,
@@ -11,7 +11,9 @@ within 10 % of the grid's best and how long each took. Exit status 1 when a pick
 --fail-below of the best or tune failed; 0 otherwise. The full check fails below 0.9; --quick
 below 0.5: its 0.5 s runs (1.5 s for the one round in turns) on a shared machine move by 20-40 %
 (a CPU-bound pick came out at 0.60 once), so it guards against a broken search (io picked at 1x1
-would be 0.02) and against tune failing, not against a 10 % miss.
+would be 0.02) and against tune failing, not against a 10 % miss. A pick below the floor in fewer
+than three rounds gets two more, and the median of the three decides (one 1.5 s run once fell to
+half its rate while other processes kept most of the CPUs busy).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from corral.tune.server import ServerPlan  # noqa: E402
 APPS = ("io", "cpu", "mixed")
 FULL_THREADS = (1, 2, 4, 8, 16, 32, 64, 128)
 QUICK_WORKERS, QUICK_THREADS = (2, 4), (1, 8, 64)
+MIN_ROUNDS = 3  # a pick below the floor in fewer rounds than this gets rounds up to it
 
 
 def grid(quick: bool, max_workers: int) -> list[Cell]:
@@ -91,10 +94,13 @@ def run_tune(app: str, out: Path, args: argparse.Namespace) -> tuple[dict[str, o
     return json.loads((out / "measurements.json").read_text()), seconds
 
 
-def in_turns(bench: Bench, load: LoadPlan, a: Cell, b: Cell, rounds: int) -> list[float]:
-    """Per-round ratios a / b, measured in turns (the order swaps each round)."""
+def in_turns(
+    bench: Bench, load: LoadPlan, a: Cell, b: Cell, rounds: int, first: int = 0
+) -> list[float]:
+    """Per-round ratios a / b, measured in turns (the order swaps each round; `first` is the
+    number of the first round, for rounds added later)."""
     ratios = []
-    for k in range(rounds):
+    for k in range(first, first + rounds):
         pair = (a, b) if k % 2 == 0 else (b, a)
         got = {
             c: bench.measure(load, c, f"turns-{k}-{c.kind}-{c.workers}-{c.threads}", _quiet)
@@ -133,6 +139,12 @@ def check_app(app: str, args: argparse.Namespace, out: Path) -> dict[str, object
         # The comparison decides the verdict: at least 1.5 s runs, even in --quick.
         turns = replace(load, window_s=max(load.window_s, 1.5))
         ratios = [1.0] if same else in_turns(bench, turns, pick.cell, best.cell, args.rounds)
+        if ratios and statistics.median(ratios) < args.fail_below and len(ratios) < MIN_ROUNDS:
+            # One round below the floor is not a verdict: on the shared VM a single 1.5 s run
+            # fell to half its rate (cpu: 3x1 at 382 req/s, 694 in tune a minute before, while
+            # other processes kept 1-1.5 of the 2 CPUs busy). The median of three decides.
+            more = MIN_ROUNDS - len(ratios)
+            ratios += in_turns(bench, turns, pick.cell, best.cell, more, first=len(ratios))
     finally:
         bench.close()
     history = tuned["history"]
@@ -192,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time", type=float, default=None, help="seconds per run [3; 0.5 quick]")
     parser.add_argument("--warmup", type=float, default=None, help="seconds before each run [1]")
     parser.add_argument("--rounds", type=int, default=None, help="pick vs best in turns [5; 1]")
-    parser.add_argument("--max-runs", type=int, default=None, help="tune's --max-runs [8; 6]")
+    parser.add_argument("--max-runs", type=int, default=None, help="tune's --max-runs [7; 6]")
     parser.add_argument("--connections", type=int, default=256)
     parser.add_argument("--fail-below", type=float, default=None, help="[0.9; 0.5 quick]")
     parser.add_argument("--out", default="tune-check", help="where reports go [tune-check]")
@@ -208,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     args.time = args.time or (0.5 if args.quick else 3.0)
     args.warmup = args.warmup or min(2.0, max(1.0, args.time / 3))
     args.rounds = args.rounds or (1 if args.quick else 5)
-    args.max_runs = args.max_runs or (6 if args.quick else 8)
-    floor = args.fail_below or (0.5 if args.quick else 0.9)
+    args.max_runs = args.max_runs or (6 if args.quick else 7)
+    args.fail_below = floor = args.fail_below or (0.5 if args.quick else 0.9)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     began, results, failures = time.monotonic(), [], []

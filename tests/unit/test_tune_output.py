@@ -78,6 +78,18 @@ def test_report_files(tmp_path):
     rows = list(csv.reader(io.StringIO(paths["csv"].read_text())))
     assert rows[0] == list(report.COLUMNS) and len(rows) == 1 + 1 + len(HISTORY)
     assert rows[4][4] == "5000" and rows[5][4] == "-"
+    assert "Each run: 1 s warm-up, then 3 s measured." in text  # no run measured again
+
+
+def test_report_says_how_long_a_confirmation_run_measured(tmp_path):
+    tuned = run()
+    again = m("threaded", 3, 32, 4800, 95)
+    tuned.history = [*HISTORY, again]
+    tuned.steps = [*tuned.steps[:-1], Step(again.cell, "again", 0.5), tuned.steps[-1]]
+    paths = report.write(tuned, tmp_path, svgplot.figure(tuned.history, again.cell, "t"))
+    text = paths["markdown"].read_text()
+    assert "then 3 s measured (1.5 s for a run measuring a configuration again)." in text
+    assert '"window_share": 0.5' in paths["json"].read_text()
     page = paths["html"].read_text()
     assert "<svg" in page and "<b>Pick: threaded 3x32</b>" in page and "<table>" in page
     assert '"pick"' in paths["json"].read_text()

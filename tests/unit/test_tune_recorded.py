@@ -82,15 +82,27 @@ def test_recorded_grids_with_more_noise(app: str):
     assert good >= 27
 
 
-@pytest.mark.parametrize("record", ["io", "cpu", "mixed", "io-2", "cpu-2", "mixed-2"])
+# The pick's floor against the recorded best, which is one run: 0.67 (single runs are up to 20 %
+# lucky: mixed-2's best, 5x8 at 3,774 req/s, is 19 % above the next). cpu-3's grid was measured
+# at a load average of 5-10, other processes keeping 0 to 1.4 of the 2 CPUs busy from run to run:
+# its best, 4x4 at 2,224 req/s, ran while they kept 0.2 busy, 2x1 (1,422) while they kept 0.5.
+# In turns, tune's pick of that hour (2x2) measured 0.94 of 4x4.
+FLOOR = {"cpu-3": 0.6}
+
+
+@pytest.mark.parametrize(
+    "record", ["io", "cpu", "mixed", "io-2", "cpu-2", "mixed-2", "io-3", "cpu-3", "mixed-3"]
+)
 def test_every_recorded_grid_gives_a_reasoned_pick_within_the_budget(record: str):
-    """Both recorded runs of each app: the pick is within a third of the recorded best (whose
-    single runs are up to 20 % lucky: mixed-2's best, 5x8 at 3,774 req/s, is 19 % above the
-    next), every step says why, and the budget holds."""
+    """Every recorded run of each app: the pick is within a third of the recorded best (FLOOR),
+    every step says why, and the budget holds. When another configuration is within a fifth of
+    the leader, the leader is measured again, in one shorter run."""
     probe, grid = recorded(record)
     steps, history = run_search(probe, BOUNDS, grid)
     chosen, why = pick(history, BOUNDS)
     assert chosen is not None and why
-    assert grid[chosen.cell].rps >= 0.67 * best_of(grid).rps
+    assert grid[chosen.cell].rps >= FLOOR.get(record, 0.67) * best_of(grid).rps
     assert len(history) <= BOUNDS.max_runs
     assert all(step.reason for step in steps)
+    again = [s for s in steps if s.window_share < 1.0]
+    assert len(again) <= 1 and all("measured again, in a shorter run" in s.reason for s in again)

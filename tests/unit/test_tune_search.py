@@ -11,10 +11,13 @@ import pytest
 from corral.tune.choose import pick
 from corral.tune.model import Cell, Measurement, failed
 from corral.tune.search import (
+    CONFIRM_WINDOW_SHARE,
     Bounds,
+    Step,
     judge,
     profile_text,
     run_search,
+    search,
     start_threads,
     threads_per_worker,
 )
@@ -113,10 +116,17 @@ def test_noisy_measurements_mostly_pick_within_ten_percent(model, first):
 
 def test_the_probe_sets_the_first_thread_count():
     assert threads_per_worker(IO_PROBE) == pytest.approx(10.4 / 0.3)
-    assert start_threads(IO_PROBE, BOUNDS) == 32  # 34.7, down to a power of two
+    assert start_threads(IO_PROBE, BOUNDS) == 32  # 34.7, the nearest power of two
     assert start_threads(CPU_PROBE, BOUNDS) == 1
     assert start_threads(MIXED_PROBE, BOUNDS) == 8
     assert start_threads(IO_PROBE, replace(BOUNDS, max_threads=8)) == 8
+    # The nearest power of two on a log scale (16 x 1.414 = 22.6 is the midpoint): io's estimate
+    # of 21-31 starts at 16 or 32; the estimate is low rather than high, and a start too high
+    # is halved afterwards.
+    assert start_threads(probe(10.5, 0.5), BOUNDS) == 16  # 21
+    assert start_threads(probe(11.5, 0.5), BOUNDS) == 32  # 23
+    assert start_threads(probe(1.4, 1.0), BOUNDS) == 1  # 1.4
+    assert start_threads(probe(1.5, 1.0), BOUNDS) == 2  # 1.5
     # Time spent waiting for a CPU another process held is not the app's waiting.
     busy = replace(CPU_PROBE, mean_ms=4.0, runq_ms=2.9)
     assert threads_per_worker(busy) == pytest.approx(1.1)
@@ -191,8 +201,8 @@ def test_asgi_searches_workers_only():
         for w in WORKERS
     }
     _, history = run_search(probe(10.3, 0.2), bounds, table)
-    # 4 -> 5 gains nothing: stop; then the two fastest, 4 and 3, once more each in turns
-    assert [m.cell.workers for m in history] == [2, 3, 4, 5, 3, 4]
+    # 4 -> 5 gains nothing: stop; then the fastest, 4, once more (3 and 5 are within a fifth)
+    assert [m.cell.workers for m in history] == [2, 3, 4, 5, 4]
     assert pick(history, bounds)[0].cell.workers in (3, 4)  # type: ignore[union-attr]
 
 
@@ -215,3 +225,87 @@ def test_the_pick_is_one_of_the_confirmed_configurations():
     assert chosen is not None and chosen.cell == Cell("threaded", 3, 128)
     assert chosen.rps == pytest.approx(9850.0) and "the mean of 2 runs" in why
     assert pick([lucky, *first], BOUNDS)[0].cell == Cell("threaded", 2, 128)  # fewest threads
+
+
+def drive(
+    first: Measurement, bounds: Bounds, runs: dict[Cell, list[float]]
+) -> tuple[list[Step], list[Measurement]]:
+    """The search on measurements that differ from run to run: the next of `runs[cell]` each
+    time the cell is measured (its last value once they run out)."""
+    steps: list[Step] = []
+    history: list[Measurement] = []
+    seen: dict[Cell, int] = {}
+    flow = search(first, bounds)
+    step = next(flow)
+    while step.cell is not None:
+        steps.append(step)
+        rates = runs[step.cell]
+        rate = rates[min(seen.get(step.cell, 0), len(rates) - 1)]
+        seen[step.cell] = seen.get(step.cell, 0) + 1
+        history.append(measured(step.cell, rate))
+        step = flow.send(history[-1])
+    return [*steps, step], history
+
+
+ASGI = replace(BOUNDS, kinds=("asyncio",))
+ASGI_PROBE = probe(10.3, 0.2)
+
+
+def test_a_clear_leader_is_not_measured_again():
+    # 2 -> 3 -> 4 workers each better, 5 worse; 4 leads the runner-up, 3, by a quarter.
+    rates = [0, 1000, 1500, 2000, 1000]
+    runs = {Cell("asyncio", w): [r] for w, r in zip(WORKERS, rates, strict=True)}
+    steps, history = drive(ASGI_PROBE, ASGI, runs)
+    assert [m.cell.workers for m in history] == [2, 3, 4, 5]  # 1,500 < 0.8 x 2,000: clear
+    assert all(s.window_share == 1.0 for s in steps)
+
+
+def test_the_leader_is_measured_again_in_a_shorter_run_and_the_means_decide():
+    # 4 workers leads 3 by 5 %, on one run: measured again, half as long, it gives 4,000, a mean
+    # of 5,000 against 3's 5,700: 3 is the pick. One run was kept back, and one is spent.
+    runs = {
+        Cell("asyncio", 2): [3000],
+        Cell("asyncio", 3): [5700],
+        Cell("asyncio", 4): [6000, 4000],
+        Cell("asyncio", 5): [5400],
+    }
+    steps, history = drive(ASGI_PROBE, ASGI, runs)
+    assert [m.cell.workers for m in history] == [2, 3, 4, 5, 4]
+    assert steps[4].window_share == CONFIRM_WINDOW_SHARE
+    assert "asyncio 4 (6,000 req/s, measured once) leads asyncio 3" in steps[4].reason
+    assert "it is measured again, in a shorter run" in steps[4].reason
+    assert steps[-1].cell is None
+    chosen, why = pick(history, ASGI)
+    assert chosen is not None and chosen.cell == Cell("asyncio", 3)
+    assert "the mean of 2 runs" not in why
+
+
+def test_the_leader_measured_again_and_still_ahead_is_the_pick():
+    runs = {
+        Cell("asyncio", 2): [3000],
+        Cell("asyncio", 3): [5700],
+        Cell("asyncio", 4): [6400, 6200],
+        Cell("asyncio", 5): [5400],
+    }
+    _, history = drive(ASGI_PROBE, ASGI, runs)
+    assert [m.cell.workers for m in history] == [2, 3, 4, 5, 4]
+    chosen, why = pick(history, ASGI)
+    assert chosen is not None and chosen.cell == Cell("asyncio", 4)
+    assert chosen.rps == pytest.approx(6300.0) and "the mean of 2 runs" in why
+
+
+def test_the_run_budget_keeps_one_run_for_the_confirmation():
+    # io: the search stops at the budget less the one run kept back, which measures the leader
+    steps, history = run_search(IO_PROBE, replace(BOUNDS, max_runs=5), grid(io_model))
+    assert len(history) == 5
+    assert [s.window_share for s in steps[:5]] == [1.0] * 4 + [CONFIRM_WINDOW_SHARE]
+    assert "The run budget is spent" in steps[4].reason
+
+
+def test_a_confirmation_run_measures_half_the_window_but_at_least_a_second():
+    short = Step(Cell("threaded", 2, 16), "again", CONFIRM_WINDOW_SHARE)
+    assert short.window_s(3.0) == 1.5
+    assert short.window_s(1.5) == 1.0
+    assert short.window_s(0.5) == 0.5  # never longer than the window itself
+    assert short.window_s(10.0) == 5.0
+    assert Step(Cell("threaded", 2, 16), "a search step").window_s(3.0) == 3.0

@@ -66,10 +66,11 @@ def pick(history: Sequence[Measurement], bounds: Bounds) -> tuple[Measurement | 
     unless others are as fast within the noise margin; among those, the lower p99 (by more than
     a fifth), then the fewest processes x threads.
 
-    When configurations were measured again (the search's confirmation of the two fastest),
-    the pick is one of those: a configuration measured once and left unconfirmed would win on
-    a lucky run (on io, 2x128 once at 10,192 req/s beat 3x128 and 4x128 averaged over two runs,
-    and was 0.72 of the grid's best in turns).
+    When two or more configurations were measured more than once, the pick is one of those: a
+    configuration measured once and left unconfirmed would win on a lucky run (on io, 2x128 once
+    at 10,192 req/s beat 3x128 and 4x128 averaged over two runs, and was 0.72 of the grid's best
+    in turns). The search's confirmation now measures only the leader again (search._confirm),
+    so this applies to histories with more repeats (an older search's, or one put together).
     """
     ok = eligible(combine(history), bounds)
     if not ok:

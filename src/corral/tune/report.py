@@ -66,7 +66,8 @@ class Run:
         data = {k: v for k, v in vars(self).items() if k not in ("probe", "history", "pick")}
         data["bounds"] = asdict(self.bounds)
         data["steps"] = [
-            {"cell": s.cell and asdict(s.cell), "reason": s.reason} for s in self.steps
+            {"cell": s.cell and asdict(s.cell), "reason": s.reason, "window_share": s.window_share}
+            for s in self.steps
         ]
         data["probe"] = self.probe.as_dict()
         data["history"] = [m.as_dict() for m in self.history]
@@ -140,6 +141,14 @@ GLOSSARY = (
 )
 
 
+def _confirm_window(run: Run) -> str:
+    """How long the runs measuring a configuration again were, when there were any."""
+    shorter = [s for s in run.steps if s.cell is not None and s.window_share < 1.0]
+    if not shorter:
+        return ""
+    return f" ({shorter[0].window_s(run.window_s):g} s for a run measuring a configuration again)"
+
+
 def _machine_notes(run: Run) -> list[str]:
     good = [m for m in run.history if not m.failure and m.responses]
     notes = [
@@ -158,7 +167,9 @@ def _machine_notes(run: Run) -> list[str]:
         f"Load: {run.connections} clients at once from {run.processes} load generator "
         f"process(es); requests: {', '.join(run.requests[:5])}"
         + (" ..." if len(run.requests) > 5 else "")
-        + f". Each run: {run.warmup_s:g} s warm-up, then {run.window_s:g} s measured.",
+        + f". Each run: {run.warmup_s:g} s warm-up, then {run.window_s:g} s measured"
+        + _confirm_window(run)
+        + ".",
         f"Search: a gain under {run.bounds.margin:.0%} counts as noise; p99 may rise "
         f"{run.bounds.p99_margin:.0%} before it counts as climbing; at most "
         f"{run.bounds.max_runs} runs, {run.bounds.max_workers} workers, "
