@@ -127,6 +127,7 @@ class H2Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.closing_at = 0.0
+        self._write_soon = False
         self.lingering = 0.0  # when our last GOAWAY went out with our half-close; 0: not yet
         self.lingered = 0
         self.deadline = policy.idle_until(self.loop.time())
@@ -174,6 +175,16 @@ class H2Protocol(asyncio.Protocol):
         if not self.channels:
             self.deadline = self.ctx.policy.idle_until(self.loop.time())
 
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: response bodies wait in their streams (their apps
+        in drain()), however large the client's windows, so what we hold stays bounded."""
+        self.session.paused = True
+
+    def resume_writing(self) -> None:
+        self.session.paused = False
+        self.session.flush_all()
+        self.commit()
+
     def eof_received(self) -> bool:
         return False  # the client closed: so do we (HTTP/2 has no half-close)
 
@@ -187,7 +198,16 @@ class H2Protocol(asyncio.Protocol):
     # -- the link StreamConn writes through -----------------------------------------------------
 
     def commit(self, stream: Stream | None = None) -> None:
-        """Write what the session queued (a stream's back-pressure is its channel's drain())."""
+        """Have what the session queued written once the loop has run what is ready: the
+        responses of every stream that ran meanwhile go out in one write, not one syscall each
+        (a stream's back-pressure is its channel's drain())."""
+        if not self._write_soon:
+            self._write_soon = True
+            self.loop.call_soon(self._write)
+
+    def _write(self) -> None:
+        """Write what the session queued, now."""
+        self._write_soon = False
         out = self.session.outbound()
         transport = self.transport
         if (
@@ -288,7 +308,7 @@ class H2Protocol(asyncio.Protocol):
         if transport is None or transport.is_closing() or self.lingering:
             return
         self.session.close()
-        self.commit()
+        self._write()
         if transport.is_closing() or not transport.can_write_eof():
             transport.close()
             return

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import select
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,9 @@ from corral.http2.session import H2Closed, H2Session, Stream
 
 # How often the I/O thread looks at the clock when nothing happens (idle deadline, stop).
 POLL_SECONDS = 1.0
+# Frames queued for the I/O thread past this: response bodies wait in their streams (their
+# threads in commit()) until it has written them, however large the client's windows.
+OUTBOX_HIGH = 256 * 1024
 
 
 class H2Thread:
@@ -48,6 +53,11 @@ class H2Thread:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # streams: body, window or reset news
         self.outbox = bytearray()
+        self.flushing = False  # the I/O thread is writing what it took from the outbox
+        # Without TLS a stream's thread writes its frames itself when nothing is queued before
+        # them (a send that does not wait, under the lock): no wake-up of the I/O thread per
+        # response. An SSL object may not be written by one thread while another reads it.
+        self.direct = not isinstance(session.sock, ssl.SSLSocket)
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.active = 0  # streams whose request runs on a pool thread
         self.lost = False
@@ -76,11 +86,16 @@ class H2Thread:
         """Queue what the session made for the I/O thread (held: ``lock``). A stream's thread
         then waits while the client's window holds its response back, up to send_timeout."""
         out = self.session.outbound()
+        io = threading.current_thread() is self.io_thread
         if out and not self.lost:
-            self.outbox += out
-            if threading.current_thread() is not self.io_thread:
-                os.eventfd_write(self.wake_fd, 1)
-        if stream is None or threading.current_thread() is self.io_thread:
+            if self.direct and not (io or self.outbox or self.flushing):
+                out = out[self._send_now(out) :]
+            if out:
+                self.outbox += out
+                self.session.paused = len(self.outbox) > OUTBOX_HIGH
+                if not io:
+                    os.eventfd_write(self.wake_fd, 1)
+        if stream is None or io:
             return
         limit = self.ctx.policy.send_timeout
         deadline = time.monotonic() + limit
@@ -92,6 +107,15 @@ class H2Thread:
             self.changed.wait(left)
         if stream.reset or self.lost:
             raise ClientDisconnected("the client reset the stream")
+
+    def _send_now(self, data: bytes) -> int:
+        """What of ``data`` the socket takes without waiting (held: ``lock``)."""
+        try:
+            return self.conn.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return len(data)  # the connection is gone: the I/O thread finds out by reading
 
     # -- the I/O thread ----------------------------------------------------------------------
 
@@ -170,8 +194,17 @@ class H2Thread:
         with self.lock:
             out = bytes(self.outbox)
             self.outbox.clear()
+            self.flushing = bool(out)
         if out:
-            self.conn.transport.sendall(out)
+            try:
+                self.conn.transport.sendall(out)
+            finally:
+                with self.lock:
+                    self.flushing = False
+                    if self.session.paused:  # written: the streams' bodies may go on
+                        self.session.paused = False
+                        self.session.flush_all()
+                        self.commit()
 
     def _done(self) -> bool:
         with self.lock:

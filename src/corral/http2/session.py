@@ -100,7 +100,15 @@ class H2Session:
         server_header: bytes | None,
         log_warning: Callable[[str], None],
     ) -> None:
-        config = H2Configuration(client_side=False, header_encoding=None)
+        # Outbound fields are ours to get right, and are: names lower-cased, values checked
+        # and stripped (StreamConn._fields), the pseudo and date fields made here; h2's own
+        # check of every field of every response cost about a tenth of a hello's CPU.
+        config = H2Configuration(
+            client_side=False,
+            header_encoding=None,
+            validate_outbound_headers=False,
+            normalize_outbound_headers=False,
+        )
         self.h2 = conn = H2Connection(config)
         conn.local_settings.update(
             {
@@ -123,6 +131,9 @@ class H2Session:
         self.streams: dict[int, Stream] = {}
         self.last_stream = 0  # after a graceful GOAWAY: streams above it are refused
         self.going_away = False
+        # The driver's socket is not keeping up (its write buffer is full): response bodies
+        # wait in their streams, whatever the client's windows allow, until flush_all().
+        self.paused = False
         self.peer_gone = False  # the client sent GOAWAY: it opens no more streams
         self._extra = b""
 
@@ -368,6 +379,8 @@ class H2Session:
         pending = stream.pending
         try:
             while pending:
+                if self.paused:
+                    return
                 room = min(h2.local_flow_control_window(sid), h2.max_outbound_frame_size)
                 if room <= 0:
                     return
