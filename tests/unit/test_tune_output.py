@@ -81,15 +81,22 @@ def test_report_files(tmp_path):
     assert "Each run: 1 s warm-up, then 3 s measured." in text  # no run measured again
 
 
-def test_report_says_how_long_a_confirmation_run_measured(tmp_path):
+def test_report_says_how_long_the_confirmation_runs_measured(tmp_path):
+    # The confirmation is now a pair, the two fastest measured again back to back (it was the
+    # leader alone): the line says each of the two runs measured 1.5 s, and the JSON which
+    # steps were paired.
     tuned = run()
-    again = m("threaded", 3, 32, 4800, 95)
-    tuned.history = [*HISTORY, again]
-    tuned.steps = [*tuned.steps[:-1], Step(again.cell, "again", 0.5), tuned.steps[-1]]
-    paths = report.write(tuned, tmp_path, svgplot.figure(tuned.history, again.cell, "t"))
+    leader, runner_up = m("threaded", 3, 32, 4800, 95), m("threaded", 2, 32, 3400, 120)
+    tuned.history = [*HISTORY, leader, runner_up]
+    pair = [Step(x.cell, "again", 0.5, paired=True) for x in (leader, runner_up)]
+    tuned.steps = [*tuned.steps[:-1], *pair, tuned.steps[-1]]
+    paths = report.write(tuned, tmp_path, svgplot.figure(tuned.history, leader.cell, "t"))
     text = paths["markdown"].read_text()
-    assert "then 3 s measured (1.5 s for a run measuring a configuration again)." in text
-    assert '"window_share": 0.5' in paths["json"].read_text()
+    assert "then 3 s measured (1.5 s each for the two fastest measured again, back to back)." in (
+        text
+    )
+    record = paths["json"].read_text()
+    assert '"window_share": 0.5' in record and '"paired": true' in record
     page = paths["html"].read_text()
     assert "<svg" in page and "<b>Pick: threaded 3x32</b>" in page and "<table>" in page
     assert '"pick"' in paths["json"].read_text()

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", default="corral-tune", metavar="DIR", help="where the report goes [corral-tune]")
     add("--connections", type=int, default=256, metavar="N", help="clients at once [256]")
     add("--load-processes", type=int, default=0, metavar="N", help="load generator processes")
-    add("--max-runs", type=int, default=7, metavar="N", help="runs after the probe [7]")
+    add("--max-runs", type=int, default=8, metavar="N", help="runs after the probe [8]")
     add("--max-workers", type=int, default=0, metavar="N", help="[2 x CPUs + 1]")
     add("--thread-limit", type=int, default=128, metavar="N", help="most threads tried [128]")
     add("--margin", type=float, default=0.05, metavar="SHARE", help="noise margin [0.05]")
@@ -262,7 +262,7 @@ def _tune(ns: argparse.Namespace, args: list[str], command: list[str]) -> int:
     finally:
         progress.close()
         bench.close()
-    run.pick, run.pick_reason = pick(run.history, setup.bounds)
+    run.pick, run.pick_reason = pick(run.history, setup.bounds, run.steps)
     run.seconds = time.monotonic() - began
     svg = svgplot.figure(
         run.history, run.pick.cell if run.pick else None, f"corral tune: {run.app}"

@@ -66,7 +66,12 @@ class Run:
         data = {k: v for k, v in vars(self).items() if k not in ("probe", "history", "pick")}
         data["bounds"] = asdict(self.bounds)
         data["steps"] = [
-            {"cell": s.cell and asdict(s.cell), "reason": s.reason, "window_share": s.window_share}
+            {
+                "cell": s.cell and asdict(s.cell),
+                "reason": s.reason,
+                "window_share": s.window_share,
+                "paired": s.paired,
+            }
             for s in self.steps
         ]
         data["probe"] = self.probe.as_dict()
@@ -142,11 +147,15 @@ GLOSSARY = (
 
 
 def _confirm_window(run: Run) -> str:
-    """How long the runs measuring a configuration again were, when there were any."""
+    """How long the runs measuring the two fastest again, back to back, were, when there were
+    any."""
     shorter = [s for s in run.steps if s.cell is not None and s.window_share < 1.0]
     if not shorter:
         return ""
-    return f" ({shorter[0].window_s(run.window_s):g} s for a run measuring a configuration again)"
+    return (
+        f" ({shorter[0].window_s(run.window_s):g} s each for the two fastest measured again, "
+        "back to back)"
+    )
 
 
 def _machine_notes(run: Run) -> list[str]:

@@ -11,16 +11,16 @@ import math
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from corral.tune.choose import ERROR_LIMIT, combine, eligible
+from corral.tune.choose import ERROR_LIMIT, between, combine, eligible
 from corral.tune.model import Cell, Measurement
 
-# A run kept back for measuring the fastest configuration again when another is within
-# CONFIRM_WITHIN of it.
-CONFIRM_RUNS = 1
+# Runs kept back for measuring the two fastest configurations again, back to back, when the
+# runner-up is within CONFIRM_WITHIN of the leader.
+CONFIRM_RUNS = 2
 CONFIRM_WITHIN = 0.8
-# A confirmation run measures this share of the window (at least a second, never more than the
-# window): it is a second opinion, averaged with the first run, and one run on a shared machine
-# moves by a fifth from minute to minute whatever its length.
+# Each of those runs measures this share of the window (at least a second, never more than the
+# window): the pair costs about one full run and one more server start. What they are for is a
+# comparison at one moment, and on a shared machine that moment's load is the larger error.
 CONFIRM_WINDOW_SHARE = 0.5
 
 
@@ -35,17 +35,20 @@ class Bounds:
     memory_budget_mib: float | None = None
     margin: float = 0.05  # a throughput change within this share is noise
     p99_margin: float = 0.5  # p99 may rise by this share before it counts as climbing
-    max_runs: int = 7  # CONFIRM_RUNS of them kept back for the confirmation
+    max_runs: int = 8  # CONFIRM_RUNS of them kept back for the confirmation
 
 
 @dataclass(frozen=True)
 class Step:
-    """The next cell to measure (None: the search is over), the reason, in words, and the share
-    of the window to measure it for (less than 1 for a confirmation run)."""
+    """The next cell to measure (None: the search is over), the reason, in words, the share of
+    the window to measure it for (less than 1 for a confirmation run), and whether it is one of
+    the two confirmation runs measured back to back (the pick compares those two, see
+    choose.pick)."""
 
     cell: Cell | None
     reason: str
     window_share: float = 1.0
+    paired: bool = False
 
     def window_s(self, full_s: float) -> float:
         """The seconds this step measures, given the full window: a shorter share is at least
@@ -142,15 +145,6 @@ def profile_text(probe: Measurement) -> str:
     )
 
 
-class _Budget:
-    def __init__(self, bounds: Bounds) -> None:
-        self.left = bounds.max_runs
-
-    def take(self) -> bool:
-        self.left -= 1
-        return self.left >= 0
-
-
 def _fits(m: Measurement, workers: int, bounds: Bounds) -> tuple[bool, str]:
     """Whether `workers` processes of the kind measured in `m` fit the memory budget."""
     if bounds.memory_budget_mib is None or m.memory_mib <= 0:
@@ -191,7 +185,7 @@ class _State:
 Phase = Generator[Step, Measurement, Measurement | None]
 
 
-def _try(state: _State, cell: Cell, why: str, share: float = 1.0) -> Phase:
+def _try(state: _State, cell: Cell, why: str, share: float = 1.0, paired: bool = False) -> Phase:
     """Measure `cell` (for `share` of the window) if the run budget allows; None when it does
     not."""
     if state.left <= 0:
@@ -200,7 +194,7 @@ def _try(state: _State, cell: Cell, why: str, share: float = 1.0) -> Phase:
         state.spent = True
         return None
     state.left -= 1
-    measurement = yield Step(cell, state.reason(why), share)
+    measurement = yield Step(cell, state.reason(why), share, paired)
     state.history.append(measurement)
     return measurement
 
@@ -442,33 +436,37 @@ def search(probe: Measurement, bounds: Bounds) -> Generator[Step, Measurement, N
 
 
 def _confirm(state: _State) -> Generator[Step, Measurement, None]:
-    """When another configuration is within a fifth of the fastest, the fastest is measured once
-    more (a shorter run) and the pick takes each configuration's mean. One run on a busy machine
-    moves by a fifth, so a configuration measured once may lead on a lucky run (on io, 2x128
-    once at 10,192 req/s, 0.72 of the grid's best in turns): the leader's luck is the one that
-    decides the pick. A clear lead, or a leader already measured twice, needs no run.
+    """When the runner-up is within a fifth of the fastest, both are measured again, back to
+    back, in shorter runs, and the pick decides between the two on that pair alone (their ratio,
+    choose.between), not on means of runs taken minutes apart.
 
-    Until this form, both of the two fastest were measured again, in turns, in full runs: a run
-    more, and no better picks when the search was replayed on the recorded grids with noise."""
+    On a shared machine others' load moves from minute to minute, so two runs minutes apart are
+    not comparable, and two back to back are (benchmarks compare in turns for that reason). The
+    form before this one measured the leader alone again and took each configuration's mean: on
+    io, 4x128 led at 9,004 req/s, its second run met other processes holding 0.6 CPUs and gave
+    4,755, and 2x128 (7,830, measured once, at a quieter moment) became the pick, 0.68 of the
+    grid's best in turns. A clear lead needs no run."""
     ranked = sorted(combine(eligible(state.history, state.bounds)), key=lambda m: -m.rps)
     if not state.reserve or len(ranked) < 2 or ranked[1].rps < CONFIRM_WITHIN * ranked[0].rps:
         return
     top, runner_up = ranked[0], ranked[1]
-    if _runs_of(state, top.cell) >= 2:
-        return
     state.left += state.reserve
-    means = ", the mean of its runs" if _runs_of(state, runner_up.cell) > 1 else ""
     why = (
-        f"{top.cell.label()} ({top.rps:,.0f} req/s, measured once) leads "
-        f"{runner_up.cell.label()} ({runner_up.rps:,.0f} req/s{means}) by less than "
-        f"{1 - CONFIRM_WITHIN:.0%}: it is measured again, in a shorter run, and the pick takes "
-        "each configuration's mean."
+        f"{top.cell.label()} ({top.rps:,.0f} req/s) leads {runner_up.cell.label()} "
+        f"({runner_up.rps:,.0f} req/s) by less than {1 - CONFIRM_WITHIN:.0%} in the search's "
+        "runs, and others' load on the machine moves from minute to minute: both are measured "
+        f"again, back to back, in shorter runs, and that pair decides. First {top.cell.label()}."
     )
-    yield from _try(state, top.cell, why, CONFIRM_WINDOW_SHARE)
-
-
-def _runs_of(state: _State, cell: Cell) -> int:
-    return sum(m.cell == cell for m in state.history)
+    first = yield from _try(state, top.cell, why, CONFIRM_WINDOW_SHARE, paired=True)
+    if first is None:
+        return
+    why = (
+        f"{top.cell.label()} again: {first.rps:,.0f} req/s (other processes kept "
+        f"{first.others_cores:.1f} CPUs busy). Right after it, {runner_up.cell.label()}."
+    )
+    second = yield from _try(state, runner_up.cell, why, CONFIRM_WINDOW_SHARE, paired=True)
+    if second is not None:
+        state.note(between(first, second, state.bounds)[1])
 
 
 def run_search(
