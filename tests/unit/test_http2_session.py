@@ -14,7 +14,7 @@ from corral.http.errors import ProtocolError
 from corral.http.limits import Limits
 from corral.http2.guard import Allowance, Guard
 from corral.http2.request import build_request
-from corral.http2.session import PENDING_HIGH, H2Closed, H2Session, Stream
+from corral.http2.session import OUTPUT_HIGH, PENDING_HIGH, H2Closed, H2Session, Stream
 from corral.http2.settings import H2Settings
 
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/a?b=1"), (b":authority", b"x")]
@@ -92,9 +92,10 @@ def test_flow_control_holds_the_response_until_the_client_opens_its_window() -> 
     client.increment_flow_control_window(10**7, stream_id=1)
     client.increment_flow_control_window(10**7)
     exchange(client, server)
-    got += sum(
-        len(e.data or b"") for e in replies(client, server) if isinstance(e, ev.DataReceived)
-    )
+    for _ in range(10):  # what a driver does: write a batch, then let the streams move more
+        events = replies(client, server)
+        got += sum(len(e.data or b"") for e in events if isinstance(e, ev.DataReceived))
+        server.flush_all()
     assert got == PENDING_HIGH + 5000 and stream.complete and not stream.blocked
 
 
@@ -201,3 +202,43 @@ def test_build_request_refuses_what_http2_forbids(
     with pytest.raises(ProtocolError) as info:
         build_request(headers, Limits(), True)
     assert info.value.status == status
+
+
+def test_a_response_outlives_its_app_until_the_client_has_taken_it() -> None:
+    client, server = pair()
+    client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    client.send_headers(1, GET, end_stream=True)
+    [stream] = exchange(client, server)
+    replies(client, server)
+    server.respond(stream, 200, [], False)
+    server.send(stream, b"z" * 50_000, True)
+    server.done(stream)  # the app returned; 49,000 bytes still wait for the window
+    assert not stream.reset and server.sending
+    client.increment_flow_control_window(10**6, stream_id=1)
+    client.increment_flow_control_window(10**6)
+    exchange(client, server)
+    events = replies(client, server)
+    body = sum(len(e.data or b"") for e in events if isinstance(e, ev.DataReceived))
+    assert body == 50_000 and any(isinstance(e, ev.StreamEnded) for e in events)
+    assert not any(isinstance(e, ev.StreamReset) for e in events) and not server.sending
+
+
+def test_what_waits_in_user_space_for_the_socket_stays_bounded() -> None:
+    client, server = pair()
+    client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 2**30})
+    client.increment_flow_control_window(2**30)
+    client.send_headers(1, GET, end_stream=True)
+    [stream] = exchange(client, server)
+    replies(client, server)
+    server.respond(stream, 200, [], False)
+    server.send(stream, b"w" * (4 << 20), True)  # 4 MiB, and the client's windows allow it all
+    got = 0
+    for _ in range(100):
+        out = server.outbound()
+        assert len(out) <= OUTPUT_HIGH + 2 * 16_384  # a batch, then the driver writes it
+        got += sum(
+            len(e.data or b"") for e in client.receive_data(out) if isinstance(e, ev.DataReceived)
+        )
+        if not server.flush_all() and not server.moved:
+            break
+    assert got == 4 << 20 and stream.complete

@@ -444,13 +444,7 @@ class HTTPProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.lost:
             return
-        if transport.is_closing():
-            # close() waits for the write buffer to drain; a peer that never reads would
-            # hold the connection forever.
-            if not self.closing_at:
-                self.closing_at = now
-            elif now - self.closing_at > LINGER_SECONDS:
-                transport.abort()
+        if closing(self, transport, now):
             return
         if self.stalled_at and now - self.stalled_at > self.stall_limit:
             self._stalled(now)
@@ -513,6 +507,23 @@ class HTTPProtocol(asyncio.Protocol):
             self.task.cancel()
         if self.transport is not None:
             self.transport.abort()
+
+
+class _Closes(Protocol):
+    closing_at: float  # when the sweep first saw the transport closing; 0: not yet
+
+
+def closing(conn: _Closes, transport: asyncio.Transport, now: float) -> bool:
+    """Whether ``transport`` is closing (nothing else to sweep on it). close() waits for the
+    write buffer to drain, and a peer that never reads would hold the connection forever: past
+    LINGER_SECONDS it is aborted."""
+    if not transport.is_closing():
+        return False
+    if not conn.closing_at:
+        conn.closing_at = now
+    elif now - conn.closing_at > LINGER_SECONDS:
+        transport.abort()
+    return True
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:

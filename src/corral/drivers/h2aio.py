@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import TYPE_CHECKING
 
+from corral.drivers.aio import AioContext, closing
 from corral.drivers.h2exchange import StreamConn
 from corral.drivers.policy import LINGER_BYTES, LINGER_SECONDS
 from corral.gateway.asgi import HTTPCycle, Peer
 from corral.gateway.ladder import ClientDisconnected
 from corral.http.events import Request
 from corral.http2.session import H2Closed, H2Session, Stream
-
-if TYPE_CHECKING:
-    from corral.drivers.aio import AioContext
 
 # Frames we queued that the client does not read (PING and SETTINGS acknowledgements, error
 # pages): past this much in the transport's buffer the connection is dropped.
@@ -128,6 +125,7 @@ class H2Protocol(asyncio.Protocol):
         self.lost = False
         self.closing_at = 0.0
         self._write_soon = False
+        self.sent_at = 0.0  # loop time frames last went to the transport
         self.lingering = 0.0  # when our last GOAWAY went out with our half-close; 0: not yet
         self.lingered = 0
         self.deadline = policy.idle_until(self.loop.time())
@@ -172,8 +170,12 @@ class H2Protocol(asyncio.Protocol):
             if not stream.reset:  # reset in the same read (rapid reset): no app call
                 self._serve(stream)
         self.commit()
-        if not self.channels:
+        if not self._busy():
             self.deadline = self.ctx.policy.idle_until(self.loop.time())
+
+    def _busy(self) -> bool:
+        """A stream's app runs, or a finished response still waits for the client's window."""
+        return bool(self.channels) or self.session.sending
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: response bodies wait in their streams (their apps
@@ -216,9 +218,17 @@ class H2Protocol(asyncio.Protocol):
             and not (self.lost or self.lingering or transport.is_closing())
         ):
             transport.write(out)
+            self.sent_at = self.loop.time()
             if transport.get_write_buffer_size() > OUTBOUND_LIMIT:
                 self.ctx.gateway.log.debug("HTTP/2 client does not read its frames: dropped")
                 transport.abort()
+                return
+            if not self.session.paused:
+                self.session.flush_all()
+            if self.session.moved:
+                self.commit()  # the next piece of the bodies, once the loop has turned
+            elif self.session.going_away and not self._busy():
+                self.loop.call_soon(self.close)  # the last response a stop waited for is out
 
     # -- streams -----------------------------------------------------------------------------
 
@@ -242,7 +252,7 @@ class H2Protocol(asyncio.Protocol):
             return
         self.session.done(channel.stream)
         self.commit()
-        if not self.channels:
+        if not self._busy():
             self.deadline = self.ctx.policy.idle_until(self.loop.time())
             if self.session.going_away:
                 self.close()
@@ -271,11 +281,7 @@ class H2Protocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.lost:
             return
-        if transport.is_closing():
-            if not self.closing_at:
-                self.closing_at = now
-            elif now - self.closing_at > LINGER_SECONDS:
-                transport.abort()
+        if closing(self, transport, now):
             return
         if self.lingering:
             if now - self.lingering > LINGER_SECONDS:
@@ -288,6 +294,14 @@ class H2Protocol(asyncio.Protocol):
             cycle, task = channel.cycle, channel.task
             if limit and cycle is not None and task is not None and now - channel.began > limit:
                 self.ctx.time_out(cycle, task, self.peer, now - channel.began)
+        if not self.channels and self.session.sending:
+            if now - self.sent_at > self.ctx.policy.send_timeout:
+                # Finished responses the client stopped taking (send_timeout), as a stream
+                # whose app still writes would be in its drain().
+                for stream in list(self.session.streams.values()):
+                    self.session.cancel(stream)
+                self.commit()
+            return
         if not self.channels and now >= self.deadline:
             self.session.goaway()
             self.commit()
@@ -297,7 +311,7 @@ class H2Protocol(asyncio.Protocol):
         """Graceful stop: GOAWAY; the streams in flight finish, then the connection closes."""
         self.session.goaway()
         self.commit()
-        if not self.channels:
+        if not self._busy():
             self.close()
 
     def close(self) -> None:

@@ -54,6 +54,7 @@ class H2Thread:
         self.changed = threading.Condition(self.lock)  # streams: body, window or reset news
         self.outbox = bytearray()
         self.flushing = False  # the I/O thread is writing what it took from the outbox
+        self.sent_at = time.monotonic()  # when frames last went out
         # Without TLS a stream's thread writes its frames itself when nothing is queued before
         # them (a send that does not wait, under the lock): no wake-up of the I/O thread per
         # response. An SSL object may not be written by one thread while another reads it.
@@ -85,16 +86,21 @@ class H2Thread:
     def commit(self, stream: Stream | None = None) -> None:
         """Queue what the session made for the I/O thread (held: ``lock``). A stream's thread
         then waits while the client's window holds its response back, up to send_timeout."""
-        out = self.session.outbound()
         io = threading.current_thread() is self.io_thread
-        if out and not self.lost:
+        while not self.lost:
+            out = self.session.outbound()
+            if not out:
+                break
             if self.direct and not (io or self.outbox or self.flushing):
                 out = out[self._send_now(out) :]
+                self.sent_at = time.monotonic()
             if out:
                 self.outbox += out
                 self.session.paused = len(self.outbox) > OUTBOX_HIGH
                 if not io:
                     os.eventfd_write(self.wake_fd, 1)
+                break
+            self.session.flush_all()  # all written: the bodies' next pieces
         if stream is None or io:
             return
         limit = self.ctx.policy.send_timeout
@@ -168,12 +174,25 @@ class H2Thread:
                     idle_since = time.monotonic()
                     if not transport.pending():
                         break
-            if self.active:
-                idle_since = time.monotonic()
+            now = time.monotonic()
+            if self.session.sending and now - self.sent_at > self.ctx.policy.send_timeout:
+                self._give_up_sending()
+            if self.active or self.session.sending:
+                idle_since = now
             elif time.monotonic() > self.ctx.policy.idle_deadline(
                 idle_since, self.ctx.policy.idle_until(idle_since)
             ):
                 self.shutdown()
+
+    def _give_up_sending(self) -> None:
+        """Finished responses the client stopped taking for send_timeout: reset, as a stream
+        whose thread still writes would be in commit()."""
+        with self.lock:
+            if self.active:
+                return  # a writing thread times its own stream out
+            for stream in list(self.session.streams.values()):
+                self.session.cancel(stream)
+            self.commit()
 
     def _received(self, data: bytes) -> bool:
         """Feed the client's bytes; start the new streams. False when the connection ends."""
@@ -196,19 +215,19 @@ class H2Thread:
             self.outbox.clear()
             self.flushing = bool(out)
         if out:
+            self.sent_at = time.monotonic()
             try:
                 self.conn.transport.sendall(out)
             finally:
                 with self.lock:
                     self.flushing = False
-                    if self.session.paused:  # written: the streams' bodies may go on
-                        self.session.paused = False
-                        self.session.flush_all()
-                        self.commit()
+                    self.session.paused = False  # written: the streams' bodies may go on
+                    self.session.flush_all()
+                    self.commit()
 
     def _done(self) -> bool:
         with self.lock:
-            if not self.stopping or self.active:
+            if not self.stopping or self.active or self.session.sending:
                 return False
             self.session.close()
             self.commit()

@@ -25,6 +25,10 @@ from corral.http2.settings import H2Settings
 # A stream whose response waits for more than this much flow-control window is "blocked":
 # its writer waits (the threaded worker's thread, the ASGI app's send()) until it drains.
 PENDING_HIGH = 256 * 1024
+# Response body moved into h2's output between two outbound() calls, at most: the driver
+# writes it, then flush_all() moves more. However large the client's windows, what waits in
+# user space for the socket stays about this size (the rest waits in its streams).
+OUTPUT_HIGH = 256 * 1024
 # The connection-level receive window we open at the start (RFC 9113 §6.9.2: it starts at
 # 65,535 whatever SETTINGS say), so that uploads on several streams are not throttled by it.
 CONNECTION_WINDOW = 1 << 20
@@ -47,6 +51,7 @@ class Stream:
     """One request and its response on the connection."""
 
     __slots__ = (
+        "app_done",
         "body",
         "complete",
         "end_pending",
@@ -75,6 +80,7 @@ class Stream:
         self.end_pending = False  # END_STREAM goes out after `pending`
         self.trailers: list[tuple[bytes, bytes]] | None = None
         self.complete = False  # END_STREAM sent
+        self.app_done = False  # the app has returned; its response may still be going out
         self.wake: Callable[[], None] = _nothing  # the driver's: body, window or reset news
 
     @property
@@ -134,6 +140,7 @@ class H2Session:
         # The driver's socket is not keeping up (its write buffer is full): response bodies
         # wait in their streams, whatever the client's windows allow, until flush_all().
         self.paused = False
+        self._queued = 0  # body bytes given to h2 since the last outbound()
         self.peer_gone = False  # the client sent GOAWAY: it opens no more streams
         self._extra = b""
 
@@ -163,6 +170,7 @@ class H2Session:
     def outbound(self) -> bytes:
         """Frames to write to the client."""
         data = self.h2.data_to_send()
+        self._queued = 0
         if self._extra:
             data, self._extra = data + self._extra, b""
         return data
@@ -379,7 +387,7 @@ class H2Session:
         pending = stream.pending
         try:
             while pending:
-                if self.paused:
+                if self.paused or self._queued >= OUTPUT_HIGH:
                     return
                 room = min(h2.local_flow_control_window(sid), h2.max_outbound_frame_size)
                 if room <= 0:
@@ -388,6 +396,7 @@ class H2Session:
                 del pending[:room]
                 last = not pending and stream.end_pending and stream.trailers is None
                 h2.send_data(sid, piece, end_stream=last)
+                self._queued += len(piece)
                 if last:
                     self._completed(stream)
                     return
@@ -396,6 +405,7 @@ class H2Session:
                     h2.send_headers(sid, stream.trailers, end_stream=True)
                 else:
                     h2.end_stream(sid)
+                self._queued += 9  # the frame that ends the stream
                 self._completed(stream)
         except StreamClosedError:
             self._drop(stream)
@@ -403,25 +413,50 @@ class H2Session:
             if len(pending) <= PENDING_HIGH // 2:
                 stream.wake()
 
-    def flush_all(self) -> None:
-        """The client's windows grew: send what waited on them."""
+    def flush_all(self) -> bool:
+        """The client's windows grew, or the driver wrote what it had: send what waited on
+        them. True when a stream's body still waits."""
+        waiting = False
         for stream in list(self.streams.values()):
             if stream.pending or (stream.end_pending and not stream.complete):
                 self._flush(stream)
+                waiting = waiting or bool(stream.pending)
+        return waiting
+
+    @property
+    def moved(self) -> bool:
+        """Frames of a response body went to h2 since the last outbound(): there is output."""
+        return self._queued > 0
 
     def _completed(self, stream: Stream) -> None:
         stream.complete = True
-        self._forget(stream)
+        if stream.app_done:
+            self._finish(stream)
+        else:
+            self._forget(stream)
 
     def done(self, stream: Stream) -> None:
-        """The app is done with the stream. A response that did not end is reset; a request
-        body not read to its end is refused with RST_STREAM NO_ERROR (RFC 9113 §8.1)."""
-        if not stream.reset:
-            if not stream.complete:
-                self._reset(stream.id, ErrorCodes.INTERNAL_ERROR)
-            elif not stream.ended:
-                self._reset(stream.id, ErrorCodes.NO_ERROR)
+        """The app is done with the stream. A response that did not end is reset (INTERNAL_
+        ERROR); one that ended but still waits for the client's window goes on, and the stream
+        is finished when its last frame is out."""
+        stream.app_done = True
+        if stream.reset or stream.complete:
+            self._finish(stream)
+        elif not stream.end_pending:
+            self._reset(stream.id, ErrorCodes.INTERNAL_ERROR)
+            self._drop(stream)
+
+    def _finish(self, stream: Stream) -> None:
+        """Both the app and the response are done: a request body not read to its end is
+        refused with RST_STREAM NO_ERROR (RFC 9113 §8.1), and the stream is forgotten."""
+        if not stream.reset and not stream.ended:
+            self._reset(stream.id, ErrorCodes.NO_ERROR)
         self._drop(stream)
+
+    @property
+    def sending(self) -> bool:
+        """A response the app has finished still waits for the client's window."""
+        return any(s.end_pending and not s.complete for s in self.streams.values())
 
     def cancel(self, stream: Stream) -> None:
         """The server gives up on the stream (a stalled client, a timeout)."""
