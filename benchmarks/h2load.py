@@ -8,7 +8,6 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 _OVERRUN_S = 30  # h2load stops itself after its -D; this is the harness's backstop
 PROBE_TIMEOUT_S = 10  # one probe request (connect, preface, one stream)
@@ -150,13 +149,3 @@ def h2load_version(h2load: str) -> str:
     )
     words = done.stdout.split()
     return words[1] if len(words) > 1 else "unknown"
-
-
-def log_tail(log: Path, lines: int = 3) -> str:
-    """The last lines of a server's log, joined, for a note."""
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " / ".join(kept)[-300:]

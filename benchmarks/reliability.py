@@ -138,13 +138,8 @@ def main(argv: Sequence[str]) -> int:
     return 1 if any(r.problems() for r in corral) else 0
 
 
-def _entry() -> int:
-    # Run as a script, sys.path[0] is benchmarks/ itself; the package lives one level up.
-    repo = str(Path(__file__).resolve().parent.parent)
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
-    return main(sys.argv[1:])
-
-
 if __name__ == "__main__":
-    sys.exit(_entry())
+    # Run as a script, sys.path[0] is benchmarks/ itself, where script.py is found by its name.
+    from script import run_main  # type: ignore[import-not-found,unused-ignore]
+
+    run_main(main)

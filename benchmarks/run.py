@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import platform
 import shutil
 import sys
 from collections.abc import Collection, Sequence
@@ -23,14 +22,12 @@ QUICK_WORKLOADS = "hello,asgi-hello"
 START_ALLOWANCE_S = 3  # rough cost of starting, probing and stopping one server
 
 
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def parse_args(
     argv: Sequence[str], workloads: Sequence[str], servers: Sequence[str]
 ) -> argparse.Namespace:
     """The command line; --quick only changes the defaults of the other options."""
+    from benchmarks.cli import names
+
     parser = argparse.ArgumentParser(
         prog="python benchmarks/run.py",
         description="Benchmark corral against gunicorn, granian, uvicorn, waitress and nginx.",
@@ -44,11 +41,9 @@ def parse_args(
         help=f"smoke run: workload {QUICK_WORKLOADS}, {QUICK_DURATION_S} s, 1 run (as CI does)",
     )
     parser.add_argument(
-        "--workloads", type=_names, help=f"comma-separated, from: {','.join(workloads)}"
+        "--workloads", type=names, help=f"comma-separated, from: {','.join(workloads)}"
     )
-    parser.add_argument(
-        "--servers", type=_names, help=f"comma-separated, from: {','.join(servers)}"
-    )
+    parser.add_argument("--servers", type=names, help=f"comma-separated, from: {','.join(servers)}")
     parser.add_argument(
         "--duration", type=int, help=f"seconds per wrk run (default {DEFAULT_DURATION_S})"
     )
@@ -63,7 +58,7 @@ def parse_args(
     args = parser.parse_args(argv)
     quick = args.quick
     if args.workloads is None:
-        args.workloads = _names(QUICK_WORKLOADS) if quick else list(workloads)
+        args.workloads = names(QUICK_WORKLOADS) if quick else list(workloads)
     if args.servers is None:
         args.servers = list(servers)
     if args.duration is None:
@@ -104,6 +99,7 @@ def main(argv: Sequence[str]) -> int:
     """Run the suite and print the Markdown report; 1 when a corral cell failed (see
     corral_failures) or no cell produced numbers."""
     from benchmarks import machine, servers, suite, tables, workloads
+    from benchmarks.cli import run_and_report
 
     args = parse_args(argv, workloads.WORKLOAD_NAMES, servers.SERVER_NAMES)
     try:
@@ -132,30 +128,20 @@ def main(argv: Sequence[str]) -> int:
     cells = sum(1 for w in chosen_workloads for s in chosen_servers if s.serves(w))
     per_cell = START_ALLOWANCE_S + args.warmup + args.runs * args.duration
     print(f"{cells} cells, about {cells * per_cell / 60:.1f} min", file=sys.stderr)
-    try:
-        results = suite.run_suite(opts)
-    except KeyboardInterrupt:  # run_workload has already stopped the servers it had started
-        print("interrupted", file=sys.stderr)
-        return 130
-    report = tables.render(host, machine.load_average(), opts, results, versions)
-    print(report)
-    if args.markdown is not None:
-        args.markdown.write_text(report)
     ours = {s.name for s in servers.SERVERS if s.distribution == "corral"}
-    failures = corral_failures(results, ours)
-    for failure in failures:
-        print(f"FAILED: {failure}", file=sys.stderr)
-    return 0 if any(cell.runs for cell in results) and not failures else 1
+    return run_and_report(
+        lambda: suite.run_suite(opts),
+        lambda cells: tables.render(host, machine.load_average(), opts, cells, versions),
+        lambda cells: corral_failures(cells, ours),
+        args.markdown,
+    )
 
 
 def _versions(opts: suite.Options, wrk: str) -> dict[str, str]:
     """Versions of Python, the servers in this run, Flask when used, and wrk."""
     from benchmarks import machine, servers
 
-    found = {"Python": platform.python_version()}
-    for server in opts.servers:
-        if any(server.serves(w) for w in opts.workloads):
-            found.setdefault(server.distribution, servers.server_version(server.distribution))
+    found = servers.versions([s for s in opts.servers if any(s.serves(w) for w in opts.workloads)])
     if any(w.needs == "flask" for w in opts.workloads):
         found["Flask"] = machine.package_version("flask") or "not installed"
     # The ASGI servers' speed depends on these: uvloop (all of them, loop auto), httptools
@@ -171,13 +157,8 @@ def _versions(opts: suite.Options, wrk: str) -> dict[str, str]:
     return found
 
 
-def _entry() -> int:
-    # Run as a script, sys.path[0] is benchmarks/ itself; the package lives one level up.
-    repo = str(Path(__file__).resolve().parent.parent)
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
-    return main(sys.argv[1:])
-
-
 if __name__ == "__main__":
-    sys.exit(_entry())
+    # Run as a script, sys.path[0] is benchmarks/ itself, where script.py is found by its name.
+    from script import run_main  # type: ignore[import-not-found,unused-ignore]
+
+    run_main(main)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,14 +215,14 @@ SERVERS: tuple[Server, ...] = (
 SERVER_NAMES: tuple[str, ...] = tuple(s.name for s in SERVERS)
 
 
-def select_servers(names: list[str]) -> list[Server]:
-    """The configurations named, in the suite's order; an unknown name raises ValueError."""
-    unknown = sorted(set(names) - set(SERVER_NAMES))
+def select_servers(names: Sequence[str], known: Sequence[str] = SERVER_NAMES) -> list[Server]:
+    """The configurations named, in the order of `known` (the suite's, by default); a name not
+    in `known` raises ValueError."""
+    unknown = sorted(set(names) - set(known))
     if unknown:
-        raise ValueError(
-            f"unknown server(s): {', '.join(unknown)}; choose from {', '.join(SERVER_NAMES)}"
-        )
-    return [s for s in SERVERS if s.name in names]
+        raise ValueError(f"unknown server(s): {', '.join(unknown)}; choose from {', '.join(known)}")
+    by_name = {s.name: s for s in SERVERS}
+    return [by_name[name] for name in known if name in names]
 
 
 def missing_reason(server: Server) -> str | None:
@@ -247,6 +248,16 @@ def server_version(distribution: str) -> str:
         done = subprocess.run([path, "-v"], capture_output=True, text=True, timeout=10, check=False)
         return (done.stderr or done.stdout).strip().rpartition("/")[2] or "unknown"
     return package_version(distribution) or "not installed"
+
+
+def versions(servers: Sequence[Server], packages: Sequence[str] = ()) -> dict[str, str]:
+    """Python's version, then each server's (once per distribution), then each package's."""
+    found = {"Python": platform.python_version()}
+    for server in servers:
+        found.setdefault(server.distribution, server_version(server.distribution))
+    for name in packages:
+        found[name] = package_version(name) or "not installed"
+    return found
 
 
 _THREADS_PROBE = (

@@ -9,14 +9,12 @@ import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.proctree import ProcStat, RssSampler, stop_tree, tree_cpu_s
 from benchmarks.servers import APPS_DIR, HOST, Launch, Server, missing_reason
 from benchmarks.stime import (
     STIME_REQUEST,
@@ -26,12 +24,12 @@ from benchmarks.stime import (
     stime_argv,
     tls_probe,
 )
+from benchmarks.turns import C, TurnCell, Turns, log_tail, take_turns
 from benchmarks.workloads import Workload
 from benchmarks.wrkrun import WrkError, WrkResult, run_wrk, wrk_argv
 from benchmarks.wsrun import WS_PATH, WsLoadError, run_wsload, wsload_argv
 
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
 # Settings read from the environment would silently change a server's configuration.
 _SCRUBBED_ENV = ("GUNICORN_CMD_ARGS", "CORRAL_CMD_ARGS", "WEB_CONCURRENCY")
 _SCRUBBED_PREFIXES = ("GRANIAN_", "UVICORN_")  # both read every option from such variables
@@ -55,16 +53,9 @@ class Options:
 
 
 @dataclass
-class Cell:
+class Cell(TurnCell[Workload, WrkResult]):
     """The outcome of one (workload, server) pair: its runs, or why there are none."""
 
-    workload: Workload
-    server: str
-    config: str = ""
-    runs: list[WrkResult] = field(default_factory=list)
-    peak_rss_kib: int = 0
-    cpu_s: list[float] = field(default_factory=list)  # the server tree's CPU in each run
-    note: str | None = None  # set when the cell did not produce numbers
     skipped: bool = False  # not tried: the workload needs a module that is not installed
 
     def median(self, metric: Callable[[WrkResult], float]) -> float:
@@ -94,15 +85,6 @@ def _server_env() -> dict[str, str]:
     return env
 
 
-def _log_tail(log: Path, lines: int = 2) -> str:
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " / ".join(kept)[-200:]
-
-
 def _answers(port: int, tls: bool = False) -> bool:
     conn: http.client.HTTPConnection
     if tls:  # the TLS rows' throwaway self-signed certificate: nothing to verify it against
@@ -130,11 +112,11 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, tls: bool = 
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
-            raise ServerStartError(f"server exited with code {code}: {_log_tail(log)}")
+            raise ServerStartError(f"server exited with code {code}: {log_tail(log)}")
         if _answers(port, tls):
             return
         time.sleep(0.05)
-    raise ServerStartError(f"no 200 on GET / within {READY_TIMEOUT_S:.0f} s: {_log_tail(log)}")
+    raise ServerStartError(f"no 200 on GET / within {READY_TIMEOUT_S:.0f} s: {log_tail(log)}")
 
 
 def start_server(launch: Launch, log: Path) -> subprocess.Popen[bytes]:
@@ -187,30 +169,17 @@ def _probe(port: int) -> Probe:
     return probe
 
 
-@dataclass
-class _Turns:
-    """A started server of one workload, and where its runs go."""
-
-    cell: Cell
-    proc: subprocess.Popen[bytes]
-    port: int
-    tmp: Path
-    log: Path
-    seen: dict[int, ProcStat] = field(default_factory=dict)  # every process the sampler saw
-    stopped: bool = False
-
-    def stop(self, note: str | None = None) -> None:
-        """Stop the server's whole tree (once); with a note, the cell keeps no runs."""
-        if note is not None:
-            self.cell.note = note
-            self.cell.runs.clear()
-            self.cell.cpu_s.clear()
-        if not self.stopped:
-            stop_tree(self.proc, self.seen.values(), STOP_TIMEOUT_S)
-            self.stopped = True
+def launch_turns(cell: C, server: Server, workload: Workload, tmp: Path) -> Turns[C]:
+    """Start the server for the workload on a free port, its output to a log in tmp; the cell
+    gets the launch's config."""
+    port = free_port()
+    launch = server.build(str(port), workload, tmp)
+    cell.config = launch.config
+    log = tmp / f"{server.name}-{workload.name}.log"
+    return Turns(cell, start_server(launch, log), port, tmp, log)
 
 
-def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, _Turns | None]:
+def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, Turns[Cell] | None]:
     """Start one server for the workload and wait until it answers; None (and a note in the
     cell) if it is missing or did not answer."""
     cell = Cell(workload, server.name)
@@ -218,25 +187,17 @@ def _start(server: Server, workload: Workload, tmp: Path) -> tuple[Cell, _Turns 
     if missing is not None:
         cell.note = f"not available: {missing}"
         return cell, None
-    port = free_port()
-    launch = server.build(str(port), workload, tmp)
-    cell.config = launch.config
-    log = tmp / f"{server.name}-{workload.name}.log"
-    turns = _Turns(cell, start_server(launch, log), port, tmp, log)
-    try:
-        wait_ready(turns.proc, port, log, workload.tls)
+    turns = launch_turns(cell, server, workload, tmp)
+
+    def ready() -> None:
+        wait_ready(turns.proc, turns.port, turns.log, workload.tls)
         if workload.tls:  # what was negotiated goes in the table
-            cell.config += f", {_probe(port).protocol}"
-    except ServerStartError as exc:
-        turns.stop(f"not available: {exc}")
-        return cell, None
-    except BaseException:
-        turns.stop()
-        raise
-    return cell, turns
+            cell.config += f", {_probe(turns.port).protocol}"
+
+    return cell, turns.confirm(ready, ServerStartError)
 
 
-def _take_turn(turns: _Turns, opts: Options, first: bool) -> None:
+def _take_turn(turns: Turns[Cell], opts: Options, first: bool) -> None:
     """One measured run (after the warm-up on the first turn), the RSS sampler watching.
 
     A failure stops the server and leaves its cell a note instead of numbers.
@@ -248,12 +209,7 @@ def _take_turn(turns: _Turns, opts: Options, first: bool) -> None:
             # A server still working off requests from connections wrk has closed (the sync
             # workers on `io`) answers this only after them, so the measured run starts clean.
             wait_ready(turns.proc, turns.port, turns.log, cell.workload.tls)
-        cpu_before = tree_cpu_s(turns.proc.pid)
-        with RssSampler(turns.proc.pid) as sampler:
-            cell.runs.append(_one_run(cell.workload, turns.port, opts.duration_s, opts, turns.tmp))
-        cell.cpu_s.append(tree_cpu_s(turns.proc.pid) - cpu_before)
-        cell.peak_rss_kib = max(cell.peak_rss_kib, sampler.peak_kib)
-        turns.seen.update(sampler.seen)
+        turns.measure(lambda: _one_run(cell.workload, turns.port, opts.duration_s, opts, turns.tmp))
         wait_ready(turns.proc, turns.port, turns.log, cell.workload.tls)
     except ServerStartError as exc:
         turns.stop(f"not available: {exc}")
@@ -266,64 +222,24 @@ def _take_turn(turns: _Turns, opts: Options, first: bool) -> None:
 
 
 def run_workload(workload: Workload, servers: list[Server], opts: Options, tmp: Path) -> list[Cell]:
-    """Every server of one workload, started together and measured in turns.
-
-    Round by round, each server gets one run, so run k of every server falls in the same few
-    minutes. On a shared machine, whose speed drifts by a third within an hour, run k of corral
-    and run k of gunicorn then see the same machine, and their ratio is fair even when the
-    rates are not. The servers not under load sit idle meanwhile.
-    """
+    """Every server of one workload, started together and measured in turns, one run each per
+    round (see turns.take_turns: run k of every server falls in the same few minutes)."""
     if workload.needs is not None and importlib.util.find_spec(workload.needs) is None:
         note = f"skipped: {workload.needs} not importable"
         return [Cell(workload, s.name, note=note, skipped=True) for s in servers]
-    cells: list[Cell] = []
-    started: list[_Turns] = []
-    try:
-        for server in servers:
-            cell_dir = tmp / f"{workload.name}-{server.name}"
-            cell_dir.mkdir()
-            cell, turns = _start(server, workload, cell_dir)
-            cells.append(cell)
-            if turns is not None:
-                started.append(turns)
-            else:
-                _progress(f"{workload.name} x {server.name}: {cell.note}")
-        for round_no in range(1, opts.runs + 1):
-            # Each round starts one server further on, so no server always follows the same
-            # neighbour (and whatever it leaves behind: TIME_WAIT sockets, a busy tail).
-            shift = (round_no - 1) % max(len(started), 1)
-            for turns in started[shift:] + started[:shift]:
-                if turns.stopped:
-                    continue
-                _progress(f"{workload.name} x {turns.cell.server}, run {round_no}/{opts.runs}")
-                _take_turn(turns, opts, first=round_no == 1)
-                last = turns.cell.runs[-1] if turns.cell.runs else None
-                _progress(f"    {_summary(turns.cell, last)}")
-    finally:
-        _stop_all(started)
-    return cells
+    return take_turns(
+        workload.name,
+        servers,
+        tmp,
+        opts.runs,
+        lambda server, cell_dir: _start(server, workload, cell_dir),
+        lambda turns, first: _take_turn(turns, opts, first),
+        _summary,
+    )
 
 
-def _stop_all(started: list[_Turns]) -> None:
-    """Stop every server, even when stopping one fails, then raise the first failure: each
-    runs in its own session, so a Ctrl-C at the terminal never reaches it."""
-    failure: BaseException | None = None
-    for turns in started:
-        try:
-            turns.stop()
-        except BaseException as exc:  # a second Ctrl-C, or a tree that would not die
-            failure = failure or exc
-    if failure is not None:
-        raise failure
-
-
-def _progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def _summary(cell: Cell, run: WrkResult | None) -> str:
-    if cell.note is not None or run is None:
-        return cell.note or "no runs"
+def _summary(cell: Cell) -> str:
+    run = cell.runs[-1]
     if cell.workload.resume:
         return f"{run.requests_per_s:,.0f} connections/s, {run.resumed} of {run.requests} resumed"
     unit = "msg/s" if cell.workload.websocket else "req/s"

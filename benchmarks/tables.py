@@ -214,25 +214,55 @@ def wrk_commands(workloads: list[Workload], duration_s: int) -> list[str]:
     return lines
 
 
-def render(
-    machine: Machine, load_at_end: str, opts: Options, cells: list[Cell], versions: dict[str, str]
-) -> str:
-    """The whole Markdown report."""
-    plan = (
-        f"{opts.duration_s} s per run, median of {opts.runs} run(s) after a {opts.warmup_s} s "
-        "warm-up; a workload's servers start together and take turns, one run each per round; "
-        "wrk (or wsload) runs on the same machine as the servers"
-    )
-    lines = [
-        "# corral benchmark results",
-        "",
+def machine_lines(machine: Machine, load_at_end: str) -> list[str]:
+    """A report's first facts: the date, the machine, Python, the load average."""
+    return [
         f"- Date: {machine.date}",
         f"- Machine: {machine.nproc} CPUs (nproc), {machine.cpu_model}, {machine.kernel}",
         f"- Python: {machine.python}",
         f"- Load average (1/5/15 min) at start: {machine.load_at_start}; at end: {load_at_end}",
+    ]
+
+
+def plan_line(duration_s: int, runs: int, warmup_s: int, load: str) -> str:
+    """A report's plan: rounds in turns; `load` says what generates the load (`wrk runs`)."""
+    plan = (
+        f"{duration_s} s per run, median of {runs} run(s) after a {warmup_s} s "
+        "warm-up; a workload's servers start together and take turns, one run each per round; "
+        f"{load} on the same machine as the servers"
+    )
+    return f"- Plan: {plan}"
+
+
+def versions_line(versions: dict[str, str]) -> str:
+    return "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items())
+
+
+def commands_section(commands: list[str]) -> list[str]:
+    """A report's last section: the servers' and the load's command lines."""
+    return [
+        "## Commands",
+        "",
+        "Servers run with benchmarks/apps as their working directory and on PYTHONPATH.",
+        "",
+        "```",
+        *commands,
+        "```",
+        "",
+    ]
+
+
+def render(
+    machine: Machine, load_at_end: str, opts: Options, cells: list[Cell], versions: dict[str, str]
+) -> str:
+    """The whole Markdown report."""
+    lines = [
+        "# corral benchmark results",
+        "",
+        *machine_lines(machine, load_at_end),
         f"- Wake-up cost at start: {machine.wakeup}",
-        f"- Plan: {plan}",
-        "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
+        plan_line(opts.duration_s, opts.runs, opts.warmup_s, "wrk (or wsload) runs"),
+        versions_line(versions),
         "",
         *results_table(cells),
         "Ratios divide by the same workload's baseline rows from this run: granian, gunicorn sync",
@@ -248,15 +278,12 @@ def render(
         "the measured runs.",
         "",
         *rounds_table(cells),
-        "## Commands",
-        "",
-        "Servers run with benchmarks/apps as their working directory and on PYTHONPATH.",
-        "",
-        "```",
-        *server_commands(opts.servers, opts.workloads),
-        "",
-        *wrk_commands(opts.workloads, opts.duration_s),
-        "```",
-        "",
+        *commands_section(
+            [
+                *server_commands(opts.servers, opts.workloads),
+                "",
+                *wrk_commands(opts.workloads, opts.duration_s),
+            ]
+        ),
     ]
     return "\n".join(lines)

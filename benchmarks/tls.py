@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import shutil
 import ssl
 import statistics
@@ -87,55 +86,30 @@ def with_tls(server: Server, cert: tuple[str, str]) -> Server:
 def tls_servers(names: Sequence[str], cert: tuple[str, str]) -> list[Server]:
     """The named configurations (from SERVER_NAMES, in that order) with TLS; ValueError names
     an unknown one."""
-    from benchmarks.servers import SERVERS
+    from benchmarks.servers import select_servers
 
-    unknown = sorted(set(names) - set(SERVER_NAMES))
-    if unknown:
-        raise ValueError(
-            f"unknown server(s): {', '.join(unknown)}; choose from {', '.join(SERVER_NAMES)}"
-        )
-    by_name = {s.name: s for s in SERVERS}
-    return [with_tls(by_name[name], cert) for name in SERVER_NAMES if name in names]
+    return [with_tls(server, cert) for server in select_servers(names, SERVER_NAMES)]
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """The command line; --quick only changes the defaults of the other options."""
+    from benchmarks.cli import Rounds, parse_rounds, rounds_parser
+
     names = [w.name for w in tls_workloads()]
-    parser = argparse.ArgumentParser(
-        prog="python benchmarks/tls.py",
-        description="corral over TLS against gunicorn gthread, uvicorn and granian, in turns.",
-        epilog="Exit status: 0 when every corral cell ran cleanly (and resumed its sessions); "
+    defaults = Rounds(DEFAULT_DURATION_S, DEFAULT_WARMUP_S, DEFAULT_RUNS)
+    parser = rounds_parser(
+        "python benchmarks/tls.py",
+        "corral over TLS against gunicorn gthread, uvicorn and granian, in turns.",
+        "Exit status: 0 when every corral cell ran cleanly (and resumed its sessions); "
         "1 otherwise; 2 on a usage error or a missing wrk or openssl.",
+        names,
+        SERVER_NAMES,
+        defaults,
     )
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 s, no warm-up, 1 run")
-    parser.add_argument("--workloads", help=f"comma-separated, from: {','.join(names)}")
-    parser.add_argument("--servers", help=f"comma-separated, from: {','.join(SERVER_NAMES)}")
-    parser.add_argument("--duration", type=int, help=f"seconds per run ({DEFAULT_DURATION_S})")
-    parser.add_argument("--warmup", type=int, help=f"seconds of warm-up ({DEFAULT_WARMUP_S})")
-    parser.add_argument("--runs", type=int, help=f"rounds, medians reported ({DEFAULT_RUNS})")
     parser.add_argument("--markdown", type=Path, help="also write the Markdown report to FILE")
     parser.add_argument("--wrk", default="wrk", help="the wrk binary (default: wrk on PATH)")
     parser.add_argument("--openssl", default="openssl", help="the openssl CLI (default: on PATH)")
-    args = parser.parse_args(argv)
-    args.workloads = _names(args.workloads) if args.workloads else names
-    args.servers = _names(args.servers) if args.servers else list(SERVER_NAMES)
-    for key, default, quick in (
-        ("duration", DEFAULT_DURATION_S, 1),
-        ("warmup", DEFAULT_WARMUP_S, 0),
-        ("runs", DEFAULT_RUNS, 1),
-    ):
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else default)
-    if args.duration < 1 or args.runs < 1 or args.warmup < 0:
-        parser.error("--duration and --runs must be at least 1, --warmup at least 0")
-    unknown = sorted(set(args.workloads) - set(names))
-    if unknown:
-        parser.error(f"unknown workload(s): {', '.join(unknown)}; choose from {', '.join(names)}")
-    return args
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+    return parse_rounds(parser, argv, names, SERVER_NAMES, defaults)
 
 
 def failures(cells: Sequence[Cell]) -> list[str]:
@@ -156,6 +130,7 @@ def failures(cells: Sequence[Cell]) -> list[str]:
 def main(argv: Sequence[str]) -> int:
     """Run the TLS rows and print the Markdown report (see the module's epilog for the exit)."""
     from benchmarks import machine, stime, suite
+    from benchmarks.cli import run_and_report
 
     args = parse_args(argv)
     wrk, openssl = shutil.which(args.wrk), shutil.which(args.openssl)
@@ -173,29 +148,18 @@ def main(argv: Sequence[str]) -> int:
         workloads, servers, args.duration, args.warmup, args.runs, wrk, openssl=openssl
     )
     host = machine.describe_machine()
-    try:
-        cells = suite.run_suite(opts)
-    except KeyboardInterrupt:  # run_workload has stopped the servers it had started
-        print("interrupted", file=sys.stderr)
-        return 130
-    report = render(host, machine.load_average(), opts, cells, _versions(opts))
-    print(report)
-    if args.markdown is not None:
-        args.markdown.write_text(report)
-    found = failures(cells)
-    for failure in found:
-        print(f"FAILED: {failure}", file=sys.stderr)
-    return 0 if any(cell.runs for cell in cells) and not found else 1
+    return run_and_report(
+        lambda: suite.run_suite(opts),
+        lambda cells: render(host, machine.load_average(), opts, cells, _versions(opts)),
+        failures,
+        args.markdown,
+    )
 
 
 def _versions(opts: Options) -> dict[str, str]:
     from benchmarks import machine, servers
 
-    found = {"Python": platform.python_version()}
-    for server in opts.servers:
-        found.setdefault(server.distribution, servers.server_version(server.distribution))
-    for name in ("uvloop", "httptools"):
-        found[name] = machine.package_version(name) or "not installed"
+    found = servers.versions(opts.servers, ("uvloop", "httptools"))
     found["wrk"] = machine.wrk_version(opts.wrk)
     done = subprocess.run(
         [opts.openssl, "version"], capture_output=True, text=True, timeout=10, check=False
@@ -355,20 +319,14 @@ def render(
     host: Machine, load_at_end: str, opts: Options, cells: Sequence[Cell], versions: dict[str, str]
 ) -> str:
     """The whole Markdown report."""
-    plan = (
-        f"{opts.duration_s} s per run, median of {opts.runs} run(s) after a {opts.warmup_s} s "
-        "warm-up; a workload's servers start together and take turns, one run each per round; "
-        "the load generators run on the same machine as the servers"
-    )
+    from benchmarks.tables import commands_section, machine_lines, plan_line, versions_line
+
     lines = [
         "# corral TLS benchmark results",
         "",
-        f"- Date: {host.date}",
-        f"- Machine: {host.nproc} CPUs (nproc), {host.cpu_model}, {host.kernel}",
-        f"- Python: {host.python}",
-        f"- Load average (1/5/15 min) at start: {host.load_at_start}; at end: {load_at_end}",
-        f"- Plan: {plan}",
-        "- Versions: " + ", ".join(f"{name} {version}" for name, version in versions.items()),
+        *machine_lines(host, load_at_end),
+        plan_line(opts.duration_s, opts.runs, opts.warmup_s, "the load generators run"),
+        versions_line(versions),
         "- Certificate: a throwaway self-signed ECDSA P-256 one, made by the openssl CLI",
         "",
         *results_tables(cells),
@@ -383,25 +341,13 @@ def render(
         "cores, so a server that costs less CPU per request leaves them more.",
         "",
         *rounds_table(cells),
-        "## Commands",
-        "",
-        "Servers run with benchmarks/apps as their working directory and on PYTHONPATH.",
-        "",
-        "```",
-        *commands(opts),
-        "```",
-        "",
+        *commands_section(commands(opts)),
     ]
     return "\n".join(lines)
 
 
-def _entry() -> int:
-    # Run as a script, sys.path[0] is benchmarks/ itself; the package lives one level up.
-    repo = str(Path(__file__).resolve().parent.parent)
-    if repo not in sys.path:
-        sys.path.insert(0, repo)
-    return main(sys.argv[1:])
-
-
 if __name__ == "__main__":
-    sys.exit(_entry())
+    # Run as a script, sys.path[0] is benchmarks/ itself, where script.py is found by its name.
+    from script import run_main  # type: ignore[import-not-found,unused-ignore]
+
+    run_main(main)
