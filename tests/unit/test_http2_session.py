@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import h2.events as ev
 import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import ContinuationFrame, HeadersFrame
+from hyperframe.frame import ContinuationFrame, Frame, GoAwayFrame, HeadersFrame
 
-from corral.http.errors import ProtocolError
+from corral.drivers.h2exchange import StreamConn
+from corral.http.errors import LocalProtocolError, ProtocolError
 from corral.http.limits import Limits
 from corral.http2.guard import Allowance, Guard
 from corral.http2.request import build_request
@@ -193,6 +196,7 @@ def test_allowance_refills_with_time() -> None:
         ([*GET[:2], (b":path", b"a b")], 400),
         ([*GET, (b"x", b"a\x00b")], 400),
         ([*GET, (b"content-length", b"1"), (b"content-length", b"2")], 400),
+        ([*GET, (b"host", b"elsewhere")], 400),  # RFC 9113 §8.3.1: not the :authority
         ([*GET, *[(b"x-%d" % n, b"v") for n in range(200)]], 431),
     ],
 )
@@ -242,3 +246,49 @@ def test_what_waits_in_user_space_for_the_socket_stays_bounded() -> None:
         if not server.flush_all() and not server.moved:
             break
     assert got == 4 << 20 and stream.complete
+
+
+class Link:
+    """The driver's side of a StreamConn, without a socket."""
+
+    def __init__(self, session: H2Session) -> None:
+        self.session = session
+        self.lock = contextlib.nullcontext()
+
+    def commit(self, stream: Stream | None = None) -> None:
+        pass
+
+
+def test_a_body_shorter_than_its_content_length_still_gets_its_500() -> None:
+    client, server = pair()
+    client.send_headers(1, GET, end_stream=True)
+    [stream] = exchange(client, server)
+    conn = StreamConn(Link(server), stream)
+    with pytest.raises(LocalProtocolError):
+        conn.send_full(200, [("Content-Length", "10")], b"hello")
+    conn.error_page(500, None)  # the ladder's answer: a page of its own length
+    [head] = [e for e in replies(client, server) if isinstance(e, ev.ResponseReceived)]
+    assert dict(head.headers or [])[b":status"] == b"500"
+
+
+def test_the_last_goaway_never_names_a_later_stream_than_the_first() -> None:
+    client, server = pair()
+    client.send_headers(1, GET, end_stream=True)
+    exchange(client, server)
+    server.goaway()
+    client.send_headers(3, GET, end_stream=True)  # sent before the client read the GOAWAY
+    exchange(client, server)
+    server.close()
+    out = server.outbound()
+    away = [f for f in _frames(out) if isinstance(f, GoAwayFrame)]
+    assert [f.last_stream_id for f in away] == [1, 1]
+
+
+def _frames(raw: bytes) -> list[Frame]:
+    frames, pos = [], 0
+    while pos + 9 <= len(raw):
+        frame, length = Frame.parse_frame_header(memoryview(raw[pos : pos + 9]))
+        frame.parse_body(memoryview(raw[pos + 9 : pos + 9 + length]))
+        frames.append(frame)
+        pos += 9 + length
+    return frames

@@ -279,7 +279,12 @@ class HTTPProtocol(asyncio.Protocol):
             if exc.status == 505 and h2 is not None and h2.prior_knowledge:
                 data = conn.trailing_data
                 if data.startswith(PREFACE):  # RFC 9113 §3.3: h2c with prior knowledge
+                    if self.proxied:
+                        self._apply_proxy()
                     self._to_h2(data)
+                    return
+                if PREFACE.startswith(data):
+                    conn.rewind()  # the preface in parts: the rest is on its way
                     return
             self._reject(exc.status)
             return
@@ -319,8 +324,12 @@ class HTTPProtocol(asyncio.Protocol):
         h2 = self.ctx.policy.http2
         if h2 is None or not h2.upgrade or req.content_length or req.chunked:
             return False
+        from corral.http2.session import H2Session  # h2 only when a client asks for it
+
         settings = next((v for n, v in req.headers if n.lower() == "http2-settings"), None)
         if self.peer.tls is not None or settings is None:
+            return False
+        if not H2Session.upgrade_settings_ok(settings.encode("latin-1")):
             return False
         assert self.transport is not None
         self.transport.write(
@@ -339,7 +348,10 @@ class HTTPProtocol(asyncio.Protocol):
         self.ctx.connections.discard(self)
         assert self.transport is not None
         self.in_head = False
-        H2Protocol(self.ctx, self.peer).begin(self.transport, data, upgraded)
+        proto = H2Protocol(self.ctx, self.peer)
+        proto.begin(self.transport, data, upgraded)
+        if self.ctx.policy.closing:  # it began after a graceful stop: GOAWAY at once
+            proto.shutdown()
 
     def _answer_health(self, response: bytes) -> None:
         """A health check, answered here without the app; then on to the next request."""

@@ -214,8 +214,13 @@ class Session:
             if exc.status == 505 and h2 is not None and h2.prior_knowledge:
                 data = conn.trailing_data
                 if data.startswith(PREFACE):  # RFC 9113 §3.3: h2c with prior knowledge
+                    if self.proxied and conn.proxy is not None:
+                        self._apply_proxy()
                     self.h2_start = (data, None)
                     return False
+                if PREFACE.startswith(data):
+                    conn.rewind()  # the preface in parts: the rest is on its way
+                    return None
             self.reject(exc.status)
             return False
         if event is NEED_DATA:
@@ -231,10 +236,10 @@ class Session:
             # connection over.
             return False
         self.in_head = False
-        if event.upgrade == "h2c" and self._upgrade_h2c(event):
-            return False
         if self.proxied and conn.proxy is not None:
             self._apply_proxy()
+        if event.upgrade == "h2c" and self._upgrade_h2c(event):
+            return False
         if policy.gathers(event, conn) and not conn.peer_closed:
             # In epoll, not on a thread, until the body is here (or stalls past body_timeout,
             # when the sweep answers 408 as for a head).
@@ -252,6 +257,10 @@ class Session:
         if h2 is None or not h2.upgrade or settings is None:
             return False
         if req.content_length or req.chunked or isinstance(self.sock, ssl.SSLSocket):
+            return False
+        from corral.http2.session import H2Session  # h2 only when a client asks for it
+
+        if not H2Session.upgrade_settings_ok(settings.encode("latin-1")):
             return False
         if type(self.conn.next_event()) is not EndOfMessage:
             return False

@@ -20,7 +20,11 @@ OUTBOUND_LIMIT = 4 * 1024 * 1024
 
 
 class StreamChannel:
-    """One stream as an ASGI cycle's channel (gateway.asgi.HTTPChannel)."""
+    """One stream as an ASGI cycle's channel (gateway.asgi.HTTPChannel).
+
+    An app may read in one task and write in another: each wait has a future of its own, and
+    news about the stream (body, window, reset, the end) wakes them all.
+    """
 
     def __init__(self, proto: H2Protocol, stream: Stream) -> None:
         self.proto = proto
@@ -31,9 +35,9 @@ class StreamChannel:
         self.task: asyncio.Task[None] | None = None
         self.began = 0.0  # loop time the app was handed the request
         self.answered = False
-        self.waiting_since = 0.0  # a wait on the client (body or window) began; 0: none
-        self.wait_limit = 0.0
-        self._waiter: asyncio.Future[None] | None = None
+        self.reading_since = 0.0  # waiting for body bytes since (loop time); 0: not
+        self.sending_since = 0.0  # waiting for the client's window since; 0: not
+        self._waiters: set[asyncio.Future[None]] = set()
         stream.wake = self._wake
 
     @property
@@ -51,8 +55,12 @@ class StreamChannel:
 
     async def drain(self) -> None:
         """Wait while the client's flow-control window holds the response back."""
-        while self.stream.blocked and not self.proto.lost:
-            await self._wait(self.proto.ctx.policy.send_timeout)
+        self.sending_since = self.proto.loop.time()
+        try:
+            while self.stream.blocked and not self.disconnected:
+                await self._wait()
+        finally:
+            self.sending_since = 0.0
         if self.disconnected:
             raise ClientDisconnected("the client reset the stream")
 
@@ -60,13 +68,17 @@ class StreamChannel:
         """Wait for more of the request body; False when none will come."""
         stream = self.stream
         if not (stream.body or stream.ended or self.disconnected):
-            await self._wait(self.proto.ctx.policy.body_timeout)
+            self.reading_since = self.proto.loop.time()
+            try:
+                await self._wait()
+            finally:
+                self.reading_since = 0.0
         return not (self.disconnected or self.body_stalled)
 
     async def wait_disconnect(self) -> None:
         """Wait until the client resets the stream or the response is complete."""
         while not (self.disconnected or self.answered):
-            await self._wait(0.0)
+            await self._wait()
 
     def response_complete(self) -> None:
         self.answered = True
@@ -75,32 +87,31 @@ class StreamChannel:
     def cycle_done(self, cycle: HTTPCycle) -> None:
         self.proto.stream_done(self)
 
-    async def _wait(self, limit: float) -> None:
-        loop = self.proto.loop
-        self._waiter = loop.create_future()
-        self.waiting_since, self.wait_limit = loop.time(), limit
+    async def _wait(self) -> None:
+        waiter = self.proto.loop.create_future()
+        self._waiters.add(waiter)
         try:
-            await self._waiter
+            await waiter
         finally:
-            self._waiter = None
-            self.waiting_since = 0.0
+            self._waiters.discard(waiter)
 
     def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def stalled(self, now: float) -> bool:
-        """A wait on the client past its limit: the body stalls (the cycle answers 408), or
-        the response cannot go out (the stream is cancelled)."""
-        since, limit = self.waiting_since, self.wait_limit
-        if not (since and limit) or now - since < limit:
-            return False
-        if self.stream.blocked:
+        """A wait on the client past its limit: the body stalls (body_timeout: the cycle
+        answers 408), or the response cannot go out (send_timeout: the stream is cancelled)."""
+        policy = self.proto.ctx.policy
+        if self.sending_since and now - self.sending_since > policy.send_timeout:
+            self.sending_since = 0.0
             self.proto.cancel(self)
-        else:
+        elif self.reading_since and now - self.reading_since > policy.body_timeout:
+            self.reading_since = 0.0
             self.body_stalled = True
-        self.waiting_since = 0.0
+        else:
+            return False
         self._wake()
         return True
 

@@ -103,8 +103,9 @@ class StreamConn:
 
     @property
     def keep_alive(self) -> bool:
-        """The connection outlives every stream."""
-        return True
+        """False: nothing follows on a stream, so the WSGI lifecycle does not read the rest of
+        an unread body to keep it (done() refuses that body with RST_STREAM NO_ERROR)."""
+        return False
 
     # -- the response ------------------------------------------------------------------------
 
@@ -178,6 +179,7 @@ class StreamConn:
 
     def _head(self, status: int, headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
         """The app's fields as HTTP/2 wants them: lower-case names (RFC 9113 §8.2.1)."""
+        self._declared, self._sent = None, 0  # an error page after a failed head starts over
         self._head_only = self.stream.req.method == "HEAD" or status in _NO_BODY
         block = _fields(headers)
         for name, value in block:

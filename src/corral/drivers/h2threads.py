@@ -132,13 +132,15 @@ class H2Thread:
             self._loop()
         except (ClientDisconnected, OSError):
             pass  # the client went away
+        except Exception:
+            self.ctx.lifecycle.log.exception("HTTP/2 connection failed")
         finally:
             with self.lock:
                 self.lost = True
                 for stream in list(self.session.streams.values()):
                     stream.reset = True
                 self.changed.notify_all()
-            os.close(self.wake_fd)
+                os.close(self.wake_fd)  # under the lock: no thread writes to it once lost
             self.finished(self.conn)
 
     def _loop(self) -> None:
@@ -158,7 +160,9 @@ class H2Thread:
                 # close lingers over what is left in the socket.
                 poller.unregister(self.conn.fd)
                 reading = False
-            for fd, _ in poller.poll(POLL_SECONDS * 1000):
+            # Frames still queued (a body moving a batch at a time): write them at once.
+            timeout = 0 if self.outbox else POLL_SECONDS * 1000
+            for fd, _ in poller.poll(timeout):
                 if fd == self.wake_fd:
                     try:
                         os.eventfd_read(self.wake_fd)
@@ -204,7 +208,8 @@ class H2Thread:
                 self.commit()
                 return True  # _flush writes the GOAWAY, then _done ends the loop
             for stream in streams:
-                self._dispatch(stream)
+                if not stream.reset:  # reset in the same read (rapid reset): no app call
+                    self._dispatch(stream)
             self.changed.notify_all()
             self.commit()
         return True
@@ -237,6 +242,8 @@ class H2Thread:
     def shutdown(self) -> None:
         """Graceful stop (any thread): GOAWAY; the streams in flight finish, then it closes."""
         with self.lock:
+            if self.lost:
+                return  # already over (its eventfd is closed)
             self.stopping = True
             self.session.goaway()
             self.commit()
@@ -272,6 +279,8 @@ class H2Thread:
                 self.active -= 1
                 self.session.done(stream)
                 self.commit()
+                if not self.active and not self.lost:
+                    os.eventfd_write(self.wake_fd, 1)  # a stop or the idle deadline may be due
 
 
 class StreamTransport:
@@ -290,9 +299,7 @@ class StreamTransport:
             deadline = time.monotonic() + limit
             while not (stream.body or stream.ended or stream.reset or link.lost):
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    link.session.cancel(stream)
-                    link.commit()
+                if left <= 0:  # answered 408 by the lifecycle; done() then resets the rest
                     raise BodyStalled(f"no request body bytes for {limit:g}s (body_timeout)")
                 link.changed.wait(left)
         return b""

@@ -14,7 +14,7 @@ from corral.gateway.forwarded import SchemeHeaders, TrustedPeers, forwarded_clie
 from corral.gateway.ladder import ClientDisconnected, RequestTimeout, answer
 from corral.gateway.lifecycle import Bookkeeping, Outcome, ServingWorker
 from corral.gateway.queue_time import proxy_queue_time
-from corral.http.errors import ProtocolError
+from corral.http.errors import LocalProtocolError, ProtocolError
 from corral.http.events import NEED_DATA, Data, EndOfMessage, Request
 
 if TYPE_CHECKING:
@@ -378,7 +378,7 @@ class HTTPCycle:
         self.head_sent = True
         self.status = status
         self.headers = []
-        with contextlib.suppress(ClientDisconnected):
+        with contextlib.suppress(ClientDisconnected, LocalProtocolError):
             out = self.channel.conn.error_page(status, self.gateway.server_header)
             if out:
                 self.channel.write(out)

@@ -375,6 +375,14 @@ class ServerConnection:
                 self._keep_alive = False
                 raise LocalProtocolError("response body longer than its Content-Length")
 
+    def rewind(self) -> None:
+        """Forget the error of a first head that may be the start of another protocol's
+        preface (HTTP/2's, RFC 9113 §3.4, arriving in parts): its bytes stay buffered, more are
+        taken, and the head is parsed again from its start."""
+        self._rstate = _R_HEAD
+        self._error = None
+        self._scan = 0
+
     def error_page(self, status: int, server: bytes | None) -> bytes:
         """An error response, when no response has started (the connection then closes)."""
         return render_error(status, server=server)

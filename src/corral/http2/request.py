@@ -54,9 +54,14 @@ def build_request(raw: Iterable[tuple[bytes, bytes]], limits: Limits, ended: boo
     if not REQUEST_TARGET.fullmatch(target) or (target[0] != "/" and target != "*"):
         raise ProtocolError(400, "invalid :path")
     authority = pseudo.get(":authority")
-    if authority is not None and not any(name == "host" for name, _ in headers):
-        # RFC 9113 §8.3.1: :authority stands for Host, which apps read.
-        headers.append(("host", authority))
+    hosts = [value for name, value in headers if name == "host"]
+    if authority is not None:
+        if any(host != authority for host in hosts):
+            # RFC 9113 §8.3.1: a Host that names another entity than :authority is malformed
+            # (apps and proxies routing on either would disagree).
+            raise ProtocolError(400, "Host differs from :authority")
+        if not hosts:
+            headers.append(("host", authority))  # :authority stands for Host, which apps read
     length = _content_length(headers)
     if limits.max_body and (length or 0) > limits.max_body:
         raise ProtocolError(413, "request body too large")

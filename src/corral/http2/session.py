@@ -10,7 +10,7 @@ import h2.events as ev
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.exceptions import H2Error, StreamClosedError
+from h2.exceptions import H2Error
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
@@ -153,9 +153,23 @@ class H2Session:
             self.h2.initiate_connection()
         else:
             self.h2.initiate_upgrade_connection(upgrade_settings)
-        grow = max(CONNECTION_WINDOW, self.settings.initial_window_size) - 65535
+        # Every stream's full window at once: streams whose apps have not read yet (queued for
+        # a thread) must not take the window the running ones need for the rest of theirs.
+        settings = self.settings
+        window = settings.max_concurrent_streams * settings.initial_window_size
+        grow = min(max(CONNECTION_WINDOW, window), 2**31 - 1) - 65535
         if grow > 0:
             self.h2.increment_flow_control_window(grow)
+
+    @staticmethod
+    def upgrade_settings_ok(value: bytes) -> bool:
+        """Whether an HTTP2-Settings field decodes to valid settings (RFC 7540 §3.2.1), checked
+        before we answer 101: a bad one leaves the request on HTTP/1.1."""
+        try:
+            H2Connection(H2Configuration(client_side=False)).initiate_upgrade_connection(value)
+        except Exception:  # binascii.Error, hyperframe's and h2's errors: all mean "bad value"
+            return False
+        return True
 
     def adopt(self, stream_id: int, req: Request) -> Stream:
         """The request an ``Upgrade: h2c`` carried, as stream 1 (RFC 7540 §3.2). It is answered
@@ -171,8 +185,8 @@ class H2Session:
         """Frames to write to the client."""
         data = self.h2.data_to_send()
         self._queued = 0
-        if self._extra:
-            data, self._extra = data + self._extra, b""
+        if self._extra:  # what came before our graceful GOAWAY, and the GOAWAY itself
+            data, self._extra = self._extra + data, b""
         return data
 
     @property
@@ -191,12 +205,14 @@ class H2Session:
         frame = GoAwayFrame(0)
         frame.last_stream_id = self.last_stream
         frame.error_code = ErrorCodes.NO_ERROR
-        self._extra += frame.serialize()
+        # After what h2 has queued already (our SETTINGS must open the connection, RFC 9113
+        # §3.4) and before what it queues later (its own last GOAWAY).
+        self._extra += self.h2.data_to_send() + frame.serialize()
 
     def close(self) -> None:
         """The last GOAWAY, once nothing is open (or to end the connection now)."""
         try:
-            self.h2.close_connection(last_stream_id=self.h2.highest_inbound_stream_id)
+            self.h2.close_connection(last_stream_id=self._last_id())
         except H2Error:
             pass  # already closed by the protocol
 
@@ -220,6 +236,12 @@ class H2Session:
             stream = self._event(event, now)
             if stream is not None:
                 new.append(stream)
+        if self.peer_gone:
+            # The client's GOAWAY: h2 sends and takes nothing more on this connection (its
+            # state is CLOSED), so the streams in flight cannot be answered here; a client
+            # retries those above the id it named on a new connection.
+            self._reset_all()
+            raise H2Closed("the client sent GOAWAY")
         return new
 
     def _event(self, event: ev.Event, now: float) -> Stream | None:
@@ -259,6 +281,8 @@ class H2Session:
             req = build_request(event.headers or (), self.limits, ended)
         except ProtocolError as exc:
             self._refuse(sid, exc.status)
+            if not ended:  # the answer is complete; the body that would follow is not wanted
+                self._reset(sid, ErrorCodes.NO_ERROR)
             return None
         stream = Stream(sid, req)
         stream.ended = ended
@@ -289,8 +313,8 @@ class H2Session:
         if limit and stream.received > limit:
             self._ack(sid, size)
             if not stream.head_sent:
-                self._refuse(sid, 413)
-            self._reset(sid, ErrorCodes.CANCEL)
+                self._refuse(sid, 413)  # then NO_ERROR: the 413 stands (RFC 9113 §8.1)
+            self._reset(sid, ErrorCodes.NO_ERROR if not stream.head_sent else ErrorCodes.CANCEL)
             self._drop(stream)
             return
         stream.body.append(data)
@@ -313,18 +337,23 @@ class H2Session:
         self.log_warning(f"HTTP/2 client closed: {why} (GOAWAY ENHANCE_YOUR_CALM)")
         try:
             self.h2.close_connection(
-                ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self.h2.highest_inbound_stream_id
+                ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self._last_id()
             )
         except H2Error:
             pass
         self._reset_all()
         raise H2Closed(why)
 
+    def _last_id(self) -> int:
+        """The last stream id a GOAWAY may name: never above one sent before (§6.8)."""
+        return self.last_stream if self.going_away else self.h2.highest_inbound_stream_id
+
     def _reset_all(self) -> None:
         """The connection is over: every stream counts as reset, so that its app's next read
         or write sees a disconnect rather than h2's error for a closed connection."""
         for stream in list(self.streams.values()):
             stream.reset = True
+            stream.pending.clear()
             stream.wake()
 
     # -- the request body as the app reads it ------------------------------------------------------
@@ -361,7 +390,7 @@ class H2Session:
         block.extend((name, value) for name, value in headers if name not in _HOP_BY_HOP)
         try:
             self.h2.send_headers(stream.id, block, end_stream=end)
-        except StreamClosedError:
+        except H2Error:  # closed by the client, or the whole connection is
             self._drop(stream)
             return
         stream.head_sent = stream.head_sent or status >= 200
@@ -385,6 +414,9 @@ class H2Session:
         h2 = self.h2
         sid = stream.id
         pending = stream.pending
+        if stream.reset:
+            pending.clear()
+            return
         try:
             while pending:
                 if self.paused or self._queued >= OUTPUT_HIGH:
@@ -407,10 +439,10 @@ class H2Session:
                     h2.end_stream(sid)
                 self._queued += 9  # the frame that ends the stream
                 self._completed(stream)
-        except StreamClosedError:
+        except H2Error:  # closed by the client, or the whole connection is
             self._drop(stream)
         finally:
-            if len(pending) <= PENDING_HIGH // 2:
+            if len(pending) <= PENDING_HIGH:  # what `blocked` waits for
                 stream.wake()
 
     def flush_all(self) -> bool:

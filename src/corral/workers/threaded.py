@@ -376,10 +376,17 @@ class ThreadedWorker(Worker):
         except (OSError, ValueError):
             pass  # a new connection, not registered yet
         self.claims[session] = _H2
-        link = H2Thread(session, self.ctx, self.submit, self._h2_finished)
-        self.h2conns[session] = link
         assert session.h2_start is not None
-        link.start(*session.h2_start)
+        try:
+            link = H2Thread(session, self.ctx, self.submit, self._h2_finished)
+            link.start(*session.h2_start)
+        except Exception as exc:
+            self.log.debug("HTTP/2 hand-over failed: %s", exc)
+            self._close(session)
+            return
+        self.h2conns[session] = link
+        if self.ctx.policy.closing:  # it began after a graceful stop: GOAWAY at once
+            link.shutdown()
 
     def _h2_finished(self, session: Session) -> None:
         self.h2conns.pop(session, None)
