@@ -336,9 +336,7 @@ class H2Session:
         """A flood: GOAWAY ENHANCE_YOUR_CALM and the end of the connection."""
         self.log_warning(f"HTTP/2 client closed: {why} (GOAWAY ENHANCE_YOUR_CALM)")
         try:
-            self.h2.close_connection(
-                ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self._last_id()
-            )
+            self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM, last_stream_id=self._last_id())
         except H2Error:
             pass
         self._reset_all()
