@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import io
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 # `pytest` without `python -m` leaves the repository root off sys.path; benchmarks/ lives there.
@@ -360,3 +362,14 @@ def test_corral_cell_without_runs_or_with_errors_fails(
     failures = run.corral_failures([cell, _judged("corral-threaded", CLEAN)], {"corral-sync"})
     assert len(failures) == 1
     assert failures[0].startswith(expected)
+
+
+def test_a_client_side_ebadf_is_not_counted_as_the_servers_failure() -> None:
+    from benchmarks.reliability_clients import CLIENT_FAULT, FAILURES, classify_error
+
+    ebadf = httpx.ReadError("[Errno 9] Bad file descriptor")
+    ebadf.__cause__ = OSError(errno.EBADF, "Bad file descriptor")
+    assert classify_error(ebadf).kind == CLIENT_FAULT and CLIENT_FAULT not in FAILURES
+    reset = httpx.ReadError("[Errno 104] Connection reset by peer")
+    reset.__cause__ = ConnectionResetError(errno.ECONNRESET, "reset")
+    assert classify_error(reset).kind == "reset"
