@@ -19,7 +19,10 @@ Start = Callable[..., CorralProcess]
 APPS = str(Path(__file__).parent)
 CHANGE = re.compile(r"Adaptive mode: (\d+) -> (\d+) workers: (.*)")
 CLIENTS = 12
-PHASE_LIMIT = 75.0  # seconds each way may take to converge, at most
+# Seconds each way may take to converge, at most. Growth needs 10 s of full pools while a
+# core is free, and on this shared 2-core host the free core comes and goes (two of four runs
+# on 7 December saw no change within 75 s).
+PHASE_LIMIT = 110.0
 
 
 @pytest.fixture
@@ -71,6 +74,7 @@ def _changes(proc: CorralProcess) -> list[tuple[int, int, str]]:
     return [(int(m[1]), int(m[2]), m[3]) for m in proc.matches(CHANGE)]
 
 
+@pytest.mark.timeout(330)
 def test_workers_follow_a_load_that_shifts_from_waiting_to_computing(
     server: tuple[CorralProcess, Path],
 ) -> None:
