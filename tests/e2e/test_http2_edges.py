@@ -116,12 +116,12 @@ def test_the_preface_in_parts_is_still_http2(corral_factory: Factory, worker: st
 def test_a_connection_that_turns_to_http2_after_a_graceful_stop_gets_goaway(
     corral_factory: Factory, worker: str
 ) -> None:
-    server = _serve(corral_factory, worker, "--graceful-timeout", "10")
+    server = _serve(corral_factory, worker, "--graceful-timeout", "10", "--log-level", "debug")
     held = socket.create_connection(server.addr, timeout=10)  # keeps the draining worker accepting
     held.sendall(b"GET /gate?f=/nonexistent-never HTTP/1.1\r\nHost: x\r\n\r\n")
-    time.sleep(0.3)
+    server.wait_for("h2_app: waiting")  # the held request is in the app
     server.signal(signal.SIGTERM)
-    time.sleep(0.5)
+    server.wait_for("Worker stopping gracefully")  # the stop has begun in the worker
     client = H2Connection(H2Configuration(client_side=True))
     client.initiate_connection()
     try:
