@@ -6,9 +6,10 @@ import select
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from corral.drivers.keepgil import SendMode
 from corral.drivers.policy import LINGER_BYTES, LINGER_SECONDS, ConnectionPolicy
 from corral.drivers.tls import wsgi_environ
 from corral.drivers.transport import RECV_SIZE, SocketTransport, TLSTransport, wait_fd
@@ -33,6 +34,8 @@ class DriverContext:
     policy: ConnectionPolicy
     tls: ssl.SSLContext | None = None  # certfile set: every connection is TLS
     ragged_eofs_ok: bool = True  # suppress_ragged_eofs
+    # Whether writes keep the GIL: the threaded worker turns it on while its pool is crowded.
+    sends: SendMode = field(default_factory=SendMode)
 
 
 class Session:
@@ -78,7 +81,9 @@ class Session:
                 sock, policy.body_timeout, policy.send_timeout, ctx.ragged_eofs_ok
             )
         else:
-            self.transport = SocketTransport(sock, policy.body_timeout, policy.send_timeout)
+            self.transport = SocketTransport(
+                sock, policy.body_timeout, policy.send_timeout, ctx.sends
+            )
         self.sock = sock
         self.fd = sock.fileno()
         self.ctx = ctx

@@ -10,6 +10,7 @@ import struct
 import time
 from collections.abc import Iterable
 
+from corral.drivers.keepgil import FLAGS, QUICK_MAX, SendMode
 from corral.gateway.ladder import BodyStalled, ClientDisconnected
 
 RECV_SIZE = 65536
@@ -63,13 +64,20 @@ class SocketTransport:
     is only used when the kernel has nothing for us yet, or no room.
     """
 
-    __slots__ = ("fd", "recv_timeout", "send_timeout", "sock")
+    __slots__ = ("fd", "mode", "recv_timeout", "send_timeout", "sock")
 
-    def __init__(self, sock: socket.socket, recv_timeout: float, send_timeout: float) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        recv_timeout: float,
+        send_timeout: float,
+        mode: SendMode | None = None,
+    ) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.recv_timeout = recv_timeout
         self.send_timeout = send_timeout
+        self.mode = mode or SendMode()  # shared by a worker's transports (keepgil.py)
 
     # A thread may wait on this connection in the kernel for the client's next request
     # (threaded worker, wait_in_kernel); a TLS one only waits in epoll.
@@ -131,6 +139,14 @@ class SocketTransport:
 
     def sendall(self, data: bytes) -> None:
         """Write every byte, waiting (``send_timeout`` per stall at most) while the peer is slow."""
+        quick = self.mode.send
+        if quick is not None and type(data) is bytes and len(data) <= QUICK_MAX:
+            sent = quick(self.fd, data, len(data), FLAGS)
+            if sent == len(data):
+                return
+            if sent > 0:
+                data = data[sent:]
+            # Else nothing went (-1): the call below meets the same errno, and raises or waits.
         try:
             sent = self.sock.send(data, NOWAIT)
         except BlockingIOError:

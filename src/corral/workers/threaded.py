@@ -436,6 +436,9 @@ class ThreadedWorker(Worker):
             # Utilisation is busy threads over the pool's threads: a pool that cannot grow
             # (its bound, or CPU-bound work) with every thread busy is full.
             self.scoreboard.capacity = len(self.tuner.slots)
+            # With other threads waiting for the GIL, a write that cannot block keeps it
+            # (drivers/keepgil.py).
+            self.ctx.sends.crowded(len(self.tuner.slots) > 1)
 
     def _begin_stop(self, now: float) -> None:
         """A graceful stop: a retiring worker stops accepting at once; when the whole server
