@@ -89,3 +89,24 @@ def test_a_closed_peer_is_a_disconnect(pair: tuple[socket.socket, socket.socket]
     b.close()
     with pytest.raises(ClientDisconnected):
         crowded_transport(a).sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+
+
+def test_a_closed_socket_never_writes_to_the_fd_number_reused(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _ = pair
+    transport = crowded_transport(a)
+    number = a.fileno()
+    a.close()
+    c, d = socket.socketpair()  # the lowest free descriptors: a's number comes back
+    try:
+        assert number in (c.fileno(), d.fileno())
+        with pytest.raises(ClientDisconnected):
+            transport.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+        for other in (c, d):
+            other.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                other.recv(100)
+    finally:
+        c.close()
+        d.close()

@@ -141,7 +141,9 @@ class SocketTransport:
         """Write every byte, waiting (``send_timeout`` per stall at most) while the peer is slow."""
         quick = self.mode.send
         if quick is not None and type(data) is bytes and len(data) <= QUICK_MAX:
-            sent = quick(self.fd, data, len(data), FLAGS)
+            # fileno(), not the fd kept at the start: -1 once the socket is closed, where a
+            # kept number could by now name another connection.
+            sent = quick(self.sock.fileno(), data, len(data), FLAGS)
             if sent == len(data):
                 return
             if sent > 0:
