@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import socket
 from collections.abc import Callable
@@ -26,6 +25,8 @@ def libc_send() -> SendFn | None:
     goes back to sleep: two context switches and several futex calls for nothing
     (docs/design.md, section 10).
     """
+    import ctypes  # only once a pool is crowded: a WSGI worker otherwise never loads it
+
     try:
         send = ctypes.PyDLL(None).send
     except (OSError, AttributeError):
