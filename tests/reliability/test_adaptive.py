@@ -30,7 +30,9 @@ def server(tmp_path: Path) -> Iterator[tuple[CorralProcess, Path]]:
     mode = tmp_path / "mode"
     mode.write_text("io")
     proc = CorralProcess(
+        # At debug, the log says why adaptive mode holds, should a phase time out.
         ["-k", "threaded", "-w", "auto", "--threads", "auto", "--max-threads", "4",
+         "--log-level", "debug",
          "-b", "127.0.0.1:0", "--pythonpath", APPS, "shifting_app:app"],
         cwd=tmp_path, env={"SHIFTING_MODE_FILE": str(mode)},
     )  # fmt: skip

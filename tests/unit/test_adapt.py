@@ -128,3 +128,10 @@ def test_a_machine_busy_with_others_has_no_core_to_give() -> None:
     adapter = Adapter(Bounds(cpus=4, memory_limit=None))
     counts = _run(adapter, _series(60, busy_short=1.0, cpu=0.5, idle=0.2))
     assert set(counts) == {2}
+
+
+def test_holding_for_a_busy_machine_says_how_idle_it_was() -> None:
+    adapter = Adapter(Bounds(cpus=2, memory_limit=None))
+    adapter.decide(BASE)  # its first reading starts the window
+    reason = adapter.decide(replace(BASE, at=500, busy_short=1.0, cpu=0.4, idle=0.3)).reason
+    assert reason == "busy, but the CPUs are used (0.4 of 2, 0.3 idle on the machine)"

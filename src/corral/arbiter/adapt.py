@@ -91,8 +91,9 @@ class Adapter:
             if r.workers >= most:
                 return Decision(0, f"busy, but at the bound of {most} workers")
             if cores_used:
+                idle = "" if r.idle == float("inf") else f", {r.idle:.1f} idle on the machine"
                 return Decision(
-                    0, f"busy, but the CPUs are used ({r.cpu:.1f} of {self.bounds.cpus})"
+                    0, f"busy, but the CPUs are used ({r.cpu:.1f} of {self.bounds.cpus}{idle})"
                 )
             return self._made(
                 r, +1,

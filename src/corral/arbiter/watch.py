@@ -34,6 +34,7 @@ class Watch:
         self.adapter: Adapter | None = None
         self.changes: Counter[str] = Counter(up=0, down=0)
         self._reported = 0.0
+        self._holding = ""  # why adaptive mode last held the count, without its figures
 
     def adaptive(self, cpus: int, fewest: int = 1) -> None:
         """`workers = auto` with `threads = auto`: the worker count follows the load."""
@@ -77,7 +78,14 @@ class Watch:
         serving = [c.heartbeat for c in children if c.phase is Phase.ACTIVE]
         decision = self.adapter.decide(self.boards.reading(serving, now))
         if not decision.change:
+            # Why it holds, at debug, each time the reason (not its figures) changes: the
+            # answer to "why did it not add a worker?".
+            kind = decision.reason.split(" (")[0]
+            if kind != self._holding:
+                self._holding = kind
+                self.log.debug("Adaptive mode holds at %d workers: %s", target, decision.reason)
             return target
+        self._holding = ""
         wanted = max(self.adapter.bounds.fewest, target + decision.change)
         if wanted != target:
             self.changes["up" if wanted > target else "down"] += 1
