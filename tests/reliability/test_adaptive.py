@@ -18,7 +18,11 @@ from tests.e2e.conftest import CorralProcess, kill_leftovers
 Start = Callable[..., CorralProcess]
 APPS = str(Path(__file__).parent)
 CHANGE = re.compile(r"Adaptive mode: (\d+) -> (\d+) workers: (.*)")
-CLIENTS = 12
+# Twice the 8 threads of two full pools, so that both stay full however the connections fall
+# between the workers: a burst of new connections is taken in a batch by whichever worker
+# wakes first, and a worker left with fewer connections than threads is never full (with 12,
+# one worker sometimes held 9 and the other 3, and utilisation stayed under the line).
+CLIENTS = 24
 # Seconds each way may take to converge, at most. Growth needs 10 s of full pools while a
 # core is free, and on this shared 2-core host the free core comes and goes (two of four runs
 # on 7 December saw no change within 75 s).
@@ -53,6 +57,7 @@ class Load:
         self.threads = [threading.Thread(target=self._client) for _ in range(CLIENTS)]
         for t in self.threads:
             t.start()
+            time.sleep(0.02)  # clients arriving one by one, as a pool's do, not in one burst
 
     def _client(self) -> None:
         deadline = time.monotonic() + 4 * PHASE_LIMIT  # bounded whatever happens
