@@ -20,6 +20,11 @@ Factory = Callable[..., CorralProcess]
 APP = Path(__file__).with_name("slow_apps.py")
 HOSTILE = {"slowloris": 500, "slow-body": 200, "slow-read": 200}
 LOAD_SECONDS = 4.0
+# The normal requests' p99 must stay under this. A hostile client that held a worker (or its
+# loop) would stall the requests behind it for seconds: a slowloris head for header_timeout,
+# a silent TLS connection for TCP_DEFER_ACCEPT's 5-7 s. The bound was 100 ms, which the shared
+# 2-CPU host alone crossed (113 and 278 ms in two CI runs of 7 December, every request served).
+P99_BOUND = 0.25
 
 
 @pytest.fixture
@@ -119,7 +124,7 @@ def test_hostile_clients_do_not_stop_normal_requests(corral_factory: Factory, wo
     times.sort()
     p99 = times[int(len(times) * 0.99)]
     assert served >= 0.99, f"{len(times)} served, {failed} failed"
-    assert p99 < 0.1, f"p99 {p99 * 1000:.0f} ms over {len(times)} requests"
+    assert p99 < P99_BOUND, f"p99 {p99 * 1000:.0f} ms over {len(times)} requests"
 
 
 def test_a_trickled_body_holds_no_thread_and_arrives_whole(corral_factory: Factory) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import CorralProcess
-from tests.reliability.test_slow_clients import APP, LOAD_SECONDS, Factory, _normal
+from tests.reliability.test_slow_clients import APP, LOAD_SECONDS, P99_BOUND, Factory, _normal
 from tests.reliability.test_slow_clients import corral_factory as corral_factory  # the fixture
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -160,4 +160,4 @@ def test_hostile_tls_clients_do_not_stop_normal_requests(
     times.sort()
     p99 = times[int(len(times) * 0.99)]
     assert served >= 0.99, f"{len(times)} served, {failed} failed"
-    assert p99 < 0.1, f"p99 {p99 * 1000:.0f} ms over {len(times)} requests"
+    assert p99 < P99_BOUND, f"p99 {p99 * 1000:.0f} ms over {len(times)} requests"
