@@ -11,7 +11,9 @@ import pytest
 
 from corral.drivers.policy import STOP_KEEPALIVE_LINGER, AcceptGate, ConnectionPolicy
 from corral.http.connection import Limits, ServerConnection
+from corral.http.errors import ProtocolError
 from corral.http.events import Request
+from corral.http2.settings import PREFACE, H2Settings, HTTP2Policy
 
 
 class FakeWorker:
@@ -158,3 +160,41 @@ def test_a_small_body_still_arriving_is_gathered_before_the_app(
 ) -> None:
     conn, req = parsed(head + sent)
     assert policy().gathers(req, conn) is gathers
+
+
+def refused(data: bytes) -> tuple[ServerConnection, int]:
+    """A connection whose parser refused ``data``'s head, and the status it refused with."""
+    conn = ServerConnection(Limits())
+    conn.receive_data(data)
+    with pytest.raises(ProtocolError) as caught:
+        conn.next_event()
+    return conn, caught.value.status
+
+
+PRIOR = HTTP2Policy(H2Settings(), prior_knowledge=True)
+
+
+@pytest.mark.parametrize(
+    ("data", "h2", "turn"),
+    [
+        (PREFACE, PRIOR, "h2"),  # RFC 9113 §3.3: h2c with prior knowledge
+        (PREFACE + b"\x00\x00\x00\x04", PRIOR, "h2"),  # frames right behind it
+        (PREFACE[:18], PRIOR, "more"),  # the preface in parts
+        (PREFACE, HTTP2Policy(H2Settings(), upgrade=True), "reject"),  # prior knowledge off
+        (PREFACE, None, "reject"),  # HTTP/2 off
+        (b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n", PRIOR, "reject"),  # not the preface
+        (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", PRIOR, "reject"),  # another 505
+    ],
+)
+def test_a_refused_head_is_told_from_the_http2_preface(
+    data: bytes, h2: HTTP2Policy | None, turn: str
+) -> None:
+    conn, status = refused(data)
+    assert status == 505
+    assert policy(http2=h2).preface(status, conn) == turn
+
+
+def test_only_a_505_can_be_the_preface() -> None:
+    conn, status = refused(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+    assert status == 400
+    assert policy(http2=PRIOR).preface(status, conn) == "reject"

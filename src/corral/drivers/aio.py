@@ -23,7 +23,6 @@ from corral.gateway.ws_handshake import is_websocket_upgrade
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, PAUSED, Data, EndOfMessage, Request
-from corral.http2.settings import PREFACE
 
 # Request bytes we take in while the app is not reading them; past this we stop reading.
 READ_HIGH = 256 * 1024
@@ -275,18 +274,15 @@ class HTTPProtocol(asyncio.Protocol):
         try:
             event = conn.next_event()
         except ProtocolError as exc:
-            h2 = self.ctx.policy.http2
-            if exc.status == 505 and h2 is not None and h2.prior_knowledge:
-                data = conn.trailing_data
-                if data.startswith(PREFACE):  # RFC 9113 §3.3: h2c with prior knowledge
-                    if self.proxied:
-                        self._apply_proxy()
-                    self._to_h2(data)
-                    return
-                if PREFACE.startswith(data):
-                    conn.rewind()  # the preface in parts: the rest is on its way
-                    return
-            self._reject(exc.status)
+            turn = self.ctx.policy.preface(exc.status, conn)
+            if turn == "h2":
+                if self.proxied:
+                    self._apply_proxy()
+                self._to_h2(conn.trailing_data)
+            elif turn == "more":
+                conn.rewind()
+            else:
+                self._reject(exc.status)
             return
         if type(event) is Request:
             self._start(event)

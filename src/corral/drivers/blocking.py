@@ -19,7 +19,6 @@ from corral.gateway.wsgi import WSGIGateway
 from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, EndOfMessage, Request
-from corral.http2.settings import PREFACE
 
 # Rounds of a TLS handshake whose flight waits for room in the socket buffer.
 HANDSHAKE_WRITES = 8
@@ -215,18 +214,16 @@ class Session:
         try:
             event = conn.next_event()
         except ProtocolError as exc:
-            h2 = policy.http2
-            if exc.status == 505 and h2 is not None and h2.prior_knowledge:
-                data = conn.trailing_data
-                if data.startswith(PREFACE):  # RFC 9113 §3.3: h2c with prior knowledge
-                    if self.proxied and conn.proxy is not None:
-                        self._apply_proxy()
-                    self.h2_start = (data, None)
-                    return False
-                if PREFACE.startswith(data):
-                    conn.rewind()  # the preface in parts: the rest is on its way
-                    return None
-            self.reject(exc.status)
+            turn = policy.preface(exc.status, conn)
+            if turn == "more":
+                conn.rewind()
+                return None
+            if turn == "h2":
+                if self.proxied and conn.proxy is not None:
+                    self._apply_proxy()
+                self.h2_start = (conn.trailing_data, None)
+            else:
+                self.reject(exc.status)
             return False
         if event is NEED_DATA:
             # A head has begun when this read brought bytes, or when a pipelined request left

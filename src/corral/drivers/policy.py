@@ -5,13 +5,13 @@ from __future__ import annotations
 import errno
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from corral.gateway.exchange import Exchange
 from corral.gateway.forwarded import TrustedPeers
 from corral.http.connection import Limits, ServerConnection
 from corral.http.events import Request
-from corral.http2.settings import HTTP2Policy
+from corral.http2.settings import PREFACE, HTTP2Policy
 
 # After our last response on a connection (an error, or one that said Connection: close) the
 # client may still be sending: closing with unread input makes the kernel answer with RST, which
@@ -91,6 +91,21 @@ class ConnectionPolicy:
             return False
         pipelined = conn.buffered and req.content_length is None and not req.chunked
         return not pipelined
+
+    def preface(self, status: int, conn: ServerConnection) -> Literal["h2", "more", "reject"]:
+        """What a head the parser refused with ``status`` is: HTTP/2's connection preface sent
+        with prior knowledge (RFC 9113 §3.3: "h2", the connection turns to HTTP/2), the start
+        of one still arriving in parts ("more": rewind and read on), or an error to answer.
+
+        The parser refuses the preface's ``PRI * HTTP/2.0`` line with 505.
+        """
+        h2 = self.http2
+        if status != 505 or h2 is None or not h2.prior_knowledge:
+            return "reject"
+        data = conn.trailing_data
+        if data.startswith(PREFACE):
+            return "h2"
+        return "more" if PREFACE.startswith(data) else "reject"
 
     def gathers(self, req: Request, conn: ServerConnection) -> bool:
         """Whether ``req``'s body is still arriving and should be waited for before the app
