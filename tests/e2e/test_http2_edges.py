@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from h2.config import H2Configuration
@@ -29,35 +29,39 @@ def _serve(factory: Factory, worker: str, *extra: str) -> CorralProcess:
     return factory("-w", "1", "-b", "127.0.0.1:0", *H2C, *extra, *WORKERS[worker])
 
 
-def _read_until(sock: socket.socket, done: Callable[[bytes], bool], limit: float = 10) -> bytes:
-    got = b""
+def _chunks(sock: socket.socket, limit: float) -> Iterator[bytes]:
+    """What the server sends, read by read, until it closes or ``limit`` seconds pass."""
     deadline = time.monotonic() + limit
-    while not done(got) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         try:
             chunk = sock.recv(65536)
         except TimeoutError:
-            break
+            return
         if not chunk:
-            break
+            return
+        yield chunk
+
+
+def _read_until(sock: socket.socket, done: Callable[[bytes], bool], limit: float = 10) -> bytes:
+    got = b""
+    if done(got):
+        return got
+    for chunk in _chunks(sock, limit):
         got += chunk
+        if done(got):
+            break
     return got
 
 
 def _events(sock: socket.socket, client: H2Connection, want: type, limit: float = 10) -> list:
     """Feed the server's frames to ``client`` until an event of type ``want`` (or the end)."""
     seen: list = []
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline and not any(isinstance(e, want) for e in seen):
-        sock.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            break
-        if not data:
-            break
+    for data in _chunks(sock, limit):
         seen += client.receive_data(data)
         sock.sendall(client.data_to_send())
+        if any(isinstance(e, want) for e in seen):
+            break
     return seen
 
 
