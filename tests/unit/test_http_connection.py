@@ -144,6 +144,21 @@ def test_content_length_body_in_pieces_and_the_next_request_kept() -> None:
     assert conn.trailing_data == GET % b"next"
 
 
+@pytest.mark.parametrize("pieces", [[b"ab", b"cdef"], [b"ab", b"cd", b"ef"], [b"a", b"bcdef"]])
+def test_a_body_gathered_before_it_is_read_is_one_event(pieces: list[bytes]) -> None:
+    # As the threaded worker gathers a small body: every piece is received before the first
+    # read, and the last piece may carry the next request too.
+    conn = connection(b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n" + pieces[0])
+    request_of(conn)
+    for piece in pieces[1:-1]:
+        conn.receive_data(piece)
+    conn.receive_data(pieces[-1] + GET % b"next")
+    data = conn.next_event()
+    assert isinstance(data, Data) and type(data.data) is bytes and data.data == b"abcdef"
+    assert isinstance(conn.next_event(), EndOfMessage)
+    assert conn.trailing_data == GET % b"next"
+
+
 def test_chunked_body_joined_per_read_and_trailers() -> None:
     conn = connection(
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n1"

@@ -131,6 +131,10 @@ class ServerConnection:
             self._buf = data
         elif type(buf) is bytearray:
             buf += data  # amortised: a head trickling in is not copied again and again
+        elif self._rstate == _R_BODY and len(buf) + len(data) >= self._remaining:
+            # The piece that completes a body: joined once, and the body goes out as it is,
+            # where a bytearray would be copied once more into the app's bytes.
+            self._buf = buf + data
         else:
             grown = bytearray(buf)
             grown += data

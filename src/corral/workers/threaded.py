@@ -364,6 +364,10 @@ class ThreadedWorker(Worker):
                 return True
             if not session.take(data):
                 return False
+            # A body still arriving is most often already in the kernel: read it now rather
+            # than after a round trip through epoll and another thread.
+            if session.held is not None and not session.read_ready():
+                return False
         return True
 
     def _to_h2(self, session: Session) -> None:
