@@ -47,9 +47,21 @@ def header(family: Family) -> list[str]:
     handshakes where HTTP rows count non-2xx responses."""
     ratios = [f"vs {name.replace('-', ' ')}" for name in family.baselines]
     names = ["workload", "server", "config", family.rate, *ratios, "p50 ms", "p99 ms"]
+    # What the rate costs the server: it holds when the load generator takes another share of
+    # the CPUs, where a rate does not.
+    names.append(f"server CPU µs per {'message' if family.key == 'websocket' else 'request'}")
     if family.key == "websocket":
         return [*names, "socket errors c/r/w/t", "failed handshakes", "peak RSS MiB"]
     return [*names, "MiB/s", "socket errors c/r/w/t", "non-2xx", "peak RSS MiB"]
+
+
+def server_cpu_us(cell: Cell) -> str:
+    """The median over the runs of the server tree's CPU time (user + system, every process
+    and thread) per request served: what the rate costs the server, whatever the load
+    generator's share of the two cores was."""
+    pairs = zip(cell.cpu_s, cell.runs, strict=False)  # no CPU figures: a cell built elsewhere
+    each = [1e6 * cpu / r.requests for cpu, r in pairs if r.requests]
+    return f"{statistics.median(each):.0f}" if each else "-"
 
 
 def _cell_text(text: str) -> str:
@@ -117,6 +129,7 @@ def result_row(cell: Cell, base: dict[str, Cell]) -> list[str]:
         *(ratio(cell, base.get(name)) for name in family.baselines),
         f"{cell.median(lambda r: r.p50_ms):.2f}",
         f"{cell.median(lambda r: r.p99_ms):.2f}",
+        server_cpu_us(cell),
     ]
     if family.key != "websocket":
         row.append(f"{cell.median(lambda r: r.transfer_mib_s):,.1f}")

@@ -232,6 +232,7 @@ def result_row(cell: Cell, cells: Sequence[Cell]) -> list[str]:
     """One row of the keep-alive or the new-connection table; a cell without runs shows its
     note in place of the numbers."""
     from benchmarks.stime import mean_connection_ms
+    from benchmarks.tables import server_cpu_us
 
     width = len(RESUME_HEADER if cell.workload.resume else KEEPALIVE_HEADER)
     if not cell.runs:
@@ -249,15 +250,6 @@ def result_row(cell: Cell, cells: Sequence[Cell]) -> list[str]:
     p50, p99 = cell.median(lambda r: r.p50_ms), cell.median(lambda r: r.p99_ms)
     errors, non_2xx = _errors(cell), str(cell.total(lambda r: r.non_2xx))
     return [*row, f"{p50:.2f}", f"{p99:.2f}", server_cpu_us(cell), errors, non_2xx, rss]
-
-
-def server_cpu_us(cell: Cell) -> str:
-    """The median over the runs of the server tree's CPU time (user + system, every process
-    and thread) per request served: what the rate costs the server, whatever the load
-    generator's share of the two cores was."""
-    pairs = zip(cell.cpu_s, cell.runs, strict=False)  # no CPU figures: a cell built elsewhere
-    each = [1e6 * cpu / r.requests for cpu, r in pairs if r.requests]
-    return f"{statistics.median(each):.0f}" if each else "-"
 
 
 def results_tables(cells: Sequence[Cell]) -> list[str]:
