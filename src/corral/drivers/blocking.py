@@ -188,12 +188,15 @@ class Session:
                 return False
             if policy.must_close(req, conn):
                 conn.close_after()
-            if not self._serve(req, policy.health(req, conn)):
+            health = policy.health(req, conn) if policy.health_path else None
+            if not self._serve(req, health):
                 return False
             conn.start_next_cycle()
             self.idle_since = time.monotonic()
             self.deadline = policy.idle_until(self.idle_since)
             self.arrived = 0.0
+            if not conn.buffered and not conn.peer_closed:
+                return True  # nothing pipelined: the common case needs no look at the parser
             got_bytes = False
 
     def _next_request(self, got_bytes: bool) -> Request | Literal[False] | None:
@@ -242,7 +245,7 @@ class Session:
             self._apply_proxy()
         if event.upgrade == "h2c" and self._upgrade_h2c(event):
             return False
-        if policy.gathers(event, conn) and not conn.peer_closed:
+        if event.content_length and policy.gathers(event, conn) and not conn.peer_closed:
             # In epoll, not on a thread, until the body is here (or stalls past body_timeout,
             # when the sweep answers 408 as for a head).
             self.held, self.in_head = event, True

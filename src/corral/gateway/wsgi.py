@@ -255,7 +255,8 @@ class WSGIGateway:
             state.head_sent = True
             state.body_bytes = len(body)
             transport.sendall(out)
-            self._note_suppressed(conn, state)
+            if conn.body_suppressed:
+                self._note_suppressed(state)
         elif isinstance(result, FileWrapper) and self._sendfile_ok and result.fileno() >= 0:
             self._send_file(state, conn, transport, result)
         else:
@@ -288,7 +289,8 @@ class WSGIGateway:
             out = conn.send_full(state.status, state.headers, b"", state.reason)
             state.head_sent = True
             transport.sendall(out)
-        self._note_suppressed(conn, state)
+        if conn.body_suppressed:
+            self._note_suppressed(state)
 
     def _send_file(
         self,
@@ -330,8 +332,8 @@ class WSGIGateway:
                 state.body_bytes += sent
         transport.sendall(conn.send_end())
 
-    def _note_suppressed(self, conn: Exchange, state: ResponseState) -> None:
-        if conn.body_suppressed and not self._warned_body_dropped:
+    def _note_suppressed(self, state: ResponseState) -> None:
+        if not self._warned_body_dropped:
             # RFC 9110 §6.4.1: no content for HEAD, 1xx, 204 and 304; say so once per worker.
             self._warned_body_dropped = True
             self._warn(
