@@ -41,9 +41,11 @@ def round_trip(listener: Listener, family: int, address: tuple[object, ...] | st
     with socket.socket(family, socket.SOCK_STREAM) as client:
         client.settimeout(5)
         client.connect(address)
+        # Before the accept: with TCP_DEFER_ACCEPT a connection is accepted once data arrives
+        # (or, without any, after the kernel's SYN-ACK retries, seconds later).
+        client.sendall(b"ping")
         server, _ = listener.sock.accept()
         with server:
-            client.sendall(b"ping")
             assert server.recv(4) == b"ping"
 
 
