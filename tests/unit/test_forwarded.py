@@ -138,3 +138,14 @@ def test_forwarded_client(fields: list[tuple[str, str]], client: str | None) -> 
 def test_proxy_headers_sets_remote_addr_only_when_asked(on: bool, addr: str) -> None:
     env = environ_for(gateway({}, proxy_headers=on), b"X-Forwarded-For: 203.0.113.9\r\n")
     assert env["REMOTE_ADDR"] == addr
+
+
+def test_trusted_peers_answer_the_same_from_their_memo(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("corral.gateway.forwarded.TRUSTS_MEMO_MAX", 3)
+    peers = TrustedPeers(["127.0.0.1", "10.0.0.0/8", "::1"])
+    asked = ["127.0.0.1", "10.1.2.3", "192.0.2.7", "::1", "2001:db8::1", "not-an-ip", ""]
+    expected = [True, True, False, True, False, False, True]
+    # Twice over, past the memo's size: answers computed, remembered, and after it empties.
+    for _ in range(2):
+        assert [peers.trusts(addr) for addr in asked] == expected
+    assert len(peers._answers) <= 3

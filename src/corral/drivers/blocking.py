@@ -65,6 +65,13 @@ class Session:
 
     def __init__(self, sock: socket.socket, peer: Any, sockname: Any, ctx: DriverContext) -> None:
         policy = ctx.policy
+        if isinstance(peer, tuple):
+            # A TCP peer (a Unix socket's is a path): our writes go out without Nagle's delay.
+            # Asked of the peer, not of sock.family, which builds an enum on every call.
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass  # not TCP after all (a socketpair given a peer address), or already reset
         self.handshaking = ctx.tls is not None
         self.transport: SocketTransport
         if ctx.tls is not None:

@@ -100,8 +100,6 @@ class SyncWorker(Worker):
         self, sock: socket.socket, peer: object, sockname: object, ctx: DriverContext
     ) -> None:
         sock.setblocking(False)
-        if sock.family != socket.AF_UNIX:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = Session(sock, peer, sockname, ctx)
         session.conn.close_after()
         try:

@@ -279,8 +279,6 @@ class ThreadedWorker(Worker):
         """A new connection's session, counted (and claimed by ``slot``, when given)."""
         try:
             wait_in_kernel(sock, FOLLOW_SECONDS)
-            if sock.family != socket.AF_UNIX:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             session = Session(sock, peer, sockname, self.ctx)
             if slot is not None:
                 self.claims[session] = slot
