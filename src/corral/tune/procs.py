@@ -5,13 +5,28 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from corral.arbiter.sizing import cgroup_memory_limit
 
 PROC = Path("/proc")
+
+
+def own_group() -> dict[str, Any]:
+    """Popen arguments for a child in a process group of its own, in tune's session.
+
+    Its own group: a Ctrl-C at the terminal reaches tune, not the child. Tune's session: under
+    the kernel's autogroup scheduling a session is a scheduling group, and a server and its
+    load generators in sessions of their own would share the CPUs group against group, not as
+    they do when started from one shell (benchmarks/README.md, "How a workload runs").
+    """
+    if sys.version_info >= (3, 11):
+        return {"process_group": 0}
+    return {"preexec_fn": os.setpgrp}  # Python 3.10 has no process_group
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ def _launch(jobs: list[dict[str, Any]], log_path: Path) -> list[subprocess.Popen
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                start_new_session=True,
+                **procs.own_group(),
             )
             launched.append(popen)
             assert popen.stdin is not None

@@ -90,7 +90,7 @@ class Server:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C at the terminal reaches tune, not the server
+                **procs.own_group(),
             )
         self.pid = self.popen.pid
         stat = procs.stat_of(self.pid)
