@@ -9,13 +9,11 @@ import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from benchmarks.servers import APPS_DIR, HOST, Launch, Server, missing_reason
 from benchmarks.stime import (
@@ -30,6 +28,7 @@ from benchmarks.turns import C, TurnCell, Turns, log_tail, take_turns
 from benchmarks.workloads import Workload
 from benchmarks.wrkrun import WrkError, WrkResult, run_wrk, wrk_argv
 from benchmarks.wsrun import WS_PATH, WsLoadError, run_wsload, wsload_argv
+from corral.tune.procs import own_group
 
 READY_TIMEOUT_S = 30.0
 # Settings read from the environment would silently change a server's configuration.
@@ -133,23 +132,10 @@ def start_server(launch: Launch, log: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            **_own_group(),
+            # Its own group, in the harness's session: see corral.tune.procs.own_group, and
+            # benchmarks/README.md ("How a workload runs") for why not a session of its own.
+            **own_group(),
         )
-
-
-def _own_group() -> dict[str, Any]:
-    """Popen arguments for a process group of its own, in the harness's session.
-
-    Its own group: a Ctrl-C at the terminal reaches the harness, which stops it. The harness's
-    session: with the kernel's autogroup scheduling (sched_autogroup_enabled), a session is a
-    scheduling group, and a server in one of its own splits the CPUs with wrk group against
-    group rather than thread against thread. That treats servers unevenly: granian's `hello`
-    made 16-20k req/s in a session of its own against 34-39k in wrk's, corral's 21-26k either
-    way, on this 2-CPU machine (7 December). A user's shell runs both in one session.
-    """
-    if sys.version_info >= (3, 11):
-        return {"process_group": 0}
-    return {"preexec_fn": os.setpgrp}  # Python 3.10 has no process_group
 
 
 def _script(workload: Workload, tmp: Path) -> Path | None:

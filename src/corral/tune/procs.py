@@ -17,9 +17,10 @@ PROC = Path("/proc")
 
 
 def own_group() -> dict[str, Any]:
-    """Popen arguments for a child in a process group of its own, in tune's session.
+    """Popen arguments for a child in a process group of its own, in its parent's session
+    (tune's servers and load generators, and the benchmark suite's servers).
 
-    Its own group: a Ctrl-C at the terminal reaches tune, not the child. Tune's session: under
+    Its own group: a Ctrl-C at the terminal reaches the parent, not the child. The session: under
     the kernel's autogroup scheduling a session is a scheduling group, and a server and its
     load generators in sessions of their own would share the CPUs group against group, not as
     they do when started from one shell (benchmarks/README.md, "How a workload runs").
