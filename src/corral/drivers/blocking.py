@@ -65,13 +65,6 @@ class Session:
 
     def __init__(self, sock: socket.socket, peer: Any, sockname: Any, ctx: DriverContext) -> None:
         policy = ctx.policy
-        if isinstance(peer, tuple):
-            # A TCP peer (a Unix socket's is a path): our writes go out without Nagle's delay.
-            # Asked of the peer, not of sock.family, which builds an enum on every call.
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass  # not TCP after all (a socketpair given a peer address), or already reset
         self.handshaking = ctx.tls is not None
         self.transport: SocketTransport
         if ctx.tls is not None:
@@ -169,7 +162,8 @@ class Session:
         """Block for the client's next bytes, up to the socket's receive timeout.
 
         None when nothing came in time; ``b""`` when the peer closed or the connection failed.
-        Only for a socket set up by ``wait_in_kernel``: on a non-blocking one it is None at once.
+        Only for a socket accepted by a ``Listening`` given ``recv_wait`` (the threaded worker's):
+        on a non-blocking one it is None at once.
         """
         try:
             return self.sock.recv(RECV_SIZE)

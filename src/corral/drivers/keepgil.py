@@ -9,7 +9,7 @@ from typing import cast
 
 # send(fd, data, length, flags) -> bytes sent, or -1 (errno left for the normal path to see).
 SendFn = Callable[[int, bytes, int, int], int]
-FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 # Above this, copying into the socket buffer takes long enough that the other threads should
 # run meanwhile, so the write lets go of the GIL as usual.
 QUICK_MAX = 16384

@@ -6,7 +6,6 @@ import os
 import select
 import socket
 import ssl
-import struct
 import time
 from collections.abc import Iterable
 
@@ -16,8 +15,9 @@ from corral.gateway.ladder import BodyStalled, ClientDisconnected
 RECV_SIZE = 65536
 # Every read and write of the transport is a single non-blocking attempt first, whatever the
 # socket's own mode: the threaded worker keeps its sockets in blocking mode (see
-# wait_in_kernel), the sync worker does not.
-NOWAIT = socket.MSG_DONTWAIT
+# listening.py), the sync worker does not. Plain ints: ORing socket's enums runs Python code.
+NOWAIT = int(socket.MSG_DONTWAIT)
+PEEK = int(socket.MSG_DONTWAIT | socket.MSG_PEEK)
 
 
 def wait_fd(fd: int, events: int, timeout: float) -> bool:
@@ -36,24 +36,6 @@ def any_readable(fds: Iterable[int]) -> bool:
     for fd in fds:
         poller.register(fd, select.POLLIN)
     return bool(poller.poll(0))
-
-
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
-
-
-def wait_in_kernel(sock: socket.socket, recv_wait: float) -> None:
-    """Put ``sock`` in blocking mode, where a plain ``recv`` waits at most ``recv_wait``.
-
-    That plain ``recv`` then waits for the next request in one syscall, and one GIL release,
-    instead of a poll followed by a read. The transport itself never blocks in the kernel: its
-    reads and writes pass MSG_DONTWAIT, and its sendfile makes the socket non-blocking first.
-    """
-    if sock.gettimeout() is not None:
-        # socket.setdefaulttimeout() in the app would make Python poll before every call.
-        sock.settimeout(None)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(recv_wait))
 
 
 class SocketTransport:
@@ -80,7 +62,7 @@ class SocketTransport:
         self.mode = mode or SendMode()  # shared by a worker's transports (keepgil.py)
 
     # A thread may wait on this connection in the kernel for the client's next request
-    # (threaded worker, wait_in_kernel); a TLS one only waits in epoll.
+    # (threaded worker, listening.py); a TLS one only waits in epoll.
     follows = True
 
     def recv_now(self) -> bytes | None:
@@ -102,7 +84,7 @@ class SocketTransport:
     def has_input(self) -> bool:
         """Whether the kernel holds input we have not read (one non-blocking peek)."""
         try:
-            return bool(self.sock.recv(1, NOWAIT | socket.MSG_PEEK))
+            return bool(self.sock.recv(1, PEEK))
         except OSError:
             return False  # nothing there (EAGAIN), or the connection is already gone
 
@@ -260,7 +242,7 @@ class TLSTransport(SocketTransport):
         if self.pending():
             return True
         try:  # the raw bytes under the TLS layer, as the kernel holds them
-            return bool(socket.socket.recv(self.sock, 1, NOWAIT | socket.MSG_PEEK))
+            return bool(socket.socket.recv(self.sock, 1, PEEK))
         except OSError:
             return False
 

@@ -6,9 +6,9 @@ import select
 import selectors
 import socket
 import time
-from typing import cast
 
 from corral.drivers.blocking import DriverContext, Session
+from corral.drivers.listening import Listening
 from corral.drivers.policy import AcceptGate
 from corral.gateway.ladder import ClientDisconnected
 from corral.gateway.loader import LoadedApp
@@ -31,11 +31,10 @@ class SyncWorker(Worker):
         gate = AcceptGate(self.log)
         wake_r = self.signal_pipe()
         selector = selectors.DefaultSelector()
-        names = {}
+        listening = {}
         for listener in self.listeners:
-            listener.setblocking(False)
+            listening[listener.fileno()] = Listening(listener)
             selector.register(listener, selectors.EVENT_READ)
-            names[listener.fileno()] = listener.getsockname()
         selector.register(wake_r, selectors.EVENT_READ)
         self._refresh_scoreboard()
         while self.alive and self.parent_alive():
@@ -44,26 +43,23 @@ class SyncWorker(Worker):
                 if key.fileobj == wake_r:
                     drain_pipe(wake_r)
                     continue
-                listener = cast(socket.socket, key.fileobj)
-                pause = self._accept(listener, names[listener.fileno()], ctx, gate)
+                pause = self._accept(listening[key.fd], ctx, gate)
                 if pause:
                     self._rest(pause, wake_r)
                 if not self.alive:
                     break
         if self.stopping():
-            self._drain_backlog(names, ctx, gate)
+            self._drain_backlog(listening, ctx, gate)
 
-    def _accept(
-        self, listener: socket.socket, sockname: object, ctx: DriverContext, gate: AcceptGate
-    ) -> float:
+    def _accept(self, listening: Listening, ctx: DriverContext, gate: AcceptGate) -> float:
         """Accept and serve one connection; the seconds to rest when accept() failed."""
         try:
-            sock, peer = listener.accept()
+            sock, peer = listening.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return 0.0
         except OSError as exc:
             return gate.failed(exc, time.monotonic())
-        self._serve_connection(sock, peer, sockname, ctx)
+        self._serve_connection(sock, peer, listening.name, ctx)
         return 0.0
 
     def _rest(self, pause: float, wake_r: int) -> None:
@@ -75,7 +71,7 @@ class SyncWorker(Worker):
             drain_pipe(wake_r)
 
     def _drain_backlog(
-        self, names: dict[int, object], ctx: DriverContext, gate: AcceptGate
+        self, listening: dict[int, Listening], ctx: DriverContext, gate: AcceptGate
     ) -> None:
         """The server is shutting down: serve the connections already queued on the listeners
         before this worker lets go of them (each would be reset otherwise), within
@@ -86,14 +82,14 @@ class SyncWorker(Worker):
         while served and time.monotonic() < deadline:
             served = False
             self.heartbeat.notify()
-            for listener in self.listeners:
+            for one in listening.values():
                 try:
-                    sock, peer = listener.accept()
+                    sock, peer = one.accept()
                 except OSError as exc:
                     if not isinstance(exc, BlockingIOError):
                         gate.failed(exc, time.monotonic())
                     continue
-                self._serve_connection(sock, peer, names[listener.fileno()], ctx)
+                self._serve_connection(sock, peer, one.name, ctx)
                 served = True
 
     def _serve_connection(

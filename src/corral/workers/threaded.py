@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from corral.drivers.blocking import DriverContext, Session
+from corral.drivers.listening import Listening
 from corral.drivers.policy import LINGER_SECONDS, AcceptGate
-from corral.drivers.transport import any_readable, wait_in_kernel
+from corral.drivers.transport import any_readable
 from corral.errors import AppLoadError
 from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
@@ -98,7 +99,7 @@ class ThreadedWorker(Worker):
         self.watching: set[ThreadSlot] = set()  # threads waiting in epoll for work
         self.pending: deque[int] = deque()  # fds taken from epoll (one-shot fired), not yet served
         self.idle_wait = self.heartbeat_interval()
-        self.listening: dict[int, tuple[socket.socket, object]] = {}
+        self.listening: dict[int, Listening] = {}
         self.gate = AcceptGate(self.log)
         self.resting: dict[int, float] = {}  # listener fd -> when it may accept again
         # Threads between accept() and the connection's registration: a stopping worker must
@@ -114,9 +115,11 @@ class ThreadedWorker(Worker):
         self.h2conns: dict[Session, Any] = {}  # their H2Thread, imported with the first
         self.progress = time.monotonic()
         for listener in self.listeners:
-            listener.setblocking(False)
-            self.listening[listener.fileno()] = (listener, listener.getsockname())
-            self.ep.register(listener.fileno(), ARMED)
+            # Its connections come blocking, with a receive timeout: a following thread waits
+            # for the next request in one plain recv (see _follow).
+            listening = Listening(listener, recv_wait=FOLLOW_SECONDS)
+            self.listening[listening.fd] = listening
+            self.ep.register(listening.fd, ARMED)
         self.tuner = PoolTuner(1, pool_bound(self.cfg), self._start_thread)
         self.tuner.start()
         try:
@@ -232,9 +235,9 @@ class ThreadedWorker(Worker):
         """Accept one connection and register it as this thread's; None when there was none."""
         if not self.accepting:
             return None  # an event taken before a graceful stop: the next worker takes it
-        listener, sockname = self.listening[lfd]
+        listening = self.listening[lfd]
         try:
-            sock, peer = listener.accept()
+            sock, peer = listening.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             self._rearm_listener(lfd)
             return None
@@ -246,7 +249,7 @@ class ThreadedWorker(Worker):
                 self._rearm_listener(lfd)
             return None
         try:
-            session = self._register(sock, peer, sockname, slot)
+            session = self._register(sock, peer, listening.name, slot)
         finally:
             # Counted first, so that worker_connections holds; re-armed whatever happened.
             self._rearm_listener(lfd)
@@ -259,15 +262,15 @@ class ThreadedWorker(Worker):
         round of the ready connections, leaving it seconds in the backlog (wrk's 256 clients
         on threads = 8 timed out at 2 s); in epoll, its request takes its turn with the others.
         """
-        listener, sockname = self.listening[lfd]
+        listening = self.listening[lfd]
         for _ in range(ACCEPT_BATCH):
             if not self.accepting or len(self.sessions) >= self.cfg.worker_connections:
                 return
             try:
-                sock, peer = listener.accept()
+                sock, peer = listening.accept()
             except OSError:
                 return  # none left, or a failure the listener's next event reports
-            session = self._register(sock, peer, sockname, None)
+            session = self._register(sock, peer, listening.name, None)
             try:
                 self.ep.register(session.fd, ARMED)
             except (OSError, ValueError):
@@ -278,7 +281,6 @@ class ThreadedWorker(Worker):
     ) -> Session:
         """A new connection's session, counted (and claimed by ``slot``, when given)."""
         try:
-            wait_in_kernel(sock, FOLLOW_SECONDS)
             session = Session(sock, peer, sockname, self.ctx)
             if slot is not None:
                 self.claims[session] = slot
