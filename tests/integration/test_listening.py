@@ -1,4 +1,4 @@
-"""What the sync and threaded workers' listeners hand over: client sockets with their options set."""
+"""What the sync and threaded workers' listeners hand over: client sockets, options set."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def tcp_listener(request: pytest.FixtureRequest) -> Iterator[socket.socket]:
 
 
 def _receive_timeout(sock: socket.socket) -> float:
-    seconds, micros = struct.unpack("ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)
+    seconds, micros = struct.unpack("ll", raw)
     return float(seconds + micros / 1e6)
 
 
