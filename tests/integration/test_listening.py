@@ -72,6 +72,26 @@ def test_tcp_connections_come_blocking_with_nodelay_and_the_receive_timeout(
             assert sock.gettimeout() is None  # a plain recv waits in the kernel
 
 
+def test_connections_queued_before_the_listener_was_set_up_get_the_options_too(
+    tcp_listener: socket.socket,
+) -> None:
+    # A worker starting while clients wait: the first connections were accepted by the kernel
+    # before the listener had the options, so they were not copied into them.
+    address = tcp_listener.getsockname()[:2]
+    early = [socket.create_connection(address) for _ in range(2)]
+    listening = Listening(tcp_listener, recv_wait=0.05)
+    accepted = []
+    for client in early:
+        socket.socket.setblocking(tcp_listener, True)
+        accepted.append(listening.accept()[0])
+        client.close()
+    accepted += _accept_each(listening, address, 2)
+    for sock in accepted:
+        with sock:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert 0.04 <= _receive_timeout(sock) <= 0.06
+
+
 def test_the_sync_workers_connections_get_nodelay_and_no_receive_timeout(
     tcp_listener: socket.socket,
 ) -> None:

@@ -8,6 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 _TCP = (socket.AF_INET, socket.AF_INET6)
+# Connections checked for the listener's options before concluding that the kernel does not
+# copy them. Connections queued before the options were set lack them (a worker starting while
+# clients wait), so one without them proves nothing; one with them shows every later one has
+# them too, since the accept queue is first in, first out.
+CHECKS = 64
 
 
 def timeval(seconds: float) -> bytes:
@@ -23,11 +28,12 @@ class Listening:
     for an ACK) and, when ``recv_wait`` is given, ``SO_RCVTIMEO`` (a plain ``recv`` waits at most
     that long: the threaded worker follows a connection that way). Linux copies both from a TCP
     listener into every connection it accepts, so they are set once here, not with two syscalls
-    per connection; the first connection is checked, and where they were not copied (a Unix
-    socket, another kernel) each connection gets them itself.
+    per connection. Connections are checked until one shows them copied, and any that lacks
+    them gets them; where they are not copied (a Unix socket, another kernel), each connection
+    gets them itself.
     """
 
-    __slots__ = ("_each", "_kind", "_options", "_take", "_unchecked", "fd", "name", "sock")
+    __slots__ = ("_checks", "_each", "_kind", "_options", "_take", "fd", "name", "sock")
 
     def __init__(self, sock: socket.socket, recv_wait: float | None = None) -> None:
         sock.setblocking(False)
@@ -39,14 +45,13 @@ class Listening:
         # What socket.accept() calls first; it returns the descriptor and the peer's address.
         self._take: Callable[[], tuple[int, Any]] = sock._accept  # type: ignore[attr-defined]
         self._options: list[tuple[int, int, int | bytes]] = []
-        if sock.family in _TCP:
+        tcp = sock.family in _TCP
+        if tcp:
             self._options.append((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1))
         if recv_wait is not None:
             self._options.append((socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(recv_wait)))
-        self._each = sock.family not in _TCP
-        self._unchecked = not self._each
-        if not self._each:
-            self._each = not self._set(sock)
+        self._each = not (tcp and self._set(sock))
+        self._checks = 0 if self._each else CHECKS
 
     def accept(self) -> tuple[socket.socket, Any]:
         """A new connection and its peer's address; OSError (BlockingIOError: none waiting)
@@ -57,23 +62,27 @@ class Listening:
         except BaseException:
             socket.close(fd)
             raise
-        if self._each or self._unchecked:
-            self._settle(sock)
+        if self._each:
+            self._set(sock)
+        elif self._checks:
+            self._check(sock)
         if sock.gettimeout() is not None:
             # socket.setdefaulttimeout() in the app would make Python poll before every call.
             sock.settimeout(None)
         return sock, peer
 
-    def _settle(self, sock: socket.socket) -> None:
-        """Give a connection the options it lacks; the first one tells whether they are copied."""
-        if self._unchecked:
-            self._unchecked = False
-            try:
-                self._each = not sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-            except OSError:
-                self._each = True
-        if self._each:
-            self._set(sock)
+    def _check(self, sock: socket.socket) -> None:
+        """Whether the options were copied into ``sock``: if so, stop checking; if not, set them."""
+        try:
+            copied = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        except OSError:
+            copied = False  # reset already: it tells nothing
+        if copied:
+            self._checks = 0
+            return
+        self._set(sock)
+        self._checks -= 1
+        self._each = not self._checks
 
     def _set(self, sock: socket.socket) -> bool:
         """Set the options on ``sock``; False when the kernel refused one (a reset connection)."""
