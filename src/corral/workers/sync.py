@@ -15,6 +15,12 @@ from corral.gateway.loader import LoadedApp
 from corral.workers.base import Worker, drain_pipe
 from corral.workers.context import driver_context
 
+# Connections the worker serves from one listener per wake-up while more wait in its backlog.
+# Like gunicorn's sync worker, it goes back to select only when none is left (or after this
+# many, so that other listeners and the parent check get their turn): a busy worker pays for
+# select and its bookkeeping once per batch, not once per connection.
+ACCEPT_BATCH = 16
+
 
 class SyncWorker(Worker):
     """Serves one connection at a time and closes it after the response.
@@ -52,14 +58,19 @@ class SyncWorker(Worker):
             self._drain_backlog(listening, ctx, gate)
 
     def _accept(self, listening: Listening, ctx: DriverContext, gate: AcceptGate) -> float:
-        """Accept and serve one connection; the seconds to rest when accept() failed."""
-        try:
-            sock, peer = listening.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-            return 0.0
-        except OSError as exc:
-            return gate.failed(exc, time.monotonic())
-        self._serve_connection(sock, peer, listening.name, ctx)
+        """Accept and serve connections while more wait, ACCEPT_BATCH at most; the seconds to
+        rest when accept() failed."""
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, peer = listening.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return 0.0
+            except OSError as exc:
+                return gate.failed(exc, time.monotonic())
+            self._serve_connection(sock, peer, listening.name, ctx)
+            if not self.alive:
+                break
+            self.heartbeat.notify()
         return 0.0
 
     def _rest(self, pause: float, wake_r: int) -> None:
