@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -49,6 +51,41 @@ def test_the_mode_follows_the_crowd() -> None:
     assert mode.send is libc_send()
     mode.crowded(False)
     assert mode.send is None
+
+
+# Run in a fresh interpreter, where ctypes is not imported yet: out of descriptors, the import
+# fails; the mode must stay off (and the monitor alive), then turn on once descriptors are free.
+_OUT_OF_DESCRIPTORS = """
+import os, resource, sys
+assert "ctypes" not in sys.modules
+from corral.drivers.keepgil import SendMode
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+mode = SendMode()
+mode.crowded(True)
+print("out", mode.send is None)
+for fd in held:
+    os.close(fd)
+mode.crowded(True)
+print("freed", mode.send is not None)
+"""
+
+
+def test_a_worker_out_of_descriptors_keeps_writing_as_usual() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _OUT_OF_DESCRIPTORS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["out", "True", "freed", "True"]
 
 
 @pytest.mark.parametrize("size", [1, 150, QUICK_MAX, QUICK_MAX + 1, 200_000])

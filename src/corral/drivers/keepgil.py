@@ -50,4 +50,12 @@ class SendMode:
         self.send: SendFn | None = None
 
     def crowded(self, yes: bool) -> None:
-        self.send = libc_send() if yes else None
+        if not yes:
+            self.send = None
+            return
+        try:
+            self.send = libc_send()
+        except (OSError, ImportError):
+            # Importing ctypes opens files: with the worker out of descriptors (EMFILE), writes
+            # go on letting go of the GIL, and the next call tries again (a failure is not cached).
+            self.send = None
