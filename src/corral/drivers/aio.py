@@ -393,8 +393,8 @@ class HTTPProtocol(asyncio.Protocol):
             except ProtocolError:
                 self.close()
                 return
-            if event is PAUSED:
-                break
+            if event is PAUSED or type(event) is EndOfMessage:
+                break  # PAUSED: the app read the body to its end itself
             if type(event) is Data:
                 self.drained += len(event.data)
                 if self.drained > DRAIN_LIMIT:
@@ -404,7 +404,7 @@ class HTTPProtocol(asyncio.Protocol):
                 self.draining = True
                 self.deadline = self.ctx.policy.idle_until(self.loop.time())
                 return
-            elif type(event) is not EndOfMessage:
+            else:
                 self.close()
                 return
         if not conn.keep_alive:
@@ -412,7 +412,8 @@ class HTTPProtocol(asyncio.Protocol):
             return
         conn.start_next_cycle()
         self.deadline = self.ctx.policy.idle_until(self.loop.time())
-        self._next_request()
+        if conn.buffered or conn.peer_closed:  # else the next head is still to come
+            self._next_request()
 
     def _reject(self, status: int) -> None:
         """Answer a request the core refused, then close."""
