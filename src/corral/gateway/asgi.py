@@ -326,8 +326,10 @@ class HTTPCycle:
         scope: Scope | None = None
         queued = t0 - self.arrived if self.arrived else 0.0
         try:
-            req = gateway.books.own(req)
-            gateway.books.begin(req)
+            books = gateway.books
+            if books.hooked:  # a copy for the hooks to change, and pre_request
+                req = books.own(req)
+                books.begin(req)
             scope = gateway.scope("http", req, self.peer)
             queued = gateway.queue_time(req, self.peer, queued)
             scope["extensions"]["corral"] = {"queue_time": queued}
