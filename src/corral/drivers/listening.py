@@ -55,34 +55,44 @@ class Listening:
 
     def accept(self) -> tuple[socket.socket, Any]:
         """A new connection and its peer's address; OSError (BlockingIOError: none waiting)
-        as from socket.accept()."""
+        as from socket.accept(), ConnectionAbortedError when its options cannot be set."""
+        # Read before the accept: another thread may vouch for a connection queued after this
+        # one meanwhile, and this one must still be checked (see _check).
+        each, checks = self._each, self._checks
         fd, peer = self._take()
         try:
             sock = socket.socket(*self._kind, fileno=fd)
         except BaseException:
             socket.close(fd)
             raise
-        if self._each:
-            self._set(sock)
-        elif self._checks:
-            self._check(sock)
+        if (each or (checks and not self._copied(sock))) and not self._set(sock):
+            sock.close()
+            raise ConnectionAbortedError("the connection's socket options could not be set")
         if sock.gettimeout() is not None:
             # socket.setdefaulttimeout() in the app would make Python poll before every call.
             sock.settimeout(None)
         return sock, peer
 
-    def _check(self, sock: socket.socket) -> None:
-        """Whether the options were copied into ``sock``: if so, stop checking; if not, set them."""
+    def _copied(self, sock: socket.socket) -> bool:
+        """Whether every option came with ``sock`` from the listener; once one connection shows
+        that, the later ones are not checked. Each option is looked at: another owner of the
+        listener (a sync worker before a reload, systemd's ``NoDelay=``) may have set only some.
+        """
         try:
-            copied = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            copied = all(
+                any(sock.getsockopt(level, name, len(value)))
+                if isinstance(value, bytes)
+                else sock.getsockopt(level, name)
+                for level, name, value in self._options
+            )
         except OSError:
             copied = False  # reset already: it tells nothing
         if copied:
             self._checks = 0
-            return
-        self._set(sock)
-        self._checks -= 1
-        self._each = not self._checks
+        elif self._checks:  # not if another thread has just stopped the checks
+            self._checks -= 1
+            self._each = not self._checks
+        return copied
 
     def _set(self, sock: socket.socket) -> bool:
         """Set the options on ``sock``; False when the kernel refused one (a reset connection)."""
