@@ -57,7 +57,7 @@ class Listening:
         """A new connection and its peer's address; OSError (BlockingIOError: none waiting)
         as from socket.accept(), ConnectionAbortedError when its options cannot be set."""
         # Read before the accept: another thread may vouch for a connection queued after this
-        # one meanwhile, and this one must still be checked (see _check).
+        # one meanwhile, and this one must still be checked (see _copied).
         each, checks = self._each, self._checks
         fd, peer = self._take()
         try:
