@@ -24,8 +24,12 @@ class Response:
 class RawClient:
     """One TCP connection; write any bytes, read responses back."""
 
-    def __init__(self, addr: tuple[str, int], timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(addr, timeout=timeout)
+    def __init__(
+        self, addr: tuple[str, int], timeout: float = 10.0, source: str | None = None
+    ) -> None:
+        """``source``: the local address to connect from (any of 127.0.0.0/8 on loopback)."""
+        bind = None if source is None else (source, 0)
+        self.sock = socket.create_connection(addr, timeout=timeout, source_address=bind)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
         self.timeout = timeout

@@ -407,9 +407,8 @@ class HTTPProtocol(asyncio.Protocol):
             else:
                 self.close()
                 return
-        if not conn.keep_alive:
-            self._linger()
-            return
+        # cycle_done saw keep_alive; reading the body's rest cannot take it back (a broken
+        # body raised above).
         conn.start_next_cycle()
         self.deadline = self.ctx.policy.idle_until(self.loop.time())
         if conn.buffered or conn.peer_closed:  # else the next head is still to come

@@ -174,14 +174,6 @@ class ASGIGateway:
         server: tuple[str, int | None] = _peer_tuple(sockname) or (str(sockname or ""), None)
         return Peer(client, server, self._trusted.trusts(client[0] if client else ""))
 
-    def _client(self, req: Request, peer: Peer) -> tuple[str, int] | None:
-        """The scope's client: the peer, or what a trusted proxy says (proxy_headers)."""
-        if self._client_from_proxy and peer.trusted:
-            client = forwarded_client(req.headers, self._trusted)
-            if client is not None:
-                return (client, 0)
-        return peer.client
-
     def queue_time(self, req: Request, peer: Peer, queued: float) -> float:
         """How long the request waited before the app (a trusted proxy's X-Request-Start
         covers the wait in front of corral too); recorded in the metrics' histogram."""
@@ -196,13 +188,40 @@ class ASGIGateway:
 
     def scope(self, kind: str, req: Request, peer: Peer) -> dict[str, Any]:
         """The ``http`` or ``websocket`` connection scope of one request (ASGI spec 2.4)."""
+        tls = peer.tls
+        key = (kind, tls is not None, peer.trusted)
+        memo = req.memo
+        if memo is not None and memo[0] is self and memo[1] == key:
+            part, client = memo[2], memo[3]
+        else:
+            # What the head alone gives is kept on it for the head's repeats (one Request
+            # serves them all: readers.parse_head_cached).
+            part, client = self._head_part(kind, req, peer)
+            req.memo = (self, key, part, client)
+        scope: dict[str, Any] = part.copy()
+        scope["headers"] = list(part["headers"])  # the app's own list: middleware changes it
+        scope["client"] = client or peer.client
+        scope["server"] = peer.server
+        scope["state"] = self.state.copy()
+        if kind == "http":
+            scope["extensions"] = (
+                {"http.response.trailers": {}}
+                if tls is None
+                else {"http.response.trailers": {}, "tls": tls}
+            )
+        return scope
+
+    def _head_part(
+        self, kind: str, req: Request, peer: Peer
+    ) -> tuple[dict[str, Any], tuple[str, int] | None]:
+        """The scope's keys that come from the head, and the client a trusted proxy named."""
         path = req.path
         scheme = "https" if peer.tls is not None else "http"
         if peer.trusted and self._schemes:
             scheme = self._schemes.scheme(req.headers) or scheme
         if kind == "websocket":
             scheme = "wss" if scheme == "https" else "ws"
-        scope: dict[str, Any] = {
+        part: dict[str, Any] = {
             "type": kind,
             "asgi": ASGI_VERSION,
             "http_version": req.http_version,
@@ -213,16 +232,14 @@ class ASGIGateway:
             "raw_path": path.encode("latin-1"),
             "query_string": req.query.encode("latin-1"),
             "root_path": self.root_path,
-            "headers": _lower_names(req.headers, self._names, self._drop_underscore),
-            "client": self._client(req, peer),
-            "server": peer.server,
-            "state": self.state.copy(),
+            "headers": tuple(_lower_names(req.headers, self._names, self._drop_underscore)),
         }
-        if kind == "http":
-            scope["extensions"] = {"http.response.trailers": {}}
-            if peer.tls is not None:
-                scope["extensions"]["tls"] = peer.tls
-        return scope
+        client = None
+        if self._client_from_proxy and peer.trusted:
+            name = forwarded_client(req.headers, self._trusted)
+            if name is not None:
+                client = (name, 0)
+        return part, client
 
     def finish(
         self,

@@ -143,7 +143,7 @@ class WSGIGateway:
             env["SERVER_NAME"], env["SERVER_PORT"] = str(sockname or "localhost"), ""
         return env, self._trusted.trusts(addr)
 
-    def _header_key(self, name: str, trusted: bool, environ: dict[str, Any]) -> str:
+    def _header_key(self, name: str, trusted: bool) -> str:
         """The environ key for a header name; "" when the header is dropped."""
         upper = name.upper()
         if "_" in name:
@@ -163,43 +163,58 @@ class WSGIGateway:
     def build_environ(
         self, base: dict[str, Any], trusted: bool, req: Request, body: WSGIInput
     ) -> dict[str, Any]:
-        """The PEP 3333 environ for one request."""
+        """The PEP 3333 environ for one request: the connection's keys, then the request's."""
+        memo = req.memo
+        if memo is not None and memo[0] is self and memo[1] is trusted:
+            keys = memo[2]
+        else:
+            # The request's keys depend on its head alone (and on whether the peer is trusted),
+            # so a repeated head (readers.parse_head_cached hands out one Request) reuses them.
+            keys = self._request_keys(trusted, req)
+            req.memo = (self, trusted, keys)
         environ = base.copy()
-        environ["REQUEST_METHOD"] = req.method
-        environ["RAW_URI"] = req.target
-        environ["SERVER_PROTOCOL"] = "HTTP/" + req.http_version
-        environ["QUERY_STRING"] = req.query
+        environ.update(keys)
         environ["wsgi.input"] = body
+        return environ
+
+    def _request_keys(self, trusted: bool, req: Request) -> dict[str, Any]:
+        """The environ keys a request head gives, over the connection's keys."""
+        keys: dict[str, Any] = {
+            "REQUEST_METHOD": req.method,
+            "RAW_URI": req.target,
+            "SERVER_PROTOCOL": "HTTP/" + req.http_version,
+            "QUERY_STRING": req.query,
+        }
         cache = self._key_cache
         for name, value in req.headers:
-            key = cache.get(name) or self._header_key(name, trusted, environ)
+            key = cache.get(name) or self._header_key(name, trusted)
             if not key:
                 continue
             if key[0] == "=":
-                environ[key[1:]] = value
-            elif key in environ:
-                environ[key] += ", " + value
+                keys[key[1:]] = value
+            elif key in keys:
+                keys[key] += ", " + value
             else:
-                environ[key] = value
+                keys[key] = value
         path = req.path
         if "%" in path:
             # PEP 3333: PATH_INFO is the decoded path as bytes carried in a latin-1 str.
             path = unquote_to_bytes(path).decode("latin-1")
-        script = environ["SCRIPT_NAME"]
+        script = keys.get("SCRIPT_NAME", self.base["SCRIPT_NAME"])
         if script and path.startswith(script):
             path = path[len(script) :]
-        environ["PATH_INFO"] = path
+        keys["PATH_INFO"] = path
         if trusted and self._client_from_proxy:
             client = forwarded_client(req.headers, self._trusted)
             if client is not None:
-                environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client, "0"
-        keys = self._scheme_keys
+                keys["REMOTE_ADDR"], keys["REMOTE_PORT"] = client, "0"
+        names = self._scheme_keys
         # Asked of the dict's view, isdisjoint() walks the smaller side (these few keys).
-        if trusted and (keys is None or not environ.keys().isdisjoint(keys)):
+        if trusted and (names is None or not keys.keys().isdisjoint(names)):
             scheme = self._schemes.scheme(req.headers)
             if scheme is not None:
-                environ["wsgi.url_scheme"] = scheme
-        return environ
+                keys["wsgi.url_scheme"] = scheme
+        return keys
 
     def run(
         self,

@@ -502,6 +502,7 @@ class ServerConnection:
         """Go on to the next request, once this request and its response are complete."""
         if self._rstate != _R_PAUSED or self._sstate != _S_DONE:
             raise LocalProtocolError("the request and the response must both be complete")
-        if not self.keep_alive:
+        # keep_alive, for a request and a response both complete: the response's verdict.
+        if self._close_after or self._switched or not self._keep_alive:
             raise LocalProtocolError("this connection must close")
         self._reset_cycle()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 __all__ = [
     "NEED_DATA",
@@ -22,6 +22,10 @@ class Request:
     Read-only once built: the parser hands the same object to every repeat of a head it has
     seen before (readers.parse_head_cached), on any connection and in any thread. Code that
     may change one, the user's hooks, gets a ``copy()`` (lifecycle.Bookkeeping.own).
+
+    ``memo`` is the one field set after the build: what a gateway derives from the head alone
+    (the WSGI environ's request keys, the ASGI scope's), kept for the head's next repeat as
+    ``(gateway, key, value...)``. Any thread may replace it; a copy starts without one.
     """
 
     __slots__ = (
@@ -32,6 +36,7 @@ class Request:
         "host",
         "http_version",
         "keep_alive",
+        "memo",
         "method",
         "path",
         "query",
@@ -69,6 +74,7 @@ class Request:
         self.chunked = chunked
         self.scheme = scheme
         self.host = host
+        self.memo: tuple[Any, ...] | None = None
 
     def copy(self) -> Request:
         """A copy with a headers list of its own, for code that may change it."""

@@ -87,6 +87,7 @@ async def _scope(scope: Scope, receive: Any, send: Any) -> None:
         "extensions": sorted(scope.get("extensions", {})),
         "body": body.decode("latin-1"),
     }
+    scope["headers"].append((b"x-request-mark", b"1"))  # nor into the next one's headers
     await _respond(send, 200, json.dumps(doc).encode(), b"application/json")
 
 

@@ -28,6 +28,7 @@ def environ_view(environ: Environ, start_response: StartResponse) -> list[bytes]
     keys = [k for k in environ if k.isupper() or k.startswith("wsgi.")]
     doc = {k: environ[k] for k in keys if isinstance(environ[k], (str, bool, int, tuple))}
     body = json.dumps(doc, sort_keys=True).encode()
+    environ["HTTP_X_REQUEST_MARK"] = "1"  # must not leak into the next request's environ
     start_response("200 OK", [("Content-Type", "application/json")])
     return [body]
 
