@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
@@ -299,6 +300,53 @@ def test_pipelined_requests_are_answered_in_order(serve: Callable[..., Server]) 
     with RawClient(server.addr) as c:
         c.send(request("GET", "/slow") + request("GET", "/a") + request("GET", "/b"))
         assert [c.read_response().body for _ in range(3)] == [b"/slow", b"/a", b"/b"]
+
+
+def test_thousands_of_pipelined_requests_in_one_write_are_all_answered(
+    serve: Callable[..., Server],
+) -> None:
+    # Each request ends within the callback that read it (eagerly, on Python 3.12+), and the
+    # next one starts from there: they must not nest one inside another, 3,000 deep.
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send, 200, scope["path"].encode())
+
+    server = serve(app)
+    paths = [f"/{i}" for i in range(3000)]
+    with RawClient(server.addr, timeout=60) as c:
+        c.send(b"".join(request("GET", p) for p in paths))
+        assert [c.read_response().body.decode() for _ in paths] == paths
+
+
+MARK: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="unset")
+
+
+def test_a_request_runs_in_one_task_of_its_own_with_a_context_of_its_own(
+    serve: Callable[..., Server],
+) -> None:
+    # anyio's cancel scopes (Starlette, FastAPI) need current_task() to be the same before
+    # and after an await, and never None; a context variable set by one request must not be
+    # seen by the next one on the connection.
+    tasks: list[asyncio.Task[Any] | None] = []  # kept alive, so no two can share an id
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        first = asyncio.current_task()
+        tasks.append(first)
+        seen = MARK.get()
+        MARK.set(scope["path"])
+        await asyncio.sleep(0)
+        same = first is not None and asyncio.current_task() is first
+        await respond(send, 200, f"{id(first)} {same} {seen}".encode())
+
+    server = serve(app)
+    with RawClient(server.addr) as c:
+        answers = []
+        for path in ("/one", "/two"):
+            c.send(request("GET", path))
+            answers.append(c.read_response().body.decode().split())
+    (task1, same1, seen1), (task2, same2, seen2) = answers
+    assert (same1, same2) == ("True", "True")
+    assert (seen1, seen2) == ("unset", "unset")
+    assert task1 != task2
 
 
 def test_trailers_when_the_app_asks(serve: Callable[..., Server]) -> None:
