@@ -109,6 +109,26 @@ def test_health_check_is_answered_by_corral_200_then_503_while_draining(
     assert server.wait_exit() == 0
 
 
+@pytest.mark.parametrize(
+    "probe",
+    [request("GET", "/healthz", {"Connection": "close"}), b"GET /healthz HTTP/1.0\r\n\r\n"],
+    ids=["connection-close", "http-1.0"],
+)
+@pytest.mark.parametrize("worker", sorted(APPS))
+def test_a_health_check_that_ends_its_connection_is_answered_then_closed(
+    corral_factory: Factory, worker: str, probe: bytes
+) -> None:
+    """kube-probe sends Connection: close; HAProxy's httpchk speaks HTTP/1.0."""
+    server = start(corral_factory, worker, "--health-check-path", "/healthz")
+    with RawClient(server.addr) as c:
+        c.send(probe)
+        resp = c.read_response()
+        assert (resp.status, resp.body) == (200, b"OK\n")
+        assert c.at_eof(timeout=5)  # closed at once, not at the idle deadline
+    assert server.get("/")[0] == 200
+    assert "Traceback" not in server.log_text()
+
+
 STOPPING = r"Worker stopping gracefully \(pid: \d+\): this worker retires"
 
 

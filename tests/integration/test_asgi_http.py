@@ -349,6 +349,36 @@ def test_a_request_runs_in_one_task_of_its_own_with_a_context_of_its_own(
     assert task1 != task2
 
 
+def test_a_task_factory_the_app_installs_makes_every_request_task(
+    serve: Callable[..., Server],
+) -> None:
+    # Tracing libraries wrap the loop's task factory at startup; requests must go through it.
+    made: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            loop = asyncio.get_running_loop()
+
+            def factory(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+                made.append(getattr(coro, "__qualname__", "?"))
+                return asyncio.Task(coro, loop=loop, **kwargs)
+
+            loop.set_task_factory(factory)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await respond(send, 200, b"traced")
+
+    server = serve(app)
+    with RawClient(server.addr) as c:
+        for _ in range(3):
+            c.send(request("GET", "/"))
+            assert c.read_response().body == b"traced"
+    assert made.count("HTTPCycle.run") == 3
+
+
 def test_trailers_when_the_app_asks(serve: Callable[..., Server]) -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         start = {"type": "http.response.start", "status": 200, "trailers": True}

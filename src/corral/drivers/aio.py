@@ -319,9 +319,10 @@ class HTTPProtocol(asyncio.Protocol):
         self.cycle = cycle
         if ctx.request_timeout:
             self.cycle_began = self.loop.time()
-        if not EAGER or self.starting:
+        if not EAGER or self.starting or self.loop.get_task_factory() is not None:
             # A request pipelined behind one that ran eagerly starts from the loop: run here,
-            # each would nest inside the one before it.
+            # each would nest inside the one before it. A task factory the app installed
+            # (tracing, say) makes every request's task, as it did before.
             self.task = self.loop.create_task(cycle.run())
             return
         self.starting = True
@@ -371,6 +372,9 @@ class HTTPProtocol(asyncio.Protocol):
         """A health check, answered here without the app; then on to the next request."""
         if self.transport is not None and not self.lost:
             self.transport.write(response)
+        if not self.conn.keep_alive:  # Connection: close, HTTP/1.0, a worker stopping
+            self._linger()
+            return
         self.drained = 0
         self._finish_body()
 
@@ -425,8 +429,8 @@ class HTTPProtocol(asyncio.Protocol):
             else:
                 self.close()
                 return
-        # cycle_done saw keep_alive; reading the body's rest cannot take it back (a broken
-        # body raised above).
+        # The callers saw keep_alive (cycle_done, _answer_health); reading the body's rest
+        # cannot take it back (a broken body closed above).
         conn.start_next_cycle()
         self.deadline = self.ctx.policy.idle_until(self.loop.time())
         if conn.buffered or conn.peer_closed:  # else the next head is still to come
