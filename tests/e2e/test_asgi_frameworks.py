@@ -27,6 +27,10 @@ def test_starlette_routes_streaming_and_lifespan_state(corral_factory: Factory) 
         created = client.post("/echo", content=b"payload")
         assert (created.status_code, created.text) == (201, "7:payload")
         assert client.get("/items/not-a-number").status_code == 404
+        for _ in range(3):  # a sync endpoint, and the middleware's task group, every time
+            resp = client.get("/blocking")
+            assert resp.json() == {"on_loop_thread": False}
+            assert resp.headers["x-stamped"] == "yes"
         with client.stream("GET", "/stream") as resp:
             assert resp.headers["content-type"] == "application/x-ndjson"
             assert resp.headers["transfer-encoding"] == "chunked"

@@ -1,14 +1,19 @@
-"""A Starlette app for the asyncio worker's e2e tests: routes, streaming, WebSocket, lifespan."""
+"""A Starlette app for the asyncio worker's e2e tests: routes, streaming, WebSocket, lifespan,
+a plain ``def`` endpoint (run on anyio's thread pool) and a BaseHTTPMiddleware (an anyio task
+group around every request), the two that need the request's own task to be current."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -39,6 +44,22 @@ async def stream(request: Request) -> StreamingResponse:
     return StreamingResponse(numbers(), media_type="application/x-ndjson")
 
 
+def blocking(request: Request) -> JSONResponse:
+    """A sync endpoint: Starlette runs it in a worker thread, not on the event loop."""
+    return JSONResponse({"on_loop_thread": threading.current_thread() is threading.main_thread()})
+
+
+class Stamp(BaseHTTPMiddleware):
+    """Adds a header to every response, from inside the task group this middleware opens."""
+
+    async def dispatch(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["x-stamped"] = "yes"
+        return response
+
+
 async def ws_echo(websocket: WebSocket) -> None:
     await websocket.accept(subprotocol="echo" if websocket.scope["subprotocols"] else None)
     try:
@@ -60,7 +81,9 @@ app = Starlette(
         Route("/items/{item_id:int}", item),
         Route("/echo", echo, methods=["POST"]),
         Route("/stream", stream),
+        Route("/blocking", blocking),
         WebSocketRoute("/ws", ws_echo),
     ],
+    middleware=[Middleware(Stamp)],
     lifespan=lifespan,
 )
