@@ -102,6 +102,11 @@ def test_health_check_is_answered_by_corral_200_then_503_while_draining(
     probe = socket.create_connection(server.addr, timeout=15)
     server.signal(signal.SIGTERM)
     server.wait_for("Handling signal: term")  # the probe comes after, as a readiness probe's
+    if worker in KEEPING:
+        # These answer the probe as soon as it comes, and the worker learns of the TERM after
+        # the master: wait until the worker has begun to drain. (The sync worker, busy with
+        # /slow, takes the probe from its backlog only once it has.)
+        server.wait_for(r"Worker stopping gracefully \(pid: \d+\): the server drains")
     probe.sendall(request("GET", "/healthz"))
     assert _read_status(probe) == 503
     assert slow.read_response().status == 200
