@@ -63,9 +63,11 @@ def main() -> int:
         if pid == 0:
             worker(listener, args.sleep_ms / 1000)
         pids.append(pid)
-    print(f"Listening at: http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
     stops = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stops)  # after the forks: the workers keep them
+    # Blocked after the forks (the workers keep the default actions) and before the address is
+    # told: a stop sent as soon as it is known waits here rather than orphaning the workers.
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    print(f"Listening at: http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
     signal.sigwait(stops)
     for pid in pids:
         os.kill(pid, signal.SIGTERM)
