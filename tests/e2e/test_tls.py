@@ -598,3 +598,33 @@ def test_hup_swaps_the_certificate_under_load_without_a_failed_request(
     assert load.serials["new"][0] == original and load.serials["kept"][0] == original
     assert load.serials["new"][-20:] == [renewed] * 20
     assert load.kept_connections >= 2  # a kept-alive connection was closed by an old worker
+
+
+SSL_PROBE = """
+import sys
+
+def pre_fork(server, worker):
+    print("ssl in the arbiter:", "ssl" in sys.modules, flush=True)
+
+def post_worker_init(worker):
+    print("ssl in a worker:", "ssl" in sys.modules, flush=True)
+"""
+
+
+@pytest.mark.parametrize("worker", ["sync", "threaded"])
+def test_only_a_server_with_a_certificate_loads_ssl(
+    corral_factory: Factory, certs: Path, tmp_path: Path, worker: str
+) -> None:
+    """Without TLS no process of a WSGI server loads ssl (OpenSSL: about 3 MiB resident in the
+    arbiter, 1 MiB more in each worker); with a certificate each one has it."""
+    probe = tmp_path / "ssl_probe.py"
+    probe.write_text(SSL_PROBE)
+    plain = corral_factory("-c", str(probe), "-w", "1", "-b", "127.0.0.1:0", *APPS[worker])
+    tls = _serve(corral_factory, worker, certs, "-c", str(probe))
+    for server, loaded in ((plain, "False"), (tls, "True")):
+        for where in ("the arbiter", "a worker"):
+            (line,) = server.wait_for(f"ssl in {where}: (True|False)")
+            assert line.group(1) == loaded, server.log_text()
+    assert plain.get("/")[0] == 200
+    with _connect(tls, _client(certs)) as sock:
+        assert _get(sock)[0] == 200

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import select
 import socket
-import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from corral.drivers.keepgil import SendMode
 from corral.drivers.policy import LINGER_BYTES, LINGER_SECONDS, ConnectionPolicy
-from corral.drivers.tls import wsgi_environ
-from corral.drivers.transport import RECV_SIZE, SocketTransport, TLSTransport, wait_fd
+from corral.drivers.transport import RECV_SIZE, SocketTransport, wait_fd
 from corral.gateway.ladder import ClientDisconnected
 from corral.gateway.lifecycle import RequestLifecycle
 from corral.gateway.wsgi import WSGIGateway
@@ -20,8 +18,10 @@ from corral.http.connection import ServerConnection
 from corral.http.errors import ProtocolError, render_error
 from corral.http.events import NEED_DATA, EndOfMessage, Request
 
-# Rounds of a TLS handshake whose flight waits for room in the socket buffer.
-HANDSHAKE_WRITES = 8
+if TYPE_CHECKING:
+    import ssl
+
+    from corral.drivers.tls_socket import TLSTransport
 
 
 @dataclass
@@ -68,6 +68,9 @@ class Session:
         self.handshaking = ctx.tls is not None
         self.transport: SocketTransport
         if ctx.tls is not None:
+            # Imported here: a server without TLS never loads ssl (tls_socket.py).
+            from corral.drivers.tls_socket import TLSTransport
+
             # The handshake is driven by read_ready (or finish_handshake), never blocking.
             sock.setblocking(False)
             sock = ctx.tls.wrap_socket(
@@ -136,27 +139,17 @@ class Session:
 
     def _handshake(self) -> bool:
         """One step of the TLS handshake; False when it failed (the connection then closes)."""
-        sock = self.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        for _ in range(HANDSHAKE_WRITES):
-            try:
-                sock.do_handshake()
-            except ssl.SSLWantReadError:
-                return True  # the client's next flight: epoll (or the caller) waits for it
-            except ssl.SSLWantWriteError:
-                # Our flight did not fit the socket buffer: wait for room, briefly.
-                if wait_fd(self.fd, select.POLLOUT, self.ctx.policy.send_timeout):
-                    continue
-                return False
-            except (ssl.SSLError, OSError) as exc:
-                self.ctx.lifecycle.log.debug("TLS handshake failed: %s", exc)
-                return False
-            self.handshaking = self.in_head = False
-            self.env_base = {**self.env_base, **wsgi_environ(sock)}
-            if sock.selected_alpn_protocol() == "h2" and self.ctx.policy.http2 is not None:
-                self.h2_start = (b"", None)
-            return True
-        return False
+        transport = cast("TLSTransport", self.transport)
+        done = transport.handshake(self.ctx.lifecycle.log.debug)
+        if done is None:
+            return True  # the client's next flight: epoll (or the caller) waits for it
+        if not done:
+            return False
+        self.handshaking = self.in_head = False
+        self.env_base = {**self.env_base, **transport.environ()}
+        if transport.alpn() == "h2" and self.ctx.policy.http2 is not None:
+            self.h2_start = (b"", None)
+        return True
 
     def wait_next(self) -> bytes | None:
         """Block for the client's next bytes, up to the socket's receive timeout.
@@ -262,7 +255,7 @@ class Session:
         settings = next((v for n, v in req.headers if n.lower() == "http2-settings"), None)
         if h2 is None or not h2.upgrade or settings is None:
             return False
-        if req.content_length or req.chunked or isinstance(self.sock, ssl.SSLSocket):
+        if req.content_length or req.chunked or self.ctx.tls is not None:
             return False
         from corral.http2.session import H2Session  # h2 only when a client asks for it
 
@@ -322,13 +315,8 @@ class Session:
         before closing. With ``linger`` 0 only what has already arrived is discarded.
         """
         sock = self.sock
-        if isinstance(sock, ssl.SSLSocket) and not self.handshaking:
-            try:
-                # close_notify (RFC 8446 §6.1): the client can tell our close from a
-                # truncation, and OpenSSL keeps the session for resumption only after it.
-                sock.unwrap()
-            except (ssl.SSLError, OSError, ValueError):
-                pass  # sent; the client's own close_notify is not waited for
+        if self.ctx.tls is not None and not self.handshaking:
+            cast("TLSTransport", self.transport).close_notify()
         if self.errored or self.has_input():
             try:
                 sock.shutdown(socket.SHUT_WR)  # on TLS, the raw socket's from here on

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +57,7 @@ class H2Thread:
         # Without TLS a stream's thread writes its frames itself when nothing is queued before
         # them (a send that does not wait, under the lock): no wake-up of the I/O thread per
         # response. An SSL object may not be written by one thread while another reads it.
-        self.direct = not isinstance(session.sock, ssl.SSLSocket)
+        self.direct = session.ctx.tls is None
         self.wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self.active = 0  # streams whose request runs on a pool thread
         self.lost = False

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import ssl
 import time
 from collections.abc import Iterable
 
@@ -172,80 +171,3 @@ class SocketTransport:
                 raise ClientDisconnected(str(exc)) from exc
             if not wait_fd(self.fd, select.POLLOUT, self.send_timeout):
                 raise ClientDisconnected("timed out waiting for the client to read")
-
-
-class TLSTransport(SocketTransport):
-    """The same calls over a non-blocking ``ssl.SSLSocket``.
-
-    TLS takes no MSG_DONTWAIT: the socket stays non-blocking and a want-read or want-write is
-    waited out with ``poll``. A record may hold more than one read returns (``pending``), and
-    ``sendfile`` copies through the process, since the kernel's would bypass the encryption.
-    """
-
-    __slots__ = ("ragged_eof_ok",)
-    follows = False
-
-    def __init__(
-        self, sock: ssl.SSLSocket, recv_timeout: float, send_timeout: float, ragged_eof_ok: bool
-    ) -> None:
-        super().__init__(sock, recv_timeout, send_timeout)
-        # suppress_ragged_eofs: a close without close_notify ends the stream as a FIN would.
-        self.ragged_eof_ok = ragged_eof_ok
-
-    def recv_now(self) -> bytes | None:
-        try:
-            return self.sock.recv(RECV_SIZE)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            return None
-        except ssl.SSLEOFError:
-            if self.ragged_eof_ok:
-                return b""
-            raise ClientDisconnected("TLS connection closed without close_notify") from None
-        except OSError:
-            return b""
-
-    def recv_until(self, deadline: float) -> bytes | None:
-        while True:
-            data = self.recv_now()
-            if data is not None:
-                return data
-            if not wait_fd(self.fd, select.POLLIN, deadline - time.monotonic()):
-                return None
-
-    def sendall(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[self.sock.send(view) :]
-                continue
-            except ssl.SSLWantReadError:
-                events = select.POLLIN
-            except ssl.SSLWantWriteError:
-                events = select.POLLOUT
-            except OSError as exc:
-                raise ClientDisconnected(str(exc)) from exc
-            if not wait_fd(self.fd, events, self.send_timeout):
-                raise ClientDisconnected("timed out waiting for the client to read")
-
-    def send_now(self, data: bytes) -> None:
-        try:
-            self.sock.send(data)
-        except OSError:
-            pass
-
-    def sendfile(self, fd: int, offset: int, count: int) -> int:
-        chunk = os.pread(fd, min(count, RECV_SIZE), offset)
-        self.sendall(chunk)
-        return len(chunk)
-
-    def has_input(self) -> bool:
-        if self.pending():
-            return True
-        try:  # the raw bytes under the TLS layer, as the kernel holds them
-            return bool(socket.socket.recv(self.sock, 1, PEEK))
-        except OSError:
-            return False
-
-    def pending(self) -> bool:
-        sock = self.sock
-        return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0

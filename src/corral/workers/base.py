@@ -13,7 +13,6 @@ import traceback
 from types import FrameType
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-from corral.drivers.tls import TLS_CONTEXTS
 from corral.errors import APP_LOAD_ERROR, WORKER_BOOT_ERROR, AppLoadError
 from corral.gateway.loader import LoadedApp, load_app, resolve_interface
 from corral.reloader import Reloader, Watched, broken_app, choose_engine, failing_files
@@ -22,6 +21,8 @@ from corral.tally import Tally
 from corral.workers.deadline import Deadlines
 
 if TYPE_CHECKING:
+    import ssl
+
     from corral.arbiter.heartbeat import Heartbeat
     from corral.config import Config
     from corral.logging import Logger
@@ -79,7 +80,12 @@ class Worker:
         self._publishing = threading.Lock()
         # Made here, in the arbiter before the fork, and shared by every worker of one
         # configuration: a client resumes its TLS session whichever worker it reaches.
-        self.tls_context = TLS_CONTEXTS.get(cfg, log.error, h2=self.h2_enabled())
+        self.tls_context: ssl.SSLContext | None = None
+        if cfg.is_ssl:
+            # Imported only for TLS: without it, no process of the server loads ssl.
+            from corral.drivers.tls import TLS_CONTEXTS
+
+            self.tls_context = TLS_CONTEXTS.get(cfg, log.error, h2=self.h2_enabled())
 
     def h2_enabled(self) -> bool:
         """Whether this worker serves HTTP/2 under its settings."""
