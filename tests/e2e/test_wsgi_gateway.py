@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,6 +181,21 @@ def test_crlf_in_app_header_gives_500_never_a_split_response(server: CorralProce
         assert resp.status == 500
         assert b"stolen" not in resp.raw_head and b"never be sent" not in resp.body
     server.wait_for("Invalid response from the app")
+
+
+def test_the_apps_status_line_is_checked_every_time_it_is_sent(server: CorralProcess) -> None:
+    """PEP 3333: three digits, then a space and the reason, or nothing. A line that passed is
+    remembered by the gateway; one that did not gets 500 however often it comes."""
+    for _ in range(2):
+        for line, expected in (("201 Created", 201), ("299 Our Own", 299), ("204", 204)):
+            resp, _ = get(server, "/status?" + urllib.parse.quote(line))
+            assert resp.status == expected, line
+            if line == "299 Our Own":
+                assert resp.raw_head.startswith(b"HTTP/1.1 299 Our Own\r\n")
+        for line in ("20 OK", "2000 OK", "200OK", "\uff12\uff10\uff10 OK", "abc OK", ""):
+            resp, _ = get(server, "/status?" + urllib.parse.quote(line))
+            assert resp.status == 500, line
+    assert len(server.matches("invalid status line from the app")) >= 12
 
 
 def test_head_and_204_carry_no_body(server: CorralProcess) -> None:

@@ -92,6 +92,34 @@ def test_pipelined_requests_wait_for_the_next_cycle() -> None:
     assert request_of(conn).path == "/two"
 
 
+def test_end_of_message_takes_the_end_where_next_event_gives_it() -> None:
+    conn = connection(GET % b"one" + GET % b"two")
+    request_of(conn)
+    assert conn.end_of_message()
+    assert conn.next_event() is PAUSED
+    conn.send_full(200, [], b"1")
+    conn.start_next_cycle()
+    assert request_of(conn).path == "/two"
+    # A body first: its bytes are taken (False), then its end.
+    conn = connection(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok")
+    request_of(conn)
+    assert not conn.end_of_message()
+    assert conn.end_of_message()
+    assert conn.body_complete and conn.next_event() is PAUSED
+    # A chunked body's end carries trailers: taken through next_event.
+    conn = connection(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")
+    request_of(conn)
+    assert not conn.end_of_message()  # NEED_DATA: the trailer section is still to come
+    conn.receive_data(b"X-Sum: 0\r\n\r\n")
+    assert conn.end_of_message()
+    assert conn.next_event() is PAUSED
+    # A broken body raises as next_event does.
+    conn = connection(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    request_of(conn)
+    with pytest.raises(ProtocolError):
+        conn.end_of_message()
+
+
 def test_start_next_cycle_needs_request_and_response_done() -> None:
     conn = connection(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n")
     request_of(conn)

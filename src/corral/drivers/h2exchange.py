@@ -93,6 +93,10 @@ class StreamConn:
             return EndOfMessage()
         return Data(data)
 
+    def end_of_message(self) -> bool:
+        """Take the next event when it is the request's end: whether it was."""
+        return type(self.next_event()) is EndOfMessage
+
     def receive_data(self, data: bytes) -> None:
         """Nothing to do: the stream's body arrives through the session."""
 

@@ -18,6 +18,10 @@ class Exchange(Protocol):
 
     def next_event(self) -> Event | Sentinel: ...
 
+    def end_of_message(self) -> bool:
+        """Take the next event when it is the request's end: whether it was."""
+        ...
+
     def receive_data(self, data: bytes) -> None: ...
 
     @property

@@ -13,7 +13,7 @@ from corral.gateway.queue_time import proxy_queue_time
 from corral.gateway.wsgi import ResponseState, Transport, WSGIGateway
 from corral.gateway.wsgi_input import WSGIInput
 from corral.http.errors import ProtocolError
-from corral.http.events import EndOfMessage, Request
+from corral.http.events import Request
 from corral.logging import AccessRecord
 from corral.metrics import NullMetrics
 
@@ -279,7 +279,7 @@ def _body_finished(req: Request, conn: Exchange, body: WSGIInput, limit: int) ->
             return True  # the app read it all, its end included
         if req.content_length is None and not req.chunked:
             # No body, and the app did not read: the next event is this request's end.
-            return type(conn.next_event()) is EndOfMessage
+            return conn.end_of_message()
         return body.drain(limit)
     except (ProtocolError, ClientDisconnected):
         return False

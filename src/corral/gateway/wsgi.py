@@ -111,6 +111,7 @@ class WSGIGateway:
         self._forwarder = set(_names(cfg.forwarder_headers))
         self._sendfile_ok = cfg.sendfile is not False
         self._key_cache: dict[str, str] = {}
+        self._statuses: dict[str, tuple[int, str]] = {}
         self._warn = log_warning
         self._warned_body_dropped = False
         self.base: dict[str, Any] = {
@@ -240,13 +241,14 @@ class WSGIGateway:
                     exc_info = None
             elif state.status:
                 raise AssertionError("start_response called a second time without exc_info")
-            code = status[:3]
-            if len(code) != 3 or not code.isdigit() or status[3:4] not in ("", " "):
-                raise LocalProtocolError("invalid status line from the app: " + repr(status))
-            state.status = int(code)
-            state.reason = status[4:]
+            parsed = statuses.get(status)
+            if parsed is None:
+                parsed = self._status(status)
+            state.status, state.reason = parsed
             state.headers = headers
             return write
+
+        statuses = self._statuses
 
         result = self.app(environ, start_response)
         try:
@@ -255,6 +257,18 @@ class WSGIGateway:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+
+    def _status(self, status: str) -> tuple[int, str]:
+        """The code and reason of the app's status line ("200 OK"), checked once per line: an
+        app sends a handful of them, so the lines that passed are remembered (up to 256)."""
+        code = status[:3] if type(status) is str else ""
+        valid = len(code) == 3 and code.isascii() and code.isdigit()
+        if not valid or status[3:4] not in ("", " "):
+            raise LocalProtocolError("invalid status line from the app: " + repr(status))
+        parsed = int(code), status[4:]
+        if len(self._statuses) < 256:
+            self._statuses[status] = parsed
+        return parsed
 
     def _write(
         self,

@@ -295,6 +295,15 @@ class ServerConnection:
             raise ProtocolError(400, "connection closed before the chunked body was complete")
         return NEED_DATA
 
+    def end_of_message(self) -> bool:
+        """Take the next event when it is the request's end: True, as ``type(next_event()) is
+        EndOfMessage`` (raising as it does). Once per request, for a request without a body,
+        so the end of one without trailers is taken with no event made."""
+        if self._rstate == _R_END and self._chunked is None:
+            self._rstate = _R_PAUSED
+            return True
+        return type(self.next_event()) is EndOfMessage
+
     # ------------------------------------------------------------------ sending
 
     def send_continue(self) -> bytes:

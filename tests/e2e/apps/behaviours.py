@@ -173,6 +173,11 @@ def busy_gate(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _held(environ, start_response, "busy-gate", 0.0)
 
 
+def status(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """The status line named by the query (URL-encoded), as the app's own."""
+    return _text(start_response, b"status", urllib.parse.unquote(environ["QUERY_STRING"]))
+
+
 def pid(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _text(start_response, str(os.getpid()).encode())
 
@@ -192,6 +197,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/closing": closing,
     "/closed-count": closed_count,
     "/pid": pid,
+    "/status": status,
     "/barrier": barrier,
     "/gate": gate,
     "/busy-gate": busy_gate,
