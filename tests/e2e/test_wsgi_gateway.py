@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.apps.behaviours import FILE_BODY
+from tests.e2e.apps.behaviours import FILE_BODY, LARGE_BODY
 from tests.e2e.conftest import CorralProcess, wait_until
 from tests.e2e.rawhttp import RawClient, request
 
@@ -196,6 +196,32 @@ def test_the_apps_status_line_is_checked_every_time_it_is_sent(server: CorralPro
             resp, _ = get(server, "/status?" + urllib.parse.quote(line))
             assert resp.status == 500, line
     assert len(server.matches("invalid status line from the app")) >= 12
+
+
+@pytest.mark.parametrize("given", ["cl", "none"])
+def test_a_large_body_given_whole_is_framed_as_a_small_one(
+    server: CorralProcess, given: str
+) -> None:
+    """A body past JOIN_MAX leaves after its head rather than joined to it: the same bytes,
+    the same Content-Length (added when the app gave none), and the connection goes on."""
+    with RawClient(server.addr) as c:
+        c.send(request("GET", "/large?" + given) + request("HEAD", "/large?" + given))
+        resp = c.read_response()
+        assert resp.status == 200 and resp.body == LARGE_BODY
+        assert resp.header("content-length") == str(len(LARGE_BODY))
+        assert resp.header("transfer-encoding") is None
+        if kind(server) == "threaded":  # the sync worker closes after each response
+            head = c.read_response("HEAD")
+            assert head.status == 200 and head.body == b""
+            assert head.header("content-length") == str(len(LARGE_BODY))
+            c.send(request("GET", "/next"))
+            assert c.read_response().body == b"hello /next"  # nothing stray was sent
+
+
+def test_a_large_body_whose_length_the_app_got_wrong_is_a_500(server: CorralProcess) -> None:
+    resp, _ = get(server, "/large?wrong")
+    assert resp.status == 500 and LARGE_BODY[:1000] not in resp.body
+    server.wait_for("Content-Length does not match the body")
 
 
 def test_head_and_204_carry_no_body(server: CorralProcess) -> None:

@@ -173,6 +173,21 @@ def busy_gate(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return _held(environ, start_response, "busy-gate", 0.0)
 
 
+LARGE_BODY = bytes(range(256)) * 1200  # 300 KiB: past the gateway's JOIN_MAX
+
+
+def large(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """LARGE_BODY in one piece; the query says which Content-Length the app gives: its own
+    ("cl"), none ("none"), one byte too many ("wrong")."""
+    headers = [("Content-Type", "application/octet-stream")]
+    given = environ["QUERY_STRING"]
+    if given != "none":
+        extra = 1 if given == "wrong" else 0
+        headers.append(("Content-Length", str(len(LARGE_BODY) + extra)))
+    start_response("200 OK", headers)
+    return [LARGE_BODY]
+
+
 def status(environ: Environ, start_response: StartResponse) -> list[bytes]:
     """The status line named by the query (URL-encoded), as the app's own."""
     return _text(start_response, b"status", urllib.parse.unquote(environ["QUERY_STRING"]))
@@ -198,6 +213,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/closed-count": closed_count,
     "/pid": pid,
     "/status": status,
+    "/large": large,
     "/barrier": barrier,
     "/gate": gate,
     "/busy-gate": busy_gate,
