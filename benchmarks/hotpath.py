@@ -60,6 +60,9 @@ class NullTransport:
     def sendall(self, data: bytes) -> None:
         pass
 
+    def send_after(self, head: bytes, body: bytes) -> None:
+        pass
+
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         return 0
 

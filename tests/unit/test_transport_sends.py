@@ -147,3 +147,38 @@ def test_a_closed_socket_never_writes_to_the_fd_number_reused(
     finally:
         c.close()
         d.close()
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_a_head_and_its_body_arrive_whole_and_in_order(
+    pair: tuple[socket.socket, socket.socket], full: bool
+) -> None:
+    """send_after: one write as far as the buffer takes them, the rest of the head (when the
+    buffer was full from the start) and of the body waited out."""
+    a, b = pair
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sent = 0
+    if full:
+        a.setblocking(False)
+        try:
+            while True:
+                sent += a.send(b"f" * 100_000)
+        except BlockingIOError:
+            pass
+    head = b"H" * 3000
+    body = bytes(i % 251 for i in range(300_000))
+    got: list[bytes] = []
+    reader = threading.Timer(0.1, lambda: got.append(read_exactly(b, sent + 303_000)))
+    reader.start()
+    SocketTransport(a, 1.0, 5.0).send_after(head, body)
+    reader.join(10)
+    assert len(got) == 1 and got[0][sent:] == head + body
+
+
+def test_send_after_to_a_closed_peer_is_a_disconnect(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    b.close()
+    with pytest.raises(ClientDisconnected):
+        SocketTransport(a, 1.0, 2.0).send_after(b"head", b"body" * 100_000)

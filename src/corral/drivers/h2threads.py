@@ -308,6 +308,10 @@ class StreamTransport:
         if self.conn.stream.reset or self.link.lost:
             raise ClientDisconnected("the client reset the stream")
 
+    def send_after(self, head: bytes, body: bytes) -> None:
+        """As sendall: the exchange queued the head and the body as frames (both are b"")."""
+        self.sendall(head + body)
+
     def sendfile(self, fd: int, offset: int, count: int) -> int:
         """A file's bytes as DATA frames, a piece at a time."""
         data = os.pread(fd, min(count, 256 * 1024), offset)

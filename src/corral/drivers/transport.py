@@ -136,9 +136,26 @@ class SocketTransport:
             sent = 0
         except OSError as exc:
             raise ClientDisconnected(str(exc)) from exc
-        if sent == len(data):
-            return
-        view = memoryview(data)[sent:]
+        if sent != len(data):
+            self._send_rest(memoryview(data)[sent:])
+
+    def send_after(self, head: bytes, body: bytes) -> None:
+        """Send ``head``, then ``body``, in one write as far as they fit (sendmsg): a large
+        body is not copied to join it to its head, nor sent as a second packet."""
+        try:
+            sent = self.sock.sendmsg((head, body), (), NOWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ClientDisconnected(str(exc)) from exc
+        if sent < len(head):
+            self._send_rest(memoryview(head)[sent:])
+            sent = len(head)
+        if sent - len(head) < len(body):
+            self._send_rest(memoryview(body)[sent - len(head) :])
+
+    def _send_rest(self, view: memoryview) -> None:
+        """Write what is left of a buffer, waiting (``send_timeout`` per stall at most)."""
         while view:
             if not wait_fd(self.fd, select.POLLOUT, self.send_timeout):
                 raise ClientDisconnected("timed out waiting for the client to read")
