@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -331,3 +331,29 @@ def test_forwarded_proto_from_a_trusted_proxy_sets_the_scheme(server: CorralProc
 def test_worker_survives_all_of_the_above(server: CorralProcess) -> None:
     pids = wait_until(server.worker_pids, lambda p: len(p) == 1, timeout=5)
     assert len(pids) == 1
+
+
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+def test_each_connection_names_its_listener_and_its_own_client(
+    corral_factory: Callable[..., CorralProcess], worker: str
+) -> None:
+    """SERVER_NAME and SERVER_PORT are the listener's (the gateway keeps them per listener),
+    REMOTE_ADDR and REMOTE_PORT each connection's own."""
+    server = corral_factory(
+        *WORKERS[worker], "-w", "1", "-b", "127.0.0.1:0", "-b", "[::1]:0", "behaviours:app",
+        listeners=2,
+    )  # fmt: skip
+    addrs = []
+    for url in server.urls:
+        host, _, port = url.partition("://")[2].rpartition(":")
+        addrs.append((host.strip("[]"), int(port)))
+    assert {host for host, _ in addrs} == {"127.0.0.1", "::1"}
+    for _ in range(2):
+        for host, port in addrs:
+            with RawClient((host, port)) as c:
+                c.send(request("GET", "/environ"))
+                env = json.loads(c.read_response().body)
+                mine = c.sock.getsockname()
+            assert (env["SERVER_NAME"], env["SERVER_PORT"]) == (host, str(port))
+            assert (env["REMOTE_ADDR"], env["REMOTE_PORT"]) == (mine[0], str(mine[1]))
+            assert env["wsgi.url_scheme"] == "http"

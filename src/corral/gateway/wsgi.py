@@ -126,6 +126,7 @@ class WSGIGateway:
         self._sendfile_ok = cfg.sendfile is not False
         self._key_cache: dict[str, str] = {}
         self._statuses: dict[str, tuple[int, str]] = {}
+        self._listener_keys: dict[tuple[Any, str], dict[str, Any]] = {}
         self._warn = log_warning
         self._warned_body_dropped = False
         self.base: dict[str, Any] = {
@@ -144,19 +145,29 @@ class WSGIGateway:
         self, peer: Any, sockname: Any, scheme: str = "http"
     ) -> tuple[dict[str, Any], bool]:
         """The environ keys shared by every request on a connection, and whether it is trusted."""
-        env = dict(self.base)
-        env["wsgi.url_scheme"] = scheme
+        listener = self._listener_keys.get((sockname, scheme))
+        if listener is None:
+            listener = self._listener_environ(sockname, scheme)
+        env = listener.copy()
         if isinstance(peer, tuple):
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = peer[0], str(peer[1])
             addr = peer[0]
         else:
             env["REMOTE_ADDR"], env["REMOTE_PORT"] = "", ""
             addr = ""
+        return env, self._trusted.trusts(addr)
+
+    def _listener_environ(self, sockname: Any, scheme: str) -> dict[str, Any]:
+        """The environ keys every connection to one listener shares, kept for the next ones."""
+        env = dict(self.base)
+        env["wsgi.url_scheme"] = scheme
         if isinstance(sockname, tuple):
             env["SERVER_NAME"], env["SERVER_PORT"] = str(sockname[0]), str(sockname[1])
         else:
             env["SERVER_NAME"], env["SERVER_PORT"] = str(sockname or "localhost"), ""
-        return env, self._trusted.trusts(addr)
+        if len(self._listener_keys) < 64:  # one per listener (and scheme): a few
+            self._listener_keys[(sockname, scheme)] = env
+        return env
 
     def _header_key(self, name: str, trusted: bool) -> str:
         """The environ key for a header name; "" when the header is dropped."""

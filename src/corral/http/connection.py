@@ -34,6 +34,21 @@ _S_IDLE, _S_BODY, _S_DONE = range(3)
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DEFAULT_LIMITS = Limits()
+# The Server line of each server_header value, checked once: a worker has one.
+_SERVER_LINES: dict[bytes | None, str] = {None: ""}
+
+
+def _server_line(server_header: bytes | None) -> str:
+    """``Server: <value>\\r\\n`` for a valid value (no CTL: it could split the head); "" for
+    None, no Server field."""
+    if server_header is None:
+        return ""
+    if server_header.translate(CTL_MARKS).count(1):
+        raise ValueError(f"invalid Server header value {server_header!r}")
+    line = f"Server: {server_header.decode('latin-1')}\r\n"
+    if len(_SERVER_LINES) < 16:
+        _SERVER_LINES[server_header] = line
+    return line
 
 
 class ServerConnection:
@@ -81,12 +96,8 @@ class ServerConnection:
     ) -> None:
         self._limits = limits
         self._line_re = request_line_pattern(limits)
-        if server_header is None:
-            self._server_line = ""
-        else:
-            if server_header.translate(CTL_MARKS).count(1):
-                raise ValueError(f"invalid Server header value {server_header!r}")
-            self._server_line = f"Server: {server_header.decode('latin-1')}\r\n"
+        line = _SERVER_LINES.get(server_header)
+        self._server_line = line if line is not None else _server_line(server_header)
         self._buf: bytes | bytearray = b""
         self._eof = False
         self._error: ProtocolError | None = None
