@@ -138,6 +138,30 @@ def test_file_wrapper_over_tls_sends_the_whole_file(
     )
 
 
+@pytest.mark.parametrize("worker", ["sync", "threaded"])
+def test_a_large_body_given_whole_over_tls_arrives_whole(
+    corral_factory: Factory, certs: Path, worker: str
+) -> None:
+    """A body past the gateway's JOIN_MAX is written after its head (TLSTransport.send_after),
+    with the Content-Length the app left out."""
+    server = _serve(corral_factory, worker, certs)
+    expected = (certs / "file.bin").read_bytes()
+    with _connect(server, _client(certs)) as sock:
+        status, body, headers = _get(sock, "/whole")
+        assert status == 200 and body == expected
+        assert headers["content-length"] == str(len(expected))
+        if worker == "threaded":  # the sync worker closes after each response
+            sock.sendall(b"HEAD /whole HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                piece = sock.recv(1)
+                assert piece, "closed before the HEAD response"
+                head += piece
+            assert head.startswith(b"HTTP/1.1 200 ")
+            assert f"content-length: {len(expected)}\r\n".encode() in head.lower()
+            assert _get(sock, "/")[0] == 200  # nothing of a body came after the HEAD head
+
+
 @pytest.mark.parametrize("worker", sorted(APPS))
 def test_versions_below_the_minimum_are_refused(
     corral_factory: Factory, certs: Path, worker: str

@@ -37,12 +37,16 @@ class Recorder:
 
 
 def respond(
-    body: bytes, headers: list[tuple[str, str]], method: str = "GET", status: str = "200 OK"
+    body: bytes, headers: list[tuple[str, str]], method: str = "GET", status: Any = "200 OK"
 ) -> tuple[list[bytes], ResponseState]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         start_response(status, list(headers))
         return [body]
 
+    return serve(gateway_for(app), method)
+
+
+def gateway_for(app: Callable[..., list[bytes]]) -> WSGIGateway:
     cfg = SimpleNamespace(
         header_map="drop",
         forwarded_allow_ips=[],
@@ -51,7 +55,10 @@ def respond(
         forwarder_headers=[],
         sendfile=True,
     )
-    gateway = WSGIGateway(app, cfg, multithread=False, log_warning=lambda _: None)
+    return WSGIGateway(app, cfg, multithread=False, log_warning=lambda _: None)
+
+
+def serve(gateway: WSGIGateway, method: str = "GET") -> tuple[list[bytes], ResponseState]:
     conn = ServerConnection()
     conn.receive_data(f"{method} / HTTP/1.1\r\nHost: a\r\n\r\n".encode())
     req = conn.next_event()
@@ -98,3 +105,24 @@ def test_send_full_answers_what_its_checks_decide(
         return
     sent, _ = respond(LARGE, headers, status=status)
     assert len(sent) == 1 and b"Content-Length" not in sent[0]
+
+
+class Status(str):
+    """A str subclass, as some frameworks' status objects are."""
+
+
+def test_status_lines_are_checked_whatever_the_memo_holds() -> None:
+    """A str subclass is taken whether or not its plain twin was seen; a bytearray, which a
+    memo cannot hold, is refused as an invalid status line, not a TypeError."""
+    lines: list[Any] = [Status("201 Created"), "201 Created", Status("201 Created")]
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        start_response(lines.pop(0), [])
+        return [b"x"]
+
+    gateway = gateway_for(app)
+    for _ in range(3):
+        sent, state = serve(gateway)
+        assert (state.status, sent[0][:21]) == (201, b"HTTP/1.1 201 Created\r")
+    with pytest.raises(LocalProtocolError, match="invalid status line"):
+        respond(b"x", [], status=bytearray(b"200 OK"))

@@ -94,7 +94,7 @@ class StreamConn:
         return Data(data)
 
     def end_of_message(self) -> bool:
-        """Take the next event when it is the request's end: whether it was."""
+        """Take the next event; whether it was the request's end (see Exchange)."""
         return type(self.next_event()) is EndOfMessage
 
     def receive_data(self, data: bytes) -> None:

@@ -1,7 +1,8 @@
 """TLS on one connection of the sync and threaded workers: its transport, handshake and close.
 
-Imported only when the settings ask for TLS: a server without it never loads ``ssl`` (about
-3 MiB of OpenSSL resident in the arbiter alone).
+Imported only when the settings ask for TLS (workers/base.py, in the arbiter): a sync or
+threaded server without it never loads ``ssl``, about 3 MiB of OpenSSL resident in the arbiter
+alone (asyncio imports ``ssl`` itself).
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ class Exchange(Protocol):
     def next_event(self) -> Event | Sentinel: ...
 
     def end_of_message(self) -> bool:
-        """Take the next event when it is the request's end: whether it was."""
+        """Take the next event; whether it was the request's end (a body piece taken is lost:
+        for a request whose body was read, or that has none)."""
         ...
 
     def receive_data(self, data: bytes) -> None: ...

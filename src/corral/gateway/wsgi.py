@@ -266,7 +266,10 @@ class WSGIGateway:
                     exc_info = None
             elif state.status:
                 raise AssertionError("start_response called a second time without exc_info")
-            parsed = statuses.get(status)
+            try:
+                parsed = statuses.get(status)
+            except TypeError:  # unhashable, so not a str: _status says what is wrong
+                parsed = None
             if parsed is None:
                 parsed = self._status(status)
             state.status, state.reason = parsed
@@ -285,13 +288,15 @@ class WSGIGateway:
 
     def _status(self, status: str) -> tuple[int, str]:
         """The code and reason of the app's status line ("200 OK"), checked once per line: an
-        app sends a handful of them, so the lines that passed are remembered (up to 256)."""
-        code = status[:3] if type(status) is str else ""
+        app sends a handful of them, so the short lines that passed are remembered (up to 256)."""
+        code = status[:3] if isinstance(status, str) else ""
         valid = len(code) == 3 and code.isascii() and code.isdigit()
         if not valid or status[3:4] not in ("", " "):
             raise LocalProtocolError("invalid status line from the app: " + repr(status))
         parsed = int(code), status[4:]
-        if len(self._statuses) < 256:
+        # Only plain short strings: a subclass equal to one would be answered by its entry, and
+        # a reason phrase that changes on every response would hold 256 long strings for good.
+        if type(status) is str and len(status) <= 64 and len(self._statuses) < 256:
             self._statuses[status] = parsed
         return parsed
 

@@ -307,9 +307,9 @@ class ServerConnection:
         return NEED_DATA
 
     def end_of_message(self) -> bool:
-        """Take the next event when it is the request's end: True, as ``type(next_event()) is
-        EndOfMessage`` (raising as it does). Once per request, for a request without a body,
-        so the end of one without trailers is taken with no event made."""
+        """Take the next event and say whether it was the request's end, as ``type(next_event())
+        is EndOfMessage`` (raising as it does; a body piece it takes is lost). Once per request,
+        for a request without a body, so the end of one without trailers makes no event."""
         if self._rstate == _R_END and self._chunked is None:
             self._rstate = _R_PAUSED
             return True

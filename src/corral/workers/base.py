@@ -82,7 +82,9 @@ class Worker:
         # configuration: a client resumes its TLS session whichever worker it reaches.
         self.tls_context: ssl.SSLContext | None = None
         if cfg.is_ssl:
-            # Imported only for TLS: without it, no process of the server loads ssl.
+            # Imported only for TLS: without it, a sync or threaded server never loads ssl.
+            # tls_socket too, here in the arbiter before the fork, for every worker to share.
+            import corral.drivers.tls_socket  # noqa: F401
             from corral.drivers.tls import TLS_CONTEXTS
 
             self.tls_context = TLS_CONTEXTS.get(cfg, log.error, h2=self.h2_enabled())

@@ -5,6 +5,7 @@
                    port (which connection), the pid
 - `/echo`          reads the body in pieces; answers `<length> <sha256 hex>`
 - `/big?n=N`       N bytes of ``payload(N)``, in 64 KiB pieces, with a Content-Length
+- `/whole?n=N`     the same bytes in one piece (WSGI only), with a Content-Length unless `cl=0`
 - `/gate?f=PATH`   logs `h2_app: waiting <pid> <PATH>` to stderr, waits until PATH exists (at
                    most GATE_LIMIT seconds), answers `opened` (or `timed out`); it waits in
                    short sleeps, so that request_timeout can stop it (WSGI) or cancel it (ASGI)
@@ -19,7 +20,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -51,7 +52,17 @@ def _view(protocol: str, method: str, scheme: str, port: object) -> bytes:
 # -- WSGI ---------------------------------------------------------------------------------------
 
 
-def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    if environ["PATH_INFO"] == "/whole":  # a list of one piece: the gateway's send_full path
+        query = _query(environ.get("QUERY_STRING", ""))
+        data = payload(int(query["n"]))
+        given = [] if query.get("cl") == "0" else [("Content-Length", str(len(data)))]
+        start_response("200 OK", given)
+        return [data]
+    return _streamed(environ, start_response)
+
+
+def _streamed(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
     path, query = environ["PATH_INFO"], _query(environ.get("QUERY_STRING", ""))
     if path == "/echo":
         stream, digest, total = environ["wsgi.input"], hashlib.sha256(), 0

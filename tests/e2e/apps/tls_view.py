@@ -9,7 +9,13 @@ from typing import Any
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-    """wsgi.url_scheme, HTTPS and the SSL_* keys; ``/file`` sends 1 MiB through file_wrapper."""
+    """wsgi.url_scheme, HTTPS and the SSL_* keys; ``/file`` sends 1 MiB through file_wrapper,
+    ``/whole`` the same bytes as one piece of a list, without a Content-Length."""
+    if environ["PATH_INFO"] == "/whole":
+        with open(os.environ["TLS_VIEW_FILE"], "rb") as f:
+            data = f.read()
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [data]
     if environ["PATH_INFO"] == "/file":
         path = os.environ["TLS_VIEW_FILE"]
         start_response("200 OK", [("Content-Length", str(os.path.getsize(path)))])
