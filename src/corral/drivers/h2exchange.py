@@ -130,6 +130,12 @@ class StreamConn:
             self.link.commit(self.stream)
         return b""
 
+    def send_full_parts(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, reason: str | None = None
+    ) -> tuple[bytes, bytes]:
+        """As send_full: the frames are written here, nothing is left for the driver."""
+        return self.send_full(status, headers, body, reason), b""
+
     def send_response(
         self, status: int, headers: list[tuple[str, str]], reason: str | None = None
     ) -> bytes:

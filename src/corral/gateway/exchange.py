@@ -35,6 +35,10 @@ class Exchange(Protocol):
         self, status: int, headers: list[tuple[str, str]], body: bytes, reason: str | None = None
     ) -> bytes: ...
 
+    def send_full_parts(
+        self, status: int, headers: list[tuple[str, str]], body: bytes, reason: str | None = None
+    ) -> tuple[bytes, bytes]: ...
+
     def send_response(
         self, status: int, headers: list[tuple[str, str]], reason: str | None = None
     ) -> bytes: ...

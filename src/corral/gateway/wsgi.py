@@ -18,7 +18,8 @@ from corral.http.errors import LocalProtocolError
 from corral.http.events import Request
 
 # A body given whole and larger than this is not joined to its head: the join would copy it
-# (about 30 µs per MiB here). Both go in one write all the same (Transport.send_after).
+# (about 30 µs per MiB here). Both go in one write all the same (Transport.send_after); a
+# smaller one is joined, which costs less than handing two buffers to the kernel.
 JOIN_MAX = 256 * 1024
 
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
@@ -71,18 +72,12 @@ def _dashed_key(name: str) -> str:
     return "HTTP_" + upper.replace("-", "_")
 
 
-def _length_field(headers: list[tuple[str, str]]) -> str | None:
-    """The value of the app's Content-Length field, as it gave it; None when it set none."""
-    for name, value in headers:
-        if name.lower() == "content-length":
-            return value
-    return None
-
-
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
     """The app's Content-Length, when it set a valid one (the core rejects invalid ones)."""
-    value = _length_field(headers)
-    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+    for name, value in headers:
+        if name.lower() == "content-length":
+            return int(value) if value.isascii() and value.isdigit() else None
+    return None
 
 
 class ResponseState:
@@ -310,12 +305,17 @@ class WSGIGateway:
         """Send what the app returned: one buffer, a file, or the pieces of an iterable."""
         if type(result) is list and len(result) == 1 and state.status and not state.head_sent:
             body = result[0]
-            if len(body) > JOIN_MAX and self._send_apart(state, conn, transport, body):
-                return
-            out = conn.send_full(state.status, state.headers, body, state.reason)
+            head, out = conn.send_full_parts(state.status, state.headers, body, state.reason)
+            if len(out) <= JOIN_MAX or type(out) is not bytes:
+                # Joined; a body that is not bytes fails here, before anything counts as sent.
+                head += out
+                out = b""
             state.head_sent = True
             state.body_bytes = len(body)
-            transport.sendall(out)
+            if out:
+                transport.send_after(head, out)
+            else:
+                transport.sendall(head)
             if conn.body_suppressed:
                 self._note_suppressed(state)
         elif isinstance(result, FileWrapper) and self._sendfile_ok and result.fileno() >= 0:
@@ -325,41 +325,6 @@ class WSGIGateway:
                 if chunk:
                     self._send_chunk(state, conn, transport, chunk)
             self._finish(state, conn, transport)
-
-    def _send_apart(
-        self, state: ResponseState, conn: Exchange, transport: Transport, body: bytes
-    ) -> bool:
-        """Send a large body given whole with its head, uncopied, as send_full would frame it;
-        False (nothing sent) where send_full's own checks must answer: a status whose
-        Content-Length rules differ, or an app's Content-Length other than the body's length."""
-        status, headers = state.status, state.headers
-        if (
-            type(body) is not bytes
-            or type(headers) is not list
-            or status < 200
-            or status in (204, 304)
-        ):
-            return False
-        length = str(len(body))
-        try:
-            declared = _length_field(headers)
-        except (TypeError, ValueError, AttributeError):
-            return False  # a malformed field: send_full names it
-        if declared is None:
-            headers = [*headers, ("Content-Length", length)]
-        elif declared != length:
-            return False
-        head = conn.send_response(status, headers, state.reason)
-        state.head_sent = True
-        out = conn.send_data(body)  # the body itself; b"" where the exchange wrote it (HTTP/2)
-        state.body_bytes = len(body)
-        transport.send_after(head, out)
-        end = conn.send_end()
-        if end:
-            transport.sendall(end)
-        if conn.body_suppressed:
-            self._note_suppressed(state)
-        return True
 
     def _send_chunk(
         self, state: ResponseState, conn: Exchange, transport: Transport, data: bytes

@@ -348,13 +348,25 @@ class ServerConnection:
         reason: str | None = None,
     ) -> bytes:
         """A whole response, head and body, in one buffer (one write)."""
+        head, body = self.send_full_parts(status, headers, body, reason)
+        return head + body
+
+    def send_full_parts(
+        self,
+        status: int,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        reason: str | None = None,
+    ) -> tuple[bytes, bytes]:
+        """send_full's head and body, not joined (the body b"" where the response carries
+        none): a driver writes them in one go without copying a large body onto its head."""
         head = self._head(status, headers, reason, len(body))
         self._sstate = _S_DONE
         if self._framing == state.NO_BODY or self._framing == state.SWITCHED:
             if body:
                 self.body_suppressed = True
-            return head
-        return head + body
+            return head, b""
+        return head, body
 
     def send_data(self, data: bytes) -> bytes:
         """Frame a piece of the response body."""
